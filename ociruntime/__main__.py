@@ -1,0 +1,3 @@
+import sys
+from ociruntime.cli import main
+sys.exit(main(sys.argv))
