@@ -1,0 +1,38 @@
+# ociruntime — `make run` (demo container) and `make test` (the whole suite) on a fresh Debian 12, as root.
+SHELL := /bin/bash
+PY := /usr/bin/python3
+VENV := $(CURDIR)/.venv
+VPY := $(VENV)/bin/python
+APT_PKGS := busybox-static libseccomp-dev runc crun musl-tools python3-venv python3-dev gcc make jq strace
+PIP_PKGS := jsonschema pyroute2 cffi pytest pytest-timeout
+DEMO := $(CURDIR)/demo
+
+.PHONY: deps build run test bench clean
+
+deps: $(VENV)/.deps
+
+$(VENV)/.deps:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+	test -x $(VPY) || $(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip setuptools wheel
+	$(VPY) -m pip install -q $(PIP_PKGS)
+	touch $@
+
+build: deps
+	$(VPY) -m pip install -q --no-build-isolation -e .
+	@test -x ociruntime/libexec/ociruntime-init
+
+run: build
+	$(VPY) -m ociruntime.testing.demo $(DEMO)
+	cd $(DEMO) && $(VENV)/bin/ociruntime --root $(DEMO)/state run demo-$$$$
+
+test: build
+	$(VPY) -m pytest -q
+
+bench: build
+	$(VPY) -m pip install -q matplotlib
+	$(VPY) bench/run.py
+
+clean:
+	rm -rf build *.egg-info ociruntime/_shim*.so ociruntime/libexec $(DEMO)

@@ -1,0 +1,72 @@
+/* init.h - shared declarations of ociruntime-init (the C process between clone and execve). */
+#ifndef OCI_INIT_H
+#define OCI_INIT_H
+#define _GNU_SOURCE
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include "../plan.h"
+
+struct str_vec { uint32_t n; const char **v; };
+
+struct ns_join { uint32_t flag; const char *path; int fd; };
+struct mount_op {
+	const char *src, *dst, *fstype, *data;
+	uint32_t flags, kind, npflags;
+	const uint32_t *pflags; /* unaligned copy, see plan.c */
+	uint64_t attr_set, attr_clr;
+};
+struct device_op { const char *path; uint32_t mode, major, minor, uid, gid, bind; };
+struct pair { const char *a, *b; };
+struct rlimit_op { uint32_t resource; uint64_t soft, hard; };
+struct hook_op { uint32_t kind; int32_t timeout; const char *path; struct str_vec args, env; };
+struct mkdir_op { const char *path; uint32_t mode; };
+
+struct plan {
+	int sync_fd, fifo_fd, console_fd, close_from;
+	struct ns_join *joins; uint32_t njoins;
+	uint32_t new_ns;
+	int has_timens; int64_t timens[4];
+	int has_oom; int32_t oom;
+	const char *rootfs; uint32_t root_propagation, root_flags;
+	struct mount_op *mounts; uint32_t nmounts;
+	struct device_op *devices; uint32_t ndevices;
+	struct pair *symlinks; uint32_t nsymlinks;
+	const char **masked; uint32_t nmasked;
+	const char **readonly; uint32_t nreadonly;
+	const char *hostname, *domainname;
+	struct pair *sysctls; uint32_t nsysctls;
+	struct rlimit_op *rlimits; uint32_t nrlimits;
+	int has_caps; uint64_t caps[5]; /* bounding, effective, permitted, inheritable, ambient */
+	int has_user; uint32_t uid, gid, umask, user_flags, ngroups; uint32_t *groups;
+	const char *cwd; struct str_vec args, env; uint32_t proc_flags;
+	struct hook_op *hooks; uint32_t nhooks;
+	struct mkdir_op *mkdirs; uint32_t nmkdirs;
+};
+
+/* plan.c */
+int plan_decode(const uint8_t *buf, size_t len, struct plan *p, char *err, size_t errlen);
+
+/* util.c */
+extern int g_sync_fd;
+extern const char *g_stage;
+void bail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));   /* appends ": strerror(errno)" */
+void bailx(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));  /* no errno */
+void sync_send(uint32_t type, int32_t value, const void *payload, size_t len);
+/* receives one message of the expected type; payload (NUL-terminated, malloc'd) into *out if non-NULL */
+int32_t sync_expect(uint32_t type, char **out, size_t *outlen);
+int write_all(int fd, const void *buf, size_t len);
+int run_hooks(struct plan *p, uint32_t kind, const char *state, size_t state_len);
+
+/* rootfs.c */
+void setup_rootfs(struct plan *p);          /* before HOOKS_PLS: propagation, rootfs bind, mounts, devices */
+void finish_rootfs(struct plan *p);         /* after createContainer hooks: pivot_root, ro root */
+void masked_and_readonly(struct plan *p);   /* after pivot_root */
+void write_sysctls(struct plan *p);
+int open_in_root(int rootfd, const char *path, int flags, uint64_t resolve);
+
+/* creds.c */
+void apply_rlimits(struct plan *p);
+void apply_user_and_caps(struct plan *p);
+const char *lookup_exec(struct plan *p, char *buf, size_t buflen);
+#endif

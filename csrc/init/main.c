@@ -1,0 +1,267 @@
+/* main.c - ociruntime-init: the only code that runs between clone and the user's execve.
+ *
+ * Started by ociruntime (Python) from a sealed memfd copy of this binary, so /proc/<pid>/exe never
+ * points at a host binary (CVE-2019-5736). argv[1] is the fd of the plan (a memfd, see plan.h).
+ *
+ * stage-1 ("ociruntime:[1:SETUP]", child of the runtime, host namespaces): waits for GO (the runtime
+ *   has put it into its cgroup), joins namespaces by path, unshares the user namespace alone and asks
+ *   the runtime to write the id maps, unshares the other namespaces, then clone(CLONE_PARENT)s the
+ *   init so that it lands in the new pid/time namespaces while staying the runtime's child.
+ * stage-2 ("ociruntime:[2:INIT]", the container init): rootfs, hooks, pivot_root, masked paths,
+ *   hostname, sysctls, rlimits, creds, caps, cwd, then READY; after RUN it drops the sync socket,
+ *   blocks on the exec fifo until `start`, runs startContainer hooks and execve()s the process.
+ */
+#include "init.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#ifndef NS_GET_NSTYPE
+#define NS_GET_NSTYPE _IO(0xb7, 0x3)
+#endif
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+
+static const char *ns_name(uint32_t flag)
+{
+	switch (flag) {
+	case CLONE_NEWUSER: return "user";
+	case CLONE_NEWNS: return "mount";
+	case CLONE_NEWPID: return "pid";
+	case CLONE_NEWNET: return "network";
+	case CLONE_NEWIPC: return "ipc";
+	case CLONE_NEWUTS: return "uts";
+	case CLONE_NEWCGROUP: return "cgroup";
+	case CLONE_NEWTIME: return "time";
+	}
+	return "?";
+}
+
+static void write_proc_self(const char *file, const char *val)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/self/%s", file);
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0) bail("open %s", path);
+	if (write_all(fd, val, strlen(val)) < 0) bail("write %s (%s)", path, val);
+	close(fd);
+}
+
+/* Join the namespaces given by path. All paths are opened (and their type verified with
+ * NS_GET_NSTYPE) before the first setns, since joining a mount namespace changes what paths mean. */
+static void join_namespaces(struct plan *p)
+{
+	for (uint32_t i = 0; i < p->njoins; i++) {
+		struct ns_join *j = &p->joins[i];
+		j->fd = open(j->path, O_RDONLY | O_CLOEXEC);
+		if (j->fd < 0) bail("open %s namespace %s", ns_name(j->flag), j->path);
+		int t = ioctl(j->fd, NS_GET_NSTYPE);
+		if (t < 0) bail("%s is not a namespace file", j->path);
+		if ((uint32_t)t != j->flag)
+			bailx("%s is a %s namespace, not a %s namespace", j->path, ns_name(t), ns_name(j->flag));
+	}
+	/* the user namespace first: it owns the others */
+	for (int pass = 0; pass < 2; pass++)
+		for (uint32_t i = 0; i < p->njoins; i++) {
+			struct ns_join *j = &p->joins[i];
+			if ((pass == 0) != (j->flag == CLONE_NEWUSER)) continue;
+			if (setns(j->fd, j->flag) < 0) bail("setns %s namespace %s", ns_name(j->flag), j->path);
+			close(j->fd);
+			j->fd = -1;
+		}
+}
+
+static pid_t clone_parent(void)
+{
+	/* fork semantics (no new stack), but the child is a sibling of this process: a child of the runtime */
+	return (pid_t)syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
+}
+
+static void wait_exec_fifo(struct plan *p)
+{
+	struct pollfd pf = { p->fifo_fd, POLLIN, 0 };
+	for (;;) {
+		int r = poll(&pf, 1, -1);
+		if (r < 0 && errno == EINTR) continue;
+		if (r < 0) bail("poll exec fifo");
+		char c;
+		ssize_t n = read(p->fifo_fd, &c, 1);
+		if (n == 1) break;
+		if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+		if (n == 0) { /* a writer came and went without a byte: keep waiting */
+			struct timespec ts = { 0, 1000000 };
+			nanosleep(&ts, NULL);
+			continue;
+		}
+		bail("read exec fifo");
+	}
+	close(p->fifo_fd);
+}
+
+static void reset_signals(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	for (int s = 1; s < _NSIG; s++)
+		sigaction(s, &sa, NULL);
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+static void stage2(struct plan *p)
+{
+	g_stage = "init";
+	prctl(PR_SET_NAME, "ociruntime:[2:INIT]", 0, 0, 0);
+	if (setsid() < 0) bail("setsid");
+	if (p->new_ns & CLONE_NEWUSER) {
+		if (setresgid(0, 0, 0) < 0) bail("setresgid(0) in the user namespace");
+		if (setresuid(0, 0, 0) < 0) bail("setresuid(0) in the user namespace");
+	}
+
+	setup_rootfs(p);
+
+	sync_send(SYNC_HOOKS_PLS, 0, NULL, 0);
+	char *state = NULL;
+	size_t state_len = 0;
+	sync_expect(SYNC_HOOKS_ACK, &state, &state_len);
+	run_hooks(p, HOOK_CREATE_CONTAINER, state, state_len);
+	free(state);
+
+	finish_rootfs(p);
+	if (p->hostname && sethostname(p->hostname, strlen(p->hostname)) < 0) bail("sethostname %s", p->hostname);
+	if (p->domainname && setdomainname(p->domainname, strlen(p->domainname)) < 0) bail("setdomainname %s", p->domainname);
+	write_sysctls(p);
+	masked_and_readonly(p);
+	if ((p->proc_flags & PROC_NNP) && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) bail("prctl(PR_SET_NO_NEW_PRIVS)");
+	apply_rlimits(p);
+	apply_user_and_caps(p);
+
+	if (p->cwd && *p->cwd) {
+		if (chdir(p->cwd) < 0) bail("chdir to cwd (\"%s\") set in config.json failed", p->cwd);
+		/* CVE-2024-21626: a cwd outside the container's root reads back as ENOENT/"(unreachable)" */
+		char buf[PATH_MAX];
+		if (!getcwd(buf, sizeof(buf)) || buf[0] != '/')
+			bailx("current working directory is outside of container mount namespace root -- possible container breakout detected");
+	}
+	static char exe[PATH_MAX];
+	const char *path = lookup_exec(p, exe, sizeof(exe));
+
+	sync_send(SYNC_READY, 0, NULL, 0);
+	sync_expect(SYNC_RUN, &state, &state_len);
+	close(g_sync_fd);
+	g_sync_fd = -1;
+
+	wait_exec_fifo(p);
+	run_hooks(p, HOOK_START_CONTAINER, state, state_len);
+	free(state);
+	reset_signals();
+	/* CVE-2024-21626: nothing but stdio and the preserved fds crosses execve */
+	if (syscall(SYS_close_range, p->close_from, ~0U, 0) < 0) {
+		for (int fd = p->close_from; fd < 65536; fd++) close(fd);
+	}
+	execve(path, (char **)p->args.v, (char **)p->env.v);
+	bail("exec %s", path);
+}
+
+static void stage1(struct plan *p)
+{
+	g_stage = "setup";
+	prctl(PR_SET_NAME, "ociruntime:[1:SETUP]", 0, 0, 0);
+	sync_expect(SYNC_GO, NULL, NULL);
+	if (p->has_oom) {
+		char v[16];
+		snprintf(v, sizeof(v), "%d", p->oom);
+		write_proc_self("oom_score_adj", v);
+	}
+	/* Not dumpable while we hold host fds and join namespaces (CVE-2016-9962). */
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) bail("prctl(PR_SET_DUMPABLE)");
+	join_namespaces(p);
+	if (p->new_ns & CLONE_NEWUSER) {
+		/* The user namespace alone first: the runtime (still privileged in the parent user namespace)
+		 * writes our maps; only then do the other namespaces get created, owned by the new userns. */
+		if (unshare(CLONE_NEWUSER) < 0) bail("unshare user namespace");
+		if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0) bail("prctl(PR_SET_DUMPABLE)");
+		sync_send(SYNC_USERMAP_PLS, 0, NULL, 0);
+		sync_expect(SYNC_USERMAP_ACK, NULL, NULL);
+		if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) bail("prctl(PR_SET_DUMPABLE)");
+		if (setresgid(0, 0, 0) < 0) bail("setresgid(0) in the new user namespace");
+		if (setresuid(0, 0, 0) < 0) bail("setresuid(0) in the new user namespace");
+	}
+	uint32_t rest = p->new_ns & ~(uint32_t)CLONE_NEWUSER;
+	if (rest && unshare(rest) < 0) bail("unshare namespaces 0x%x", rest);
+	if (p->has_timens) {
+		char v[128];
+		snprintf(v, sizeof(v), "monotonic %lld %lld\nboottime %lld %lld\n",
+			 (long long)p->timens[0], (long long)p->timens[1], (long long)p->timens[2], (long long)p->timens[3]);
+		write_proc_self("timens_offsets", v);
+	}
+	pid_t pid = clone_parent();
+	if (pid < 0) bail("clone container init");
+	if (pid == 0) {
+		stage2(p);
+		_exit(1);
+	}
+	sync_send(SYNC_PID, pid, NULL, 0);
+	_exit(0);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc >= 3 && strcmp(argv[1], "--check-plan") == 0) {
+		/* test hook: decode a plan file and report; never executes anything */
+		int fd = open(argv[2], O_RDONLY | O_CLOEXEC);
+		if (fd < 0) { perror(argv[2]); return 2; }
+		struct stat st;
+		fstat(fd, &st);
+		uint8_t *buf = malloc(st.st_size + 1);
+		if (!buf || read(fd, buf, st.st_size) != st.st_size) { perror("read"); return 2; }
+		struct plan p;
+		char err[256];
+		if (plan_decode(buf, st.st_size, &p, err, sizeof(err)) < 0) { printf("error: %s\n", err); return 1; }
+		printf("ok mounts=%u devices=%u masked=%u readonly=%u args=%u env=%u hooks=%u joins=%u ns=0x%x\n",
+		       p.nmounts, p.ndevices, p.nmasked, p.nreadonly, p.args.n, p.env.n, p.nhooks, p.njoins, p.new_ns);
+		return 0;
+	}
+	if (argc < 3) {
+		dprintf(2, "ociruntime-init: this program is started by ociruntime, not by hand\n");
+		return 2;
+	}
+	int planfd = atoi(argv[1]);
+	g_sync_fd = atoi(argv[2]);
+	struct stat st;
+	if (fstat(planfd, &st) < 0 || st.st_size <= 0 || (uint64_t)st.st_size > PLAN_MAX_SIZE) {
+		dprintf(2, "ociruntime-init: bad plan fd\n");
+		return 2;
+	}
+	void *buf = mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE, planfd, 0);
+	if (buf == MAP_FAILED) { dprintf(2, "ociruntime-init: mmap plan: %s\n", strerror(errno)); return 2; }
+	close(planfd);
+	struct plan p;
+	char err[256];
+	if (plan_decode(buf, st.st_size, &p, err, sizeof(err)) < 0) {
+		bailx("%s", err);
+	}
+	g_sync_fd = p.sync_fd;
+	stage1(&p);
+	return 1;
+}

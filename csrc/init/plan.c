@@ -1,0 +1,176 @@
+/* plan.c - bounds-checked decoder of the plan (see plan.h). Strings point into the buffer, which
+ * stays mapped while the init needs them. Every length is checked before use. */
+#include "init.h"
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct rd { const uint8_t *p; size_t left; int bad; };
+
+static int take(struct rd *r, void *dst, size_t n)
+{
+	if (r->bad || r->left < n) { r->bad = 1; if (dst) memset(dst, 0, n); return -1; }
+	if (dst) memcpy(dst, r->p, n);
+	r->p += n; r->left -= n;
+	return 0;
+}
+static uint32_t u32(struct rd *r) { uint32_t v; take(r, &v, 4); return v; }
+static int32_t i32(struct rd *r) { int32_t v; take(r, &v, 4); return v; }
+static uint64_t u64(struct rd *r) { uint64_t v; take(r, &v, 8); return v; }
+static int64_t i64(struct rd *r) { int64_t v; take(r, &v, 8); return v; }
+static const char *str(struct rd *r)
+{
+	uint32_t n = u32(r);
+	if (r->bad || n == 0 || n > r->left) { r->bad = 1; return ""; }
+	const char *s = (const char *)r->p;
+	if (s[n - 1] != 0 || memchr(s, 0, n - 1)) { r->bad = 1; return ""; }
+	take(r, NULL, n);
+	return s;
+}
+static struct str_vec strv(struct rd *r)
+{
+	struct str_vec v = { 0, NULL };
+	uint32_t n = u32(r);
+	if (r->bad || n > r->left / 5) { r->bad = 1; n = 0; }
+	v.v = calloc(n + 1, sizeof(char *));
+	if (!v.v) { r->bad = 1; return v; }
+	for (uint32_t i = 0; i < n && !r->bad; i++) v.v[i] = str(r);
+	v.n = r->bad ? 0 : n;
+	return v;
+}
+
+#define GROW(arr, n) do { void *_t = realloc((arr), sizeof(*(arr)) * ((n) + 1)); if (!_t) return fail(err, errlen, "out of memory"); (arr) = _t; } while (0)
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+int plan_decode(const uint8_t *buf, size_t len, struct plan *p, char *err, size_t errlen)
+{
+	memset(p, 0, sizeof(*p));
+	p->fifo_fd = p->console_fd = -1;
+	p->sync_fd = -1;
+	p->umask = UMASK_UNSET;
+	p->env.v = calloc(1, sizeof(char *));
+	p->args.v = calloc(1, sizeof(char *));
+	if (len < 12 || len > PLAN_MAX_SIZE) return fail(err, errlen, "plan: bad size %zu", len);
+	if (memcmp(buf, PLAN_MAGIC, 4) != 0) return fail(err, errlen, "plan: bad magic");
+	struct rd r = { buf + 4, len - 4, 0 };
+	uint32_t version = u32(&r), count = u32(&r);
+	if (version != PLAN_VERSION) return fail(err, errlen, "plan: version %u, want %u", version, PLAN_VERSION);
+	for (uint32_t i = 0; i < count; i++) {
+		uint32_t op = u32(&r), rlen = u32(&r);
+		if (r.bad || rlen > r.left) return fail(err, errlen, "plan: record %u truncated", i);
+		struct rd q = { r.p, rlen, 0 };
+		take(&r, NULL, rlen);
+		switch (op) {
+		case OP_FDS:
+			p->sync_fd = (int)u32(&q); p->fifo_fd = i32(&q); p->console_fd = i32(&q); p->close_from = (int)u32(&q);
+			break;
+		case OP_NS_JOIN:
+			GROW(p->joins, p->njoins);
+			p->joins[p->njoins].flag = u32(&q);
+			p->joins[p->njoins].path = str(&q);
+			p->joins[p->njoins].fd = -1;
+			p->njoins++;
+			break;
+		case OP_NS_NEW: p->new_ns = u32(&q); break;
+		case OP_TIMENS:
+			p->has_timens = 1;
+			for (int k = 0; k < 4; k++) p->timens[k] = i64(&q);
+			break;
+		case OP_OOM_SCORE_ADJ: p->has_oom = 1; p->oom = i32(&q); break;
+		case OP_ROOTFS:
+			p->rootfs = str(&q); p->root_propagation = u32(&q); p->root_flags = u32(&q);
+			break;
+		case OP_MOUNT: {
+			GROW(p->mounts, p->nmounts);
+			struct mount_op *m = &p->mounts[p->nmounts];
+			m->src = str(&q); m->dst = str(&q); m->fstype = str(&q); m->data = str(&q);
+			m->flags = u32(&q); m->kind = u32(&q); m->attr_set = u64(&q); m->attr_clr = u64(&q);
+			m->npflags = u32(&q);
+			if (q.bad || m->npflags > 16 || m->npflags * 4u > q.left) return fail(err, errlen, "plan: mount %u malformed", p->nmounts);
+			uint32_t *pf = calloc(m->npflags + 1, 4);
+			if (!pf) return fail(err, errlen, "out of memory");
+			for (uint32_t k = 0; k < m->npflags; k++) pf[k] = u32(&q);
+			m->pflags = pf;
+			p->nmounts++;
+			break;
+		}
+		case OP_DEVICE: {
+			GROW(p->devices, p->ndevices);
+			struct device_op *d = &p->devices[p->ndevices++];
+			d->path = str(&q); d->mode = u32(&q); d->major = u32(&q); d->minor = u32(&q);
+			d->uid = u32(&q); d->gid = u32(&q); d->bind = u32(&q);
+			break;
+		}
+		case OP_SYMLINK:
+			GROW(p->symlinks, p->nsymlinks);
+			p->symlinks[p->nsymlinks].a = str(&q);
+			p->symlinks[p->nsymlinks].b = str(&q);
+			p->nsymlinks++;
+			break;
+		case OP_MASK: GROW(p->masked, p->nmasked); p->masked[p->nmasked++] = str(&q); break;
+		case OP_READONLY: GROW(p->readonly, p->nreadonly); p->readonly[p->nreadonly++] = str(&q); break;
+		case OP_HOSTNAME: p->hostname = str(&q); break;
+		case OP_DOMAINNAME: p->domainname = str(&q); break;
+		case OP_SYSCTL:
+			GROW(p->sysctls, p->nsysctls);
+			p->sysctls[p->nsysctls].a = str(&q);
+			p->sysctls[p->nsysctls].b = str(&q);
+			p->nsysctls++;
+			break;
+		case OP_RLIMIT:
+			GROW(p->rlimits, p->nrlimits);
+			p->rlimits[p->nrlimits].resource = u32(&q);
+			p->rlimits[p->nrlimits].soft = u64(&q);
+			p->rlimits[p->nrlimits].hard = u64(&q);
+			p->nrlimits++;
+			break;
+		case OP_CAPS:
+			p->has_caps = 1;
+			for (int k = 0; k < 5; k++) p->caps[k] = u64(&q);
+			break;
+		case OP_USER:
+			p->has_user = 1;
+			p->uid = u32(&q); p->gid = u32(&q); p->umask = u32(&q); p->user_flags = u32(&q);
+			p->ngroups = u32(&q);
+			if (q.bad || p->ngroups > 65536 || p->ngroups * 4u > q.left) return fail(err, errlen, "plan: user malformed");
+			p->groups = calloc(p->ngroups + 1, 4);
+			if (!p->groups) return fail(err, errlen, "out of memory");
+			for (uint32_t k = 0; k < p->ngroups; k++) p->groups[k] = u32(&q);
+			break;
+		case OP_PROCESS:
+			p->cwd = str(&q);
+			free(p->args.v); free(p->env.v);
+			p->args = strv(&q); p->env = strv(&q); p->proc_flags = u32(&q);
+			break;
+		case OP_HOOK: {
+			GROW(p->hooks, p->nhooks);
+			struct hook_op *h = &p->hooks[p->nhooks++];
+			h->kind = u32(&q); h->timeout = i32(&q); h->path = str(&q);
+			h->args = strv(&q); h->env = strv(&q);
+			break;
+		}
+		case OP_MKDIR:
+			GROW(p->mkdirs, p->nmkdirs);
+			p->mkdirs[p->nmkdirs].path = str(&q);
+			p->mkdirs[p->nmkdirs].mode = u32(&q);
+			p->nmkdirs++;
+			break;
+		default:
+			return fail(err, errlen, "plan: unknown op %u in record %u", op, i);
+		}
+		if (q.bad) return fail(err, errlen, "plan: record %u (op %u) malformed", i, op);
+		if (q.left) return fail(err, errlen, "plan: record %u (op %u) has %zu trailing bytes", i, op, q.left);
+	}
+	if (r.bad) return fail(err, errlen, "plan: truncated");
+	if (r.left) return fail(err, errlen, "plan: %zu trailing bytes", r.left);
+	return 0;
+}

@@ -1,0 +1,346 @@
+/* rootfs.c - everything below the rootfs, done through fds resolved by the kernel inside the root
+ * (openat2 RESOLVE_IN_ROOT): mount targets, mkdir, mknod, symlinks, masked and readonly paths.
+ * A symlink in the image can never redirect an operation onto a host path (CVE-2021-30465,
+ * CVE-2024-45310, CVE-2025-31133, CVE-2026-47766 and friends). */
+#include "init.h"
+#include "sys.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#define PROC_SUPER_MAGIC 0x9fa0
+#define IN_ROOT (OCI_RESOLVE_IN_ROOT | OCI_RESOLVE_NO_MAGICLINKS)
+
+static int g_rootfd = -1;
+
+int open_in_root(int rootfd, const char *path, int flags, uint64_t resolve)
+{
+	while (*path == '/') path++;
+	if (!*path) path = ".";
+	int fd;
+	do fd = sys_openat2(rootfd, path, (uint64_t)flags | O_CLOEXEC, 0, IN_ROOT | resolve);
+	while (fd < 0 && errno == EAGAIN);
+	return fd;
+}
+
+/* mkdir -p inside the root; returns an O_PATH fd of the directory. */
+static int mkdir_in_root(int rootfd, const char *path, mode_t mode)
+{
+	int fd = open_in_root(rootfd, path, O_PATH | O_DIRECTORY, 0);
+	if (fd >= 0 || errno != ENOENT) return fd;
+	char buf[PATH_MAX];
+	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf)) { errno = ENAMETOOLONG; return -1; }
+	/* strip trailing slashes */
+	size_t l = strlen(buf);
+	while (l > 1 && buf[l - 1] == '/') buf[--l] = 0;
+	char *slash = strrchr(buf, '/');
+	int parent;
+	const char *base;
+	if (slash) {
+		*slash = 0;
+		parent = mkdir_in_root(rootfd, *buf ? buf : "/", mode);
+		base = slash + 1;
+	} else {
+		parent = dup(rootfd);
+		base = buf;
+	}
+	if (parent < 0) return -1;
+	if (mkdirat(parent, base, mode) < 0 && errno != EEXIST) { int e = errno; close(parent); errno = e; return -1; }
+	close(parent);
+	return open_in_root(rootfd, path, O_PATH | O_DIRECTORY, 0);
+}
+
+/* Split "/a/b/c" into an O_PATH fd of "/a/b" (created if missing) and "c". */
+static int open_parent(int rootfd, const char *path, char *base, size_t baselen)
+{
+	char buf[PATH_MAX];
+	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf)) { errno = ENAMETOOLONG; return -1; }
+	size_t l = strlen(buf);
+	while (l > 1 && buf[l - 1] == '/') buf[--l] = 0;
+	char *slash = strrchr(buf, '/');
+	const char *b = slash ? slash + 1 : buf;
+	if (!*b || strcmp(b, "..") == 0 || strcmp(b, ".") == 0) { errno = EINVAL; return -1; }
+	snprintf(base, baselen, "%s", b);
+	if (slash) *slash = 0;
+	return mkdir_in_root(rootfd, slash && *buf ? buf : "/", 0755);
+}
+
+static void fdpath(char *buf, size_t len, int fd) { snprintf(buf, len, "/proc/self/fd/%d", fd); }
+
+/* Open (creating if needed) a mount target: a directory, or an empty file when the source is not a dir. */
+static int mount_target(int rootfd, const char *dst, int is_dir, uint64_t resolve)
+{
+	int fd;
+	if (is_dir) {
+		fd = open_in_root(rootfd, dst, O_PATH | O_DIRECTORY, resolve);
+		if (fd < 0 && errno == ENOENT) fd = mkdir_in_root(rootfd, dst, 0755);
+		if (fd >= 0 && resolve) { close(fd); fd = open_in_root(rootfd, dst, O_PATH | O_DIRECTORY, resolve); }
+		return fd;
+	}
+	fd = open_in_root(rootfd, dst, O_PATH, resolve);
+	if (fd >= 0 || errno != ENOENT) return fd;
+	char base[NAME_MAX + 1];
+	int parent = open_parent(rootfd, dst, base, sizeof(base));
+	if (parent < 0) return -1;
+	char pp[64];
+	fdpath(pp, sizeof(pp), parent);
+	/* create the file through the parent's fd, never following a symlink */
+	int dfd = open(pp, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+	close(parent);
+	if (dfd < 0) return -1;
+	int f = openat(dfd, base, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (f < 0 && errno != EEXIST) { int e = errno; close(dfd); errno = e; return -1; }
+	if (f >= 0) close(f);
+	close(dfd);
+	return open_in_root(rootfd, dst, O_PATH, resolve);
+}
+
+static unsigned long locked_flags(const char *path)
+{
+	struct statvfs sv;
+	unsigned long f = 0;
+	if (statvfs(path, &sv) < 0) return 0;
+	if (sv.f_flag & ST_RDONLY) f |= MS_RDONLY;
+	if (sv.f_flag & ST_NOSUID) f |= MS_NOSUID;
+	if (sv.f_flag & ST_NODEV) f |= MS_NODEV;
+	if (sv.f_flag & ST_NOEXEC) f |= MS_NOEXEC;
+	if (sv.f_flag & ST_NOATIME) f |= MS_NOATIME;
+	if (sv.f_flag & ST_NODIRATIME) f |= MS_NODIRATIME;
+	if (sv.f_flag & ST_RELATIME) f |= MS_RELATIME;
+	return f;
+}
+
+/* remount a bind mount with flags; in a user namespace locked flags must be kept */
+static int remount_bind(const char *target, unsigned long flags)
+{
+	if (mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | flags, NULL) == 0) return 0;
+	if (errno != EPERM) return -1;
+	return mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | flags | locked_flags(target), NULL);
+}
+
+static void do_mount(struct mount_op *m)
+{
+	int is_bind = m->kind == MOUNT_KIND_BIND || m->kind == MOUNT_KIND_RBIND;
+	int is_dir = 1;
+	uint64_t resolve = 0;
+	if (is_bind) {
+		struct stat st;
+		if (stat(m->src, &st) < 0) bail("bind mount source %s (for %s)", m->src, m->dst);
+		is_dir = S_ISDIR(st.st_mode);
+	}
+	/* procfs and sysfs must be mounted on a real directory, never through a symlink
+	 * (CVE-2019-19921, CVE-2023-27561, CVE-2025-54867) */
+	if (!is_bind && (strcmp(m->fstype, "proc") == 0 || strcmp(m->fstype, "sysfs") == 0))
+		resolve = OCI_RESOLVE_NO_SYMLINKS;
+	int tfd = mount_target(g_rootfd, m->dst, is_dir, resolve);
+	if (tfd < 0) bail("mount destination %s", m->dst);
+	char tp[64];
+	fdpath(tp, sizeof(tp), tfd);
+	if (is_bind) {
+		unsigned long bf = MS_BIND | (m->kind == MOUNT_KIND_RBIND ? MS_REC : 0);
+		if (mount(m->src, tp, NULL, bf, NULL) < 0) bail("bind mount %s on %s", m->src, m->dst);
+	} else {
+		if (mount(*m->src ? m->src : m->fstype, tp, m->fstype, m->flags, *m->data ? m->data : NULL) < 0)
+			bail("mount %s (type %s, options \"%s\") on %s", m->src, m->fstype, m->data, m->dst);
+	}
+	close(tfd);
+	/* re-open: the fd must now name the new mount, still inside the root */
+	tfd = open_in_root(g_rootfd, m->dst, O_PATH, resolve);
+	if (tfd < 0) bail("re-open mount destination %s", m->dst);
+	fdpath(tp, sizeof(tp), tfd);
+	unsigned long extra = m->flags & ~(unsigned long)(MS_BIND | MS_REC | MS_REMOUNT);
+	if (is_bind && extra && remount_bind(tp, extra) < 0)
+		bail("remount bind mount %s with flags 0x%lx", m->dst, extra);
+	for (uint32_t i = 0; i < m->npflags; i++)
+		if (mount(NULL, tp, NULL, m->pflags[i], NULL) < 0)
+			bail("set propagation 0x%x of %s", m->pflags[i], m->dst);
+	if (m->attr_set || m->attr_clr) {
+		struct oci_mount_attr a = { m->attr_set, m->attr_clr, 0, 0 };
+		if (sys_mount_setattr(tfd, "", AT_EMPTY_PATH | OCI_AT_RECURSIVE, &a) < 0)
+			bail("set recursive mount attributes of %s", m->dst);
+	}
+	close(tfd);
+}
+
+static void make_device(struct device_op *d)
+{
+	char base[NAME_MAX + 1];
+	int parent = open_parent(g_rootfd, d->path, base, sizeof(base));
+	if (parent < 0) bail("create parent directory of device %s", d->path);
+	char pp[64];
+	fdpath(pp, sizeof(pp), parent);
+	int dfd = open(pp, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+	close(parent);
+	if (dfd < 0) bail("open parent of device %s", d->path);
+	if (d->bind) {
+		/* in a user namespace mknod is not allowed: bind the host's node onto an empty file */
+		int f = openat(dfd, base, O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
+		if (f < 0) bail("create bind target for device %s", d->path);
+		close(f);
+		int tfd = open_in_root(g_rootfd, d->path, O_PATH | O_NOFOLLOW, 0);
+		if (tfd < 0) bail("open device target %s", d->path);
+		char tp[64];
+		fdpath(tp, sizeof(tp), tfd);
+		if (mount(d->path, tp, NULL, MS_BIND, NULL) < 0) bail("bind mount device %s", d->path);
+		close(tfd);
+	} else {
+		if (mknodat(dfd, base, d->mode, makedev(d->major, d->minor)) < 0) {
+			if (errno != EEXIST) bail("mknod %s", d->path);
+		} else {
+			if (fchownat(dfd, base, d->uid, d->gid, AT_SYMLINK_NOFOLLOW) < 0) bail("chown %s", d->path);
+			int f = openat(dfd, base, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+			if (f < 0) bail("open %s", d->path);
+			char fp[64];
+			fdpath(fp, sizeof(fp), f);
+			if (chmod(fp, d->mode & 07777) < 0) bail("chmod %s", d->path);
+			close(f);
+		}
+	}
+	close(dfd);
+}
+
+static void make_symlink(struct pair *s)
+{
+	char base[NAME_MAX + 1];
+	int parent = open_parent(g_rootfd, s->b, base, sizeof(base));
+	if (parent < 0) bail("create parent directory of %s", s->b);
+	char pp[64];
+	fdpath(pp, sizeof(pp), parent);
+	int dfd = open(pp, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+	close(parent);
+	if (dfd < 0) bail("open parent of %s", s->b);
+	if (strcmp(s->b, "/dev/ptmx") == 0) unlinkat(dfd, base, 0); /* runc setupPtmx: always the pts one */
+	if (symlinkat(s->a, dfd, base) < 0 && errno != EEXIST) bail("symlink %s -> %s", s->b, s->a);
+	close(dfd);
+}
+
+void setup_rootfs(struct plan *p)
+{
+	if (p->root_flags & ROOTFS_NO_MOUNTNS) return;
+	umask(0);
+	/* never let our mounts propagate to the host: rslave (or what rootfsPropagation says) */
+	if (mount(NULL, "/", NULL, p->root_propagation, NULL) < 0)
+		bail("set propagation of / to 0x%x", p->root_propagation);
+	if (mount(p->rootfs, p->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) bail("bind mount rootfs %s", p->rootfs);
+	g_rootfd = open(p->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (g_rootfd < 0) bail("open rootfs %s", p->rootfs);
+	for (uint32_t i = 0; i < p->nmounts; i++) do_mount(&p->mounts[i]);
+	for (uint32_t i = 0; i < p->ndevices; i++) make_device(&p->devices[i]);
+	for (uint32_t i = 0; i < p->nsymlinks; i++) make_symlink(&p->symlinks[i]);
+	/* the process cwd, created inside the root after the mounts that may contain it (runc does too) */
+	for (uint32_t i = 0; i < p->nmkdirs; i++) {
+		int fd = mkdir_in_root(g_rootfd, p->mkdirs[i].path, p->mkdirs[i].mode);
+		if (fd < 0) bail("mkdir %s in the rootfs", p->mkdirs[i].path);
+		close(fd);
+	}
+	umask(022);
+}
+
+void finish_rootfs(struct plan *p)
+{
+	if (p->root_flags & ROOTFS_NO_MOUNTNS) return;
+	if (fchdir(g_rootfd) < 0) bail("chdir to rootfs");
+	if (p->root_flags & ROOTFS_NO_PIVOT) {
+		if (mount(".", "/", NULL, MS_MOVE, NULL) < 0) bail("move rootfs onto /");
+		if (chroot(".") < 0) bail("chroot");
+	} else {
+		/* pivot_root(".", ".") stacks the old root on top of the new one; detach it */
+		if (syscall(SYS_pivot_root, ".", ".") < 0) bail("pivot_root %s", p->rootfs);
+		if (mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL) < 0) bail("make old root rslave");
+		if (umount2(".", MNT_DETACH) < 0) bail("unmount old root");
+	}
+	if (chdir("/") < 0) bail("chdir /");
+	close(g_rootfd);
+	g_rootfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (g_rootfd < 0) bail("open new root");
+	if ((p->root_flags & ROOTFS_READONLY) && remount_bind("/", MS_RDONLY) < 0) bail("remount root read-only");
+}
+
+static int open_dev_null(void)
+{
+	/* CVE-2025-31133: the image's /dev/null may be a symlink to /proc/sys/kernel/core_pattern */
+	int fd = open_in_root(g_rootfd, "/dev/null", O_PATH | O_NOFOLLOW, 0);
+	if (fd < 0) bail("open /dev/null in the container");
+	struct stat st;
+	if (fstat(fd, &st) < 0) bail("stat /dev/null");
+	if (!S_ISCHR(st.st_mode) || major(st.st_rdev) != 1 || minor(st.st_rdev) != 3)
+		bailx("/dev/null in the container is not the null device (char 1:3): refusing to use it for maskedPaths");
+	return fd;
+}
+
+void masked_and_readonly(struct plan *p)
+{
+	if (p->root_flags & ROOTFS_NO_MOUNTNS) return;
+	for (uint32_t i = 0; i < p->nreadonly; i++) {
+		const char *path = p->readonly[i];
+		int fd = open_in_root(g_rootfd, path, O_PATH, 0);
+		if (fd < 0) { if (errno == ENOENT) continue; bail("open readonly path %s", path); }
+		int tree = sys_open_tree(fd, "", OCI_OPEN_TREE_CLONE | OCI_OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | OCI_AT_RECURSIVE);
+		if (tree < 0) bail("clone mount of readonly path %s", path);
+		struct oci_mount_attr a = { OCI_MOUNT_ATTR_RDONLY, 0, 0, 0 };
+		if (sys_mount_setattr(tree, "", AT_EMPTY_PATH | OCI_AT_RECURSIVE, &a) < 0) bail("make %s read-only", path);
+		if (sys_move_mount(tree, "", fd, "", OCI_MOVE_MOUNT_F_EMPTY_PATH | OCI_MOVE_MOUNT_T_EMPTY_PATH) < 0)
+			bail("mount read-only %s", path);
+		close(tree);
+		close(fd);
+	}
+	int devnull = -1;
+	for (uint32_t i = 0; i < p->nmasked; i++) {
+		const char *path = p->masked[i];
+		int fd = open_in_root(g_rootfd, path, O_PATH, 0);
+		if (fd < 0) { if (errno == ENOENT) continue; bail("open masked path %s", path); }
+		struct stat st;
+		if (fstat(fd, &st) < 0) bail("stat masked path %s", path);
+		int m;
+		if (S_ISDIR(st.st_mode)) {
+			int fs = sys_fsopen("tmpfs", OCI_FSOPEN_CLOEXEC);
+			if (fs < 0) bail("fsopen tmpfs for %s", path);
+			if (sys_fsconfig(fs, OCI_FSCONFIG_SET_STRING, "source", "tmpfs", 0) < 0 ||
+			    sys_fsconfig(fs, OCI_FSCONFIG_SET_FLAG, "ro", NULL, 0) < 0 ||
+			    sys_fsconfig(fs, OCI_FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+				bail("create tmpfs for masked path %s", path);
+			m = sys_fsmount(fs, OCI_FSMOUNT_CLOEXEC, OCI_MOUNT_ATTR_RDONLY);
+			close(fs);
+		} else {
+			if (devnull < 0) devnull = open_dev_null();
+			m = sys_open_tree(devnull, "", OCI_OPEN_TREE_CLONE | OCI_OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+		}
+		if (m < 0) bail("prepare mask for %s", path);
+		if (sys_move_mount(m, "", fd, "", OCI_MOVE_MOUNT_F_EMPTY_PATH | OCI_MOVE_MOUNT_T_EMPTY_PATH) < 0)
+			bail("mask %s", path);
+		close(m);
+		close(fd);
+	}
+	if (devnull >= 0) close(devnull);
+}
+
+void write_sysctls(struct plan *p)
+{
+	if (!p->nsysctls) return;
+	/* CVE-2025-52881: write only through a verified procfs handle, never a string path */
+	int proc = open_in_root(g_rootfd >= 0 ? g_rootfd : AT_FDCWD, "/proc", O_PATH | O_DIRECTORY, OCI_RESOLVE_NO_SYMLINKS);
+	if (proc < 0) bail("open /proc for sysctls");
+	struct statfs sf;
+	if (fstatfs(proc, &sf) < 0 || sf.f_type != PROC_SUPER_MAGIC) bailx("/proc in the container is not procfs: cannot write sysctls");
+	for (uint32_t i = 0; i < p->nsysctls; i++) {
+		char path[PATH_MAX];
+		snprintf(path, sizeof(path), "sys/%s", p->sysctls[i].a);
+		for (char *c = path + 4; *c; c++) if (*c == '.') *c = '/';
+		int fd = sys_openat2(proc, path, O_WRONLY | O_CLOEXEC, 0,
+				     OCI_RESOLVE_BENEATH | OCI_RESOLVE_NO_MAGICLINKS | OCI_RESOLVE_NO_SYMLINKS | OCI_RESOLVE_NO_XDEV);
+		if (fd < 0) bail("open sysctl %s", p->sysctls[i].a);
+		if (fstatfs(fd, &sf) < 0 || sf.f_type != PROC_SUPER_MAGIC) bailx("sysctl %s is not on procfs", p->sysctls[i].a);
+		if (write_all(fd, p->sysctls[i].b, strlen(p->sysctls[i].b)) < 0) bail("write sysctl %s=%s", p->sysctls[i].a, p->sysctls[i].b);
+		close(fd);
+	}
+	close(proc);
+}

@@ -1,0 +1,157 @@
+/* util.c - error reporting over the sync socket, sync messages, hooks run inside the container. */
+#include "init.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+int g_sync_fd = -1;
+const char *g_stage = "init";
+
+static void vreport(int with_errno, const char *fmt, va_list ap)
+{
+	int saved = errno;
+	char msg[2048];
+	int n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (n < 0) n = 0;
+	if ((size_t)n >= sizeof(msg)) n = sizeof(msg) - 1;
+	if (with_errno)
+		snprintf(msg + n, sizeof(msg) - n, ": %s", strerror(saved));
+	if (g_sync_fd >= 0) {
+		struct sync_hdr h = { SYNC_ERROR, saved };
+		char buf[sizeof(h) + sizeof(msg)];
+		size_t len = strlen(msg);
+		memcpy(buf, &h, sizeof(h));
+		memcpy(buf + sizeof(h), msg, len);
+		if (send(g_sync_fd, buf, sizeof(h) + len, MSG_NOSIGNAL) >= 0)
+			return;
+	}
+	dprintf(2, "ociruntime-init[%s]: %s\n", g_stage, msg);
+}
+
+void bail(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vreport(1, fmt, ap);
+	va_end(ap);
+	_exit(1);
+}
+
+void bailx(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vreport(0, fmt, ap);
+	va_end(ap);
+	_exit(1);
+}
+
+void sync_send(uint32_t type, int32_t value, const void *payload, size_t len)
+{
+	char buf[sizeof(struct sync_hdr) + 256];
+	struct sync_hdr h = { type, value };
+	if (len > sizeof(buf) - sizeof(h)) bailx("sync message too long");
+	memcpy(buf, &h, sizeof(h));
+	if (len) memcpy(buf + sizeof(h), payload, len);
+	if (send(g_sync_fd, buf, sizeof(h) + len, MSG_NOSIGNAL) < 0) {
+		int fd = g_sync_fd;
+		g_sync_fd = -1; /* report to stderr instead */
+		(void)fd;
+		bail("failed to send sync message 0x%x to the runtime", type);
+	}
+}
+
+int32_t sync_expect(uint32_t type, char **out, size_t *outlen)
+{
+	size_t cap = sizeof(struct sync_hdr) + SYNC_MAX_PAYLOAD;
+	char *buf = malloc(cap + 1);
+	if (!buf) bail("malloc");
+	ssize_t n;
+	do n = recv(g_sync_fd, buf, cap, 0); while (n < 0 && errno == EINTR);
+	if (n < 0) bail("failed to read sync message 0x%x", type);
+	if (n == 0) { g_sync_fd = -1; errno = EPIPE; bailx("runtime went away while waiting for sync message 0x%x", type); }
+	if ((size_t)n < sizeof(struct sync_hdr)) bailx("short sync message");
+	struct sync_hdr h;
+	memcpy(&h, buf, sizeof(h));
+	if (h.type != type) bailx("unexpected sync message 0x%x (wanted 0x%x)", h.type, type);
+	if (out) {
+		size_t plen = n - sizeof(h);
+		memmove(buf, buf + sizeof(h), plen);
+		buf[plen] = 0;
+		*out = buf;
+		if (outlen) *outlen = plen;
+	} else {
+		free(buf);
+	}
+	return h.value;
+}
+
+int write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+	while (len) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0) { if (errno == EINTR) continue; return -1; }
+		p += n; len -= n;
+	}
+	return 0;
+}
+
+/* Runs the hooks of one kind inside the container (createContainer, startContainer): fork, state on
+ * stdin, wait with the hook's timeout (runtime-spec config.md#posix-platform-hooks). */
+int run_hooks(struct plan *p, uint32_t kind, const char *state, size_t state_len)
+{
+	const char *name = kind == HOOK_CREATE_CONTAINER ? "createContainer" : "startContainer";
+	for (uint32_t i = 0; i < p->nhooks; i++) {
+		struct hook_op *h = &p->hooks[i];
+		if (h->kind != kind) continue;
+		int pfd[2];
+		if (pipe2(pfd, O_CLOEXEC) < 0) bail("%s hook: pipe", name);
+		pid_t pid = fork();
+		if (pid < 0) bail("%s hook: fork", name);
+		if (pid == 0) {
+			dup2(pfd[0], 0);
+			sigset_t all;
+			sigemptyset(&all);
+			sigprocmask(SIG_SETMASK, &all, NULL);
+			const char *argv0[] = { h->path, NULL };
+			execve(h->path, h->args.n ? (char **)h->args.v : (char **)argv0, (char **)h->env.v);
+			dprintf(2, "%s hook %s: exec: %s\n", name, h->path, strerror(errno));
+			_exit(127);
+		}
+		close(pfd[0]);
+		signal(SIGPIPE, SIG_IGN);
+		write_all(pfd[1], state, state_len);
+		close(pfd[1]);
+		int pidfd = syscall(SYS_pidfd_open, pid, 0);
+		int status = 0;
+		if (h->timeout > 0 && pidfd >= 0) {
+			struct pollfd pf = { pidfd, POLLIN, 0 };
+			int r;
+			do r = poll(&pf, 1, h->timeout * 1000); while (r < 0 && errno == EINTR);
+			if (r == 0) {
+				kill(pid, SIGKILL);
+				waitpid(pid, &status, 0);
+				bailx("%s hook %s: timed out after %d s", name, h->path, h->timeout);
+			}
+		}
+		if (pidfd >= 0) close(pidfd);
+		while (waitpid(pid, &status, 0) < 0)
+			if (errno != EINTR) bail("%s hook: waitpid", name);
+		if (WIFSIGNALED(status))
+			bailx("%s hook %s: killed by signal %d", name, h->path, WTERMSIG(status));
+		if (WEXITSTATUS(status) != 0)
+			bailx("%s hook %s: exit status %d", name, h->path, WEXITSTATUS(status));
+	}
+	return 0;
+}

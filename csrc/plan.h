@@ -1,0 +1,94 @@
+/* plan.h - the binary plan that the Python side builds and ociruntime-init executes.
+ *
+ * Layout (native endianness, the same machine builds and reads it):
+ *   header : "OCIP" u32 version u32 record_count
+ *   record : u32 op, u32 len, payload[len]
+ * Payload primitives: u32, i32, u64, i64; str = u32 n (bytes, including a final NUL) + bytes;
+ * strv = u32 count + str*. The decoder checks every length against the record and the record
+ * against the buffer, refuses embedded NULs and caps the total size (CVE-2021-43784 lesson).
+ *
+ * ociruntime/plan.py mirrors these numbers; tests/unit/test_plan.py round-trips through
+ * `ociruntime-init --check-plan`.
+ */
+#ifndef OCI_PLAN_H
+#define OCI_PLAN_H
+#include <stdint.h>
+
+#define PLAN_MAGIC "OCIP"
+#define PLAN_VERSION 1
+#define PLAN_MAX_SIZE (64u << 20)
+
+enum plan_op {
+	OP_FDS = 1,          /* u32 sync_fd, i32 fifo_fd, i32 console_fd, u32 close_from */
+	OP_NS_JOIN = 2,      /* u32 clone_flag, str path */
+	OP_NS_NEW = 3,       /* u32 clone_flags (may include CLONE_NEWUSER) */
+	OP_TIMENS = 4,       /* i64 mono_s, i64 mono_ns, i64 boot_s, i64 boot_ns */
+	OP_OOM_SCORE_ADJ = 5,/* i32 value */
+	OP_ROOTFS = 6,       /* str path, u32 propagation, u32 flags (ROOTFS_*) */
+	OP_MOUNT = 7,        /* str src, str dst, str fstype, str data, u32 flags, u32 kind (MOUNT_KIND_*),
+	                        u64 attr_set, u64 attr_clr, u32 npflags, u32 pflags[npflags] */
+	OP_DEVICE = 8,       /* str path, u32 mode (S_IFMT|perm), u32 major, u32 minor, u32 uid, u32 gid, u32 bind */
+	OP_SYMLINK = 9,      /* str target, str linkpath */
+	OP_MASK = 10,        /* str path */
+	OP_READONLY = 11,    /* str path */
+	OP_HOSTNAME = 12,    /* str */
+	OP_DOMAINNAME = 13,  /* str */
+	OP_SYSCTL = 14,      /* str key, str value */
+	OP_RLIMIT = 15,      /* u32 resource, u64 soft, u64 hard */
+	OP_CAPS = 16,        /* u64 bounding, effective, permitted, inheritable, ambient */
+	OP_USER = 17,        /* u32 uid, u32 gid, u32 umask (UMASK_UNSET), u32 flags (USER_*), u32 n, u32 gids[n] */
+	OP_PROCESS = 18,     /* str cwd, strv args, strv env, u32 flags (PROC_*) */
+	OP_HOOK = 19,        /* u32 kind (HOOK_*), i32 timeout_s, str path, strv args, strv env */
+	OP_MKDIR = 20,       /* str path, u32 mode: mkdir -p inside the rootfs before mounts */
+};
+
+#define ROOTFS_READONLY 1u
+#define ROOTFS_NO_PIVOT 2u
+#define ROOTFS_NO_MOUNTNS 4u
+
+#define MOUNT_KIND_FS 0u
+#define MOUNT_KIND_BIND 1u
+#define MOUNT_KIND_RBIND 2u
+#define MOUNT_KIND_CGROUP_TMPFS 3u /* reserved */
+
+#define UMASK_UNSET 0xffffffffu
+#define USER_SETGROUPS 1u          /* setgroups() is allowed (false in a userns with setgroups=deny) */
+
+#define PROC_NNP 1u
+#define PROC_MKCWD 2u
+
+#define HOOK_CREATE_CONTAINER 1u
+#define HOOK_START_CONTAINER 2u
+
+/* Sync messages on the SOCK_SEQPACKET socket between ociruntime (Python) and the init.
+ *
+ *   python                       stage-1 (host ns)          stage-2 = container init
+ *   spawn, cgroup apply  --GO-->  join/unshare
+ *                        <--USERMAP_PLS (new userns)
+ *   write uid/gid maps   --USERMAP_ACK-->
+ *                        <--PID (init pid)               clone(CLONE_PARENT) -> mounts
+ *                        <--------------------------------HOOKS_PLS
+ *   prestart/createRuntime --HOOKS_ACK (state json)----->  createContainer hooks, pivot_root, ...
+ *                        <--------------------------------READY
+ *   write state.json     --RUN (state json)------------->  close sync, wait on exec fifo, exec
+ * Any stage may send ERROR (text) instead and exit.
+ */
+enum sync_msg {
+	SYNC_GO = 0x40,          /* python -> stage-1: cgroup placed, go on */
+	SYNC_USERMAP_PLS = 0x41, /* stage-1 -> python: write my uid_map/gid_map */
+	SYNC_USERMAP_ACK = 0x42, /* python -> stage-1: maps written */
+	SYNC_PID = 0x43,         /* stage-1 -> python: i32 pid of the container init (host pid ns) */
+	SYNC_HOOKS_PLS = 0x44,   /* init -> python: mounts done, run prestart/createRuntime now */
+	SYNC_HOOKS_ACK = 0x45,   /* python -> init: hooks ok; payload = state json for createContainer hooks */
+	SYNC_READY = 0x46,       /* init -> python: all set up, about to wait on the exec fifo */
+	SYNC_RUN = 0x47,         /* python -> init: state saved; payload = state json for startContainer hooks */
+	SYNC_ERROR = 0x4f,       /* any -> python: payload = one-line error text */
+};
+
+struct sync_hdr {
+	uint32_t type;
+	int32_t value;
+};
+#define SYNC_MAX_PAYLOAD 65536
+
+#endif

@@ -1,0 +1,239 @@
+"""runc's command line: Go `flag` syntax (-flag == --flag, =value or separate value), urfave/cli v1
+argument reordering (flags may follow the container id, except for exec and ps), runc's messages and
+exit codes. Each command's module is imported only when that command runs (start-up time matters).
+"""
+import os
+import sys
+
+from ociruntime import __version__, OCI_VERSION
+
+B, S, I, L = "bool", "str", "int", "list"  # flag kinds
+
+GLOBAL_FLAGS = {
+    "root": (S, None), "log": (S, ""), "log-format": (S, "text"), "debug": (B, False),
+    "systemd-cgroup": (B, False), "rootless": (S, "auto"), "criu": (S, ""),
+    "help": (B, False), "h": (B, False), "version": (B, False), "v": (B, False),
+}
+
+_CREATE_FLAGS = {
+    "bundle": (S, ""), "b": (S, ""), "console-socket": (S, ""), "pidfd-socket": (S, ""),
+    "pid-file": (S, ""), "no-pivot": (B, False), "no-new-keyring": (B, False), "preserve-fds": (I, 0),
+}
+
+# name: (module, function, flags, (min args, max args), skip_reorder, usage line, description)
+COMMANDS = {
+    "create": ("lifecycle_create", "cmd_create", _CREATE_FLAGS, (1, 1), False,
+               "create [command options] <container-id>", "create a container"),
+    "run": ("lifecycle_create", "cmd_run",
+            {**_CREATE_FLAGS, "detach": (B, False), "d": (B, False), "keep": (B, False),
+             "no-subreaper": (B, False)}, (1, 1), False,
+            "run [command options] <container-id>", "create and run a container"),
+    "start": ("lifecycle", "cmd_start", {}, (1, 1), False, "start <container-id>",
+              "executes the user defined process in a created container"),
+    "state": ("lifecycle", "cmd_state", {}, (1, 1), False, "state <container-id>",
+              "output the state of a container"),
+    "kill": ("lifecycle", "cmd_kill", {"all": (B, False), "a": (B, False)}, (1, 2), False,
+             "kill [command options] <container-id> [signal]",
+             "kill sends the specified signal (default: SIGTERM) to the container's init process"),
+    "delete": ("lifecycle", "cmd_delete", {"force": (B, False), "f": (B, False)}, (1, 1), False,
+               "delete [command options] <container-id>",
+               "delete any resources held by the container often used with detached container"),
+    "list": ("lifecycle", "cmd_list", {"format": (S, "table"), "f": (S, "table"), "quiet": (B, False),
+                                       "q": (B, False)}, (0, 0), False,
+             "list [command options]", "lists containers started by ociruntime with the given root"),
+    "spec": ("misc", "cmd_spec", {"bundle": (S, ""), "b": (S, ""), "rootless": (B, False)}, (0, 0), False,
+             "spec [command options]", "create a new specification file"),
+    "features": ("misc", "cmd_features", {}, (0, 0), False, "features",
+                 "show the enabled features"),
+}
+ALIASES = {"b": "bundle", "d": "detach", "f": "force", "a": "all", "q": "quiet", "h": "help", "v": "version"}
+LIST_ALIASES = {"f": "format"}  # `list -f` is --format, not --force
+
+
+class FlagError(Exception):
+    pass
+
+
+def _parse_int(s):
+    try:
+        return int(s, 0)
+    except ValueError:
+        raise FlagError(f'invalid value "{s}" for flag')
+
+
+def parse_flags(args, spec, reorder, aliases=ALIASES):
+    """Returns (values, positionals). Go flag rules; urfave reordering unless reorder is False."""
+    vals = {}
+    pos = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        i += 1
+        if a == "--":
+            pos.extend(args[i:])
+            break
+        if len(a) < 2 or a[0] != "-":
+            pos.append(a)
+            if not reorder:
+                pos.extend(args[i:])
+                break
+            continue
+        name = a[2:] if a.startswith("--") else a[1:]
+        value = None
+        if "=" in name:
+            name, value = name.split("=", 1)
+        if name not in spec:
+            raise FlagError(f"flag provided but not defined: -{name}")
+        kind = spec[name][0]
+        canon = aliases.get(name, name) if name not in ("h",) else "help"
+        if kind == B:
+            if value is None:
+                v = True
+            elif value.lower() in ("1", "t", "true"):
+                v = True
+            elif value.lower() in ("0", "f", "false"):
+                v = False
+            else:
+                raise FlagError(f'invalid boolean value "{value}" for -{name}')
+        else:
+            if value is None:
+                if i >= len(args):
+                    raise FlagError(f"flag needs an argument: -{name}")
+                value = args[i]
+                i += 1
+            v = _parse_int(value) if kind == I else value
+        if kind == L:
+            vals.setdefault(canon, []).append(v)
+        else:
+            vals[canon] = v
+    return vals, pos
+
+
+def _usage(cmd=None):
+    if cmd is None:
+        lines = [
+            "NAME:", "   ociruntime - Open Container Initiative runtime (runc-compatible)", "",
+            "USAGE:", "   ociruntime [global options] command [command options] [arguments...]", "",
+            f"VERSION:", f"   {__version__}", f"spec: {OCI_VERSION}", "",
+            "COMMANDS:",
+        ]
+        for name, c in COMMANDS.items():
+            lines.append(f"   {name:<10} {c[6]}")
+        lines += [
+            "", "GLOBAL OPTIONS:",
+            "   --root value        root directory for storage of container state (default: \"/run/ociruntime\")",
+            "   --log value         set the log file to write ociruntime logs to (default is stderr)",
+            "   --log-format value  set the log format ('text' (default), or 'json') (default: \"text\")",
+            "   --debug             enable debug logging",
+            "   --systemd-cgroup    enable systemd cgroup support (cgroupsPath as slice:prefix:name)",
+            "   --rootless value    ignore cgroup permission errors ('true', 'false', or 'auto') (default: \"auto\")",
+            "   --help, -h          show help",
+            "   --version, -v       print the version",
+        ]
+        return "\n".join(lines) + "\n"
+    c = COMMANDS[cmd]
+    lines = ["NAME:", f"   ociruntime {cmd} - {c[6]}", "", "USAGE:", f"   ociruntime {c[5]}", ""]
+    if c[2]:
+        lines.append("OPTIONS:")
+        for name, (kind, default) in c[2].items():
+            if len(name) == 1:
+                continue
+            arg = "" if kind == B else " value"
+            lines.append(f"   --{name}{arg}")
+    return "\n".join(lines) + "\n"
+
+
+class Context:
+    def __init__(self, gflags, flags, args, argv0):
+        self.g = gflags
+        self.flags = flags
+        self.args = args
+        self.argv0 = argv0
+
+    def flag(self, name, default=None):
+        return self.flags.get(name, default)
+
+    @property
+    def root(self):
+        from ociruntime.state import default_root
+        return self.g.get("root") or default_root()
+
+
+def main(argv=None):
+    argv = list(sys.argv if argv is None else argv)
+    from ociruntime.log import log
+    argv0 = os.path.basename(argv[0]) if argv else "ociruntime"
+    try:
+        g, rest = parse_flags(argv[1:], GLOBAL_FLAGS, reorder=False)
+    except FlagError as e:
+        sys.stdout.write(f"Incorrect Usage. {e}\n\n" + _usage())
+        log.error(str(e))
+        return 1
+    try:
+        log.configure(g.get("log") or None, g.get("log-format", "text"), g.get("debug", False))
+    except ValueError as e:
+        log.error(str(e))
+        return 1
+    except OSError as e:
+        sys.stderr.write(f"open {g.get('log')}: {e.strerror}\n")
+        return 1
+    if g.get("version"):
+        sys.stdout.write(f"ociruntime version {__version__}\nspec: {OCI_VERSION}\n")
+        return 0
+    if g.get("help") or not rest or rest[0] == "help":
+        if rest and rest[0] == "help" and len(rest) > 1:
+            if rest[1] not in COMMANDS:
+                log.error(f"No help topic for '{rest[1]}'")
+                return 3
+            sys.stdout.write(_usage(rest[1]))
+            return 0
+        sys.stdout.write(_usage())
+        return 0
+    cmd, cargs = rest[0], rest[1:]
+    if cmd not in COMMANDS:
+        log.error(f"No help topic for '{cmd}'")
+        return 3
+    modname, fn, spec, (amin, amax), skip_reorder, _, _ = COMMANDS[cmd]
+    spec = {**spec, "help": (B, False), "h": (B, False)}
+    try:
+        flags, pos = parse_flags(cargs, spec, reorder=not skip_reorder,
+                                 aliases=({**ALIASES, **LIST_ALIASES} if cmd == "list" else ALIASES))
+    except FlagError as e:
+        sys.stdout.write(f"Incorrect Usage: {e}\n\n" + _usage(cmd))
+        log.error(str(e))
+        return 1
+    if flags.get("help"):
+        sys.stdout.write(_usage(cmd))
+        return 0
+    if len(pos) < amin or (amax is not None and len(pos) > amax):
+        sys.stdout.write("Incorrect Usage.\n\n" + _usage(cmd))
+        if amin == amax:
+            what = f"exactly {amin}"
+        elif len(pos) < amin:
+            what = f"a minimum of {amin}"
+        else:
+            what = f"a maximum of {amax}"
+        log.error(f'{argv0}: "{cmd}" requires {what} argument(s)')
+        return 1
+    import importlib
+    mod = importlib.import_module(f"ociruntime.{modname}")
+    from ociruntime.errors import OciError
+    ctx = Context(g, flags, pos, argv0)
+    try:
+        return getattr(mod, fn)(ctx) or 0
+    except OciError as e:
+        log.error(str(e))
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except OSError as e:
+        # an unexpected system error still gets one line (and a traceback with --debug)
+        if g.get("debug"):
+            import traceback
+            log.debug(traceback.format_exc())
+        log.error(f"{cmd}: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,269 @@
+"""start, state, kill, delete, list: the light commands. None of them imports the config
+validators, the planner or the C shim: they read state.json and /proc."""
+import json
+import os
+import signal
+import sys
+import time
+
+from ociruntime import OCI_VERSION
+from ociruntime.errors import NotFound, OciError, StateError
+from ociruntime.state import Store, FIFO, status_of, init_alive, proc_start_time
+
+SIGNALS = {"HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "TRAP": 5, "ABRT": 6, "BUS": 7, "FPE": 8, "KILL": 9,
+           "USR1": 10, "SEGV": 11, "USR2": 12, "PIPE": 13, "ALRM": 14, "TERM": 15, "STKFLT": 16, "CHLD": 17,
+           "CONT": 18, "STOP": 19, "TSTP": 20, "TTIN": 21, "TTOU": 22, "URG": 23, "XCPU": 24, "XFSZ": 25,
+           "VTALRM": 26, "PROF": 27, "WINCH": 28, "IO": 29, "PWR": 30, "SYS": 31}
+
+
+def parse_signal(s):
+    """A number 0..64, a name with or without SIG in any case, or RTMIN+n / RTMAX-n."""
+    if s.isdigit():
+        n = int(s)
+        if 0 <= n <= 64:
+            return n
+        raise OciError(f'unknown signal "{s}"')
+    name = s.upper()
+    if name.startswith("SIG"):
+        name = name[3:]
+    if name in SIGNALS:
+        return SIGNALS[name]
+    for base, rt, sign in (("RTMIN", 34, 1), ("RTMAX", 64, -1)):
+        if name == base:
+            return rt
+        if name.startswith(base) and name[len(base):len(base) + 1] == ("+" if sign > 0 else "-") \
+                and name[len(base) + 1:].isdigit():
+            n = rt + sign * int(name[len(base) + 1:])
+            if 34 <= n <= 64:
+                return n
+    raise OciError(f'unknown signal "{s}"')
+
+
+def _open(root, cid, lock=True):
+    c = Store(root).open(cid, lock=lock)
+    st = c.read_state()
+    if st is None:
+        c.close()
+        raise NotFound()
+    return c, st
+
+
+def state_json(st, status, indent=True, owner=None):
+    out = {"ociVersion": OCI_VERSION, "id": st["id"], "pid": st["pid"] if status != "stopped" else 0,
+           "status": status, "bundle": st["bundle"], "rootfs": st["rootfs"], "created": st["created"]}
+    if st.get("annotations"):
+        out["annotations"] = st["annotations"]
+    out["owner"] = owner if owner is not None else ""
+    return out
+
+
+def cmd_state(ctx):
+    c, st = _open(ctx.root, ctx.args[0], lock=False)
+    status = status_of(c, st)
+    c.close()
+    sys.stdout.write(json.dumps(state_json(st, status), indent=2))
+    return 0
+
+
+def start(root, cid):
+    c, st = _open(root, cid)
+    try:
+        status = status_of(c, st)
+        if status == "stopped":
+            raise StateError("cannot start a container that has stopped")
+        if status == "running":
+            raise StateError("cannot start an already running container")
+        if status == "paused":
+            raise StateError("cannot start a container in the paused state")
+        try:
+            fd = os.open(FIFO, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=c.fd)
+        except OSError:
+            # ENXIO: no reader left; the init died while waiting
+            raise StateError("container process is already dead")
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
+        os.unlink(FIFO, dir_fd=c.fd)
+        hooks = st.get("hooks") or {}
+        if hooks.get("poststart"):
+            from ociruntime import hooks as hookmod
+            from ociruntime.lifecycle_create import spec_state
+            try:
+                hookmod.run(hooks, "poststart", json.dumps(spec_state(st, "running")).encode())
+            except OciError:
+                _signal(st, signal.SIGKILL)
+                raise
+    finally:
+        c.close()
+
+
+def cmd_start(ctx):
+    start(ctx.root, ctx.args[0])
+    return 0
+
+
+def _signal(st, sig):
+    """Signal the init through a pidfd opened before re-checking the start time: a reused pid is
+    never signalled."""
+    pid = st["pid"]
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        raise StateError("container not running")
+    try:
+        if not init_alive(st):
+            raise StateError("container not running")
+        signal.pidfd_send_signal(pidfd, sig)
+    except ProcessLookupError:
+        raise StateError("container not running")
+    finally:
+        os.close(pidfd)
+    return pidfd
+
+
+def _kill_cgroup(st, sig):
+    from ociruntime import cgroups
+    for pid in cgroups.pids(st.get("cgroup_paths") or {}):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def cmd_kill(ctx):
+    cid = ctx.args[0]
+    sig = parse_signal(ctx.args[1]) if len(ctx.args) > 1 else signal.SIGTERM
+    c, st = _open(ctx.root, cid)
+    try:
+        status = status_of(c, st)
+        if status == "stopped":
+            if ctx.flag("all"):
+                return 0
+            raise StateError("container not running")
+        private_pidns = bool(st.get("new_ns", 0) & 0x20000000) or st.get("joined_pidns")
+        try:
+            _signal(st, sig)
+        except StateError:
+            if ctx.flag("all"):
+                return 0
+            raise
+        if sig == signal.SIGKILL and not private_pidns:
+            _kill_cgroup(st, sig)
+    finally:
+        c.close()
+    return 0
+
+
+def _wait_dead(st, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while init_alive(st):
+        if time.monotonic() > deadline:
+            raise OciError("container init still running")
+        time.sleep(0.005)
+
+
+def delete(root, cid, force=False):
+    store = Store(root)
+    try:
+        c = store.open(cid)
+    except NotFound:
+        if force:
+            return
+        raise
+    try:
+        st = c.read_state()
+        if st is None:
+            c.remove()  # a crashed create: the dir without state.json goes, as in runc
+            if force:
+                return
+            raise NotFound()
+        status = status_of(c, st)
+        if status in ("running", "paused") and not force:
+            raise StateError(f"cannot delete container {cid} that is not stopped: {status}")
+        if status != "stopped":
+            if status == "paused":
+                _thaw(st)
+            try:
+                _signal(st, signal.SIGKILL)
+            except StateError:
+                pass
+            _wait_dead(st)
+        private_pidns = bool(st.get("new_ns", 0) & 0x20000000)
+        if not private_pidns:
+            _kill_cgroup(st, signal.SIGKILL)
+        from ociruntime import cgroups
+        cgroups.destroy(st.get("cgroup_paths") or {}, st.get("cgroup_made") or [])
+        c.remove()
+        hooks = st.get("hooks") or {}
+        if hooks.get("poststop"):
+            from ociruntime import hooks as hookmod
+            from ociruntime.lifecycle_create import spec_state
+            from ociruntime.log import log
+            try:
+                hookmod.run(hooks, "poststop", json.dumps(spec_state(st, "stopped")).encode())
+            except OciError as e:
+                log.warning(str(e))
+    finally:
+        c.close()
+
+
+def _thaw(st):
+    for key, path in (st.get("cgroup_paths") or {}).items():
+        for name, val in (("freezer.state", "THAWED"), ("cgroup.freeze", "0")):
+            p = os.path.join(path, name)
+            if os.path.exists(p):
+                try:
+                    with open(p, "w") as f:
+                        f.write(val)
+                except OSError:
+                    pass
+
+
+def cmd_delete(ctx):
+    delete(ctx.root, ctx.args[0], force=ctx.flag("force"))
+    return 0
+
+
+def _owner(uid):
+    try:
+        import pwd
+        return pwd.getpwuid(uid).pw_name
+    except (KeyError, ImportError):
+        return f"#{uid}"
+
+
+def cmd_list(ctx):
+    fmt = ctx.flag("format", "table")
+    quiet = ctx.flag("quiet")
+    if fmt not in ("table", "json") and not quiet:
+        raise OciError("invalid format option")
+    store = Store(ctx.root)
+    rows = []
+    for cid in store.ids():
+        try:
+            c = store.open(cid, lock=False)
+        except NotFound:
+            continue
+        st = c.read_state()
+        if st is None:
+            c.close()
+            continue
+        status = status_of(c, st)
+        uid = os.fstat(c.fd).st_uid
+        c.close()
+        rows.append(state_json(st, status, owner=_owner(uid)))
+    if quiet:
+        sys.stdout.write("".join(r["id"] + "\n" for r in rows))
+    elif fmt == "json":
+        sys.stdout.write(json.dumps(rows or None, separators=(",", ":")) + "\n")
+    else:
+        table = [["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]]
+        for r in rows:
+            table.append([r["id"], str(r["pid"]), r["status"], r["bundle"], r["created"], r["owner"]])
+        widths = [max(12, max(len(row[i]) for row in table) + 3) for i in range(5)]
+        out = []
+        for row in table:
+            out.append("".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:5])) + row[5])
+        sys.stdout.write("\n".join(out) + "\n")
+    return 0

@@ -1,0 +1,337 @@
+"""create and run: load + validate the config, plan, start the C init, serve its sync requests.
+
+The init runs from a sealed memfd copy of ociruntime-init (CVE-2019-5736); Python never runs in a
+process that has joined or created the container's namespaces. Any failure before the init is
+released rolls back exactly what this call made (runtime.md: "as if the operation were never
+attempted"): the init and its helper are killed, the cgroups and the state dir removed.
+"""
+import fcntl
+import json
+import os
+import signal
+import socket
+import struct
+import time
+
+from ociruntime import OCI_VERSION, cgroups, plan as planmod
+from ociruntime.errors import OciError, SpawnError
+from ociruntime.state import Store, proc_start_time, validate_id, STATE_FILE, FIFO
+
+LIBEXEC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "libexec", "ociruntime-init")
+
+
+def rfc3339nano(ns):
+    sec, frac = divmod(ns, 1_000_000_000)
+    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+    f = f"{frac:09d}".rstrip("0")
+    return f"{base}.{f}Z" if f else f"{base}Z"
+
+
+def sealed_init():
+    """A sealed memfd copy of the init binary: /proc/<pid>/exe of every container process we start
+    is this memfd, never a host file the container could write through."""
+    src = os.open(LIBEXEC, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        size = os.fstat(src).st_size
+        fd = os.memfd_create("ociruntime-init", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        off = 0
+        while off < size:
+            n = os.sendfile(fd, src, off, size - off)
+            if n <= 0:
+                raise OSError("short copy of ociruntime-init")
+            off += n
+    finally:
+        os.close(src)
+    fcntl.fcntl(fd, fcntl.F_ADD_SEALS,
+                fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE)
+    return fd
+
+
+def write_pid_file(path, pid):
+    """Digits only, no newline, atomically (temp + rename), as go-runc's strict Atoi needs."""
+    d, base = os.path.split(path)
+    tmp = os.path.join(d, f".{base}")
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_SYNC | os.O_CLOEXEC, 0o666)
+    try:
+        os.write(fd, str(pid).encode())
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+def spec_state(st, status):
+    """The runtime-spec state object (hooks' stdin, `state` output)."""
+    out = {"ociVersion": OCI_VERSION, "id": st["id"], "status": status, "pid": st["pid"], "bundle": st["bundle"]}
+    if st.get("annotations"):
+        out["annotations"] = st["annotations"]
+    return out
+
+
+def _load_config(bundle):
+    from ociruntime import config as cfgmod, schema, validate
+    doc = cfgmod.load(os.path.join(bundle, "config.json"))
+    schema.validate_config(doc)
+    validate.check_config(doc, bundle, for_create=True)
+    return doc
+
+
+def _preserved_fds(ctx):
+    n = 0
+    env_extra = []
+    lf = os.environ.get("LISTEN_FDS")
+    if lf and os.environ.get("LISTEN_PID") == str(os.getpid()):
+        try:
+            n = int(lf)
+        except ValueError:
+            n = 0
+        if n > 0:
+            env_extra = [f"LISTEN_FDS={n}", "LISTEN_PID=1"]
+    extra = ctx.flag("preserve-fds", 0)
+    if extra < 0:
+        raise OciError("--preserve-fds must be a non-negative number")
+    total = n + extra
+    for i in range(total):
+        try:
+            os.fstat(3 + i)
+        except OSError as e:
+            raise OciError(f"unable to stat preserved-fd {i} (of {total}): {e.strerror}")
+    return total, env_extra
+
+
+class Spawned:
+    def __init__(self):
+        self.stage1 = self.stage1_pidfd = self.init_pid = None
+
+    def kill(self):
+        for pid in (self.init_pid, self.stage1):
+            if pid:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for pid in (self.stage1, self.init_pid):
+            if pid:
+                try:
+                    os.waitpid(pid, 0)
+                except ChildProcessError:
+                    pass
+
+
+def create(ctx, detach_checks=True):
+    """Returns the saved state dict; the init is blocked on the exec fifo."""
+    cid = validate_id(ctx.args[0])
+    pid_file = ctx.flag("pid-file")
+    if pid_file:
+        pid_file = os.path.abspath(pid_file)
+    bundle = ctx.flag("bundle") or "."
+    if not os.path.isdir(bundle):
+        raise OciError(f"bundle {bundle!r}: no such directory")
+    bundle = os.path.realpath(bundle)
+    npreserve, listen_env = _preserved_fds(ctx)
+    config = _load_config(bundle)
+    proc = config.get("process") or {}
+    console = ctx.flag("console-socket")
+    if detach_checks:
+        if proc.get("terminal") and not console:
+            raise OciError("cannot allocate tty if runc will detach without setting console socket")
+        if console and not proc.get("terminal"):
+            raise OciError("cannot use console socket if runc will not detach or allocate tty")
+    if proc.get("terminal"):
+        raise OciError("process.terminal: terminals are not supported yet")
+    if listen_env:
+        config.setdefault("process", {}).setdefault("env", []).extend(listen_env)
+
+    store = Store(ctx.root)
+    cdir = store.claim(cid)
+    sp = Spawned()
+    cg_paths, cg_made = {}, []
+    sock = None
+    ok = False
+    try:
+        linux = config.get("linux") or {}
+        cg_paths = cgroups.container_paths(linux.get("cgroupsPath"), cid)
+        cg_made = cgroups.create(cg_paths)
+        base = 3 + npreserve
+        fds = {"sync": base, "plan": base + 1, "fifo": base + 2, "close_from": base}
+        p = planmod.build(config, bundle, fds, {"no_pivot": ctx.flag("no-pivot")}, cg_paths)
+
+        os.mkfifo(FIFO, 0o622, dir_fd=cdir.fd)
+        os.chmod(FIFO, 0o622, dir_fd=cdir.fd)
+        os.chown(FIFO, p.host_root_uid, p.host_root_gid, dir_fd=cdir.fd)
+        fifo_fd = os.open(FIFO, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=cdir.fd)
+        sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        plan_fd = os.memfd_create("ociruntime-plan", os.MFD_CLOEXEC)
+        os.write(plan_fd, p.data)
+        os.lseek(plan_fd, 0, os.SEEK_SET)
+        init_fd = sealed_init()
+        from ociruntime._shim import ffi, lib
+        argv_keep = [ffi.new("char[]", b"ociruntime-init"), ffi.new("char[]", str(fds["plan"]).encode()),
+                     ffi.new("char[]", str(fds["sync"]).encode())]
+        argv = ffi.new("char *[]", argv_keep + [ffi.NULL])
+        cfds = ffi.new("int[]", [child_sock.fileno(), plan_fd, fifo_fd])
+        pidfd = ffi.new("int *", -1)
+        pid = lib.oci_spawn(init_fd, argv, cfds, 3, base, -1, pidfd)
+        for fd in (init_fd, plan_fd, fifo_fd):
+            os.close(fd)
+        child_sock.close()
+        if pid < 0:
+            raise SpawnError(f"start container init: {os.strerror(-pid)}")
+        sp.stage1, sp.stage1_pidfd = pid, pidfd[0]
+        # the cgroup seam: the init is in its cgroup before it runs anything of the user's
+        cgroups.apply(cg_paths, pid)
+        _send(sock, planmod.SYNC_GO)
+        st = {
+            "id": cid, "pid": 0, "init_start": 0, "bundle": bundle, "rootfs": p.rootfs,
+            "created": rfc3339nano(time.time_ns()), "annotations": config.get("annotations") or {},
+            "hooks": {k: v for k, v in (config.get("hooks") or {}).items() if k in ("poststart", "poststop")},
+            "cgroup_paths": cg_paths, "cgroup_made": cg_made, "new_ns": p.new_ns,
+            "joined_pidns": any(f == planmod.CLONE_NEWPID for f, _ in p.joins),
+            "owner": os.geteuid(),
+        }
+        _serve(sock, sp, p, st, cdir)
+        ok = True
+    except BaseException:
+        sp.kill()
+        try:
+            cgroups.destroy(cg_paths, cg_made)
+        except OciError:
+            pass
+        cdir.remove()
+        raise
+    finally:
+        if sp.stage1_pidfd and sp.stage1_pidfd >= 0:
+            os.close(sp.stage1_pidfd)
+        if sock:
+            sock.close()
+    if ok and pid_file:
+        try:
+            write_pid_file(pid_file, st["pid"])
+        except OSError as e:
+            sp.kill()
+            cgroups.destroy(cg_paths, cg_made)
+            cdir.remove()
+            raise OciError(f"write pid file {pid_file}: {e.strerror}")
+    cdir.close()
+    return st
+
+
+def _send(sock, typ, value=0, payload=b""):
+    sock.send(struct.pack("=Ii", typ, value) + payload)
+
+
+def _write_maps(pid, p):
+    for name, maps in (("uid_map", p.uid_map), ("gid_map", p.gid_map)):
+        data = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps)
+        fd = os.open(f"/proc/{pid}/{name}", os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, data.encode())
+        except OSError as e:
+            raise SpawnError(f"write {name} of the container: {e.strerror}")
+        finally:
+            os.close(fd)
+
+
+def _serve(sock, sp, p, st, cdir):
+    from ociruntime import hooks
+    while True:
+        msg = sock.recv(8 + 65536)
+        if len(msg) < 8:
+            raise SpawnError(_why_dead(sp))
+        typ, val = struct.unpack("=Ii", msg[:8])
+        payload = msg[8:]
+        if typ == planmod.SYNC_ERROR:
+            raise SpawnError("unable to start container process: " + payload.decode(errors="replace"))
+        if typ == planmod.SYNC_USERMAP_PLS:
+            _write_maps(sp.stage1, p)
+            _send(sock, planmod.SYNC_USERMAP_ACK)
+        elif typ == planmod.SYNC_PID:
+            sp.init_pid = val
+            os.waitpid(sp.stage1, 0)
+            sp.stage1 = None
+            st["pid"] = val
+            info = proc_start_time(val)
+            st["init_start"] = info[0] if info else 0
+        elif typ == planmod.SYNC_HOOKS_PLS:
+            state_json = json.dumps(spec_state(st, "creating")).encode()
+            hooks.run(p.hooks, "prestart", state_json)
+            hooks.run(p.hooks, "createRuntime", state_json)
+            _send(sock, planmod.SYNC_HOOKS_ACK, 0, json.dumps(spec_state(st, "created")).encode())
+        elif typ == planmod.SYNC_READY:
+            # runc procRun lesson: the state is on disk before the init may go on
+            cdir.write_state(st)
+            _send(sock, planmod.SYNC_RUN, 0, json.dumps(spec_state(st, "running")).encode())
+            return
+        else:
+            raise SpawnError(f"unexpected message 0x{typ:x} from the container init")
+
+
+def _why_dead(sp):
+    if sp.stage1:
+        try:
+            _, status = os.waitpid(sp.stage1, 0)
+            sp.stage1 = None
+            return f"container init setup exited unexpectedly (status {os.waitstatus_to_exitcode(status)})"
+        except ChildProcessError:
+            pass
+    return "container init exited unexpectedly"
+
+
+def cmd_create(ctx):
+    try:
+        create(ctx)
+    except OciError as e:
+        e.args = (f"{ctx.argv0} create failed: {e}",)
+        raise
+    return 0
+
+
+def cmd_run(ctx):
+    from ociruntime import lifecycle
+    detach = ctx.flag("detach")
+    try:
+        st = create(ctx, detach_checks=detach)
+    except OciError as e:
+        e.args = (f"{ctx.argv0} run failed: {e}",)
+        raise
+    cid = st["id"]
+    if not detach and not ctx.flag("no-subreaper"):
+        from ociruntime._shim import lib
+        lib.oci_set_child_subreaper()
+    pid = st["pid"]
+    if not detach:
+        # forward signals to the init (runc signals.go)
+        def fwd(signum, _frame):
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+        for s in range(1, signal.NSIG):
+            if s in (signal.SIGCHLD, signal.SIGKILL, signal.SIGSTOP, signal.SIGWINCH, signal.SIGURG):
+                continue
+            try:
+                signal.signal(s, fwd)
+            except (OSError, ValueError):
+                pass
+    try:
+        lifecycle.start(ctx.root, cid)
+    except OciError as e:
+        lifecycle.delete(ctx.root, cid, force=True)
+        raise OciError(f"{ctx.argv0} run failed: {e}")
+    if detach:
+        return 0
+    code = 255
+    while True:
+        try:
+            wpid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        if wpid == pid:
+            code = os.waitstatus_to_exitcode(status)
+            if code < 0:
+                code = 128 - code
+            break
+    if not ctx.flag("keep"):
+        lifecycle.delete(ctx.root, cid, force=True)
+    return code

@@ -1,0 +1,109 @@
+"""spec and features."""
+import json
+import os
+import sys
+
+from ociruntime import OCI_VERSION, __version__
+from ociruntime.errors import OciError
+
+DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+
+
+def default_spec(rootless=False):
+    """The example config `runc spec` writes (runc libcontainer/specconv/example.go)."""
+    spec = {
+        "ociVersion": OCI_VERSION,
+        "process": {
+            "terminal": True,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["sh"],
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
+            "cwd": "/",
+            "capabilities": {k: list(DEFAULT_CAPS) for k in ("bounding", "effective", "permitted", "ambient")},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": True,
+        },
+        "root": {"path": "rootfs", "readonly": True},
+        "hostname": "ociruntime",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+             "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+             "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+        ],
+        "linux": {
+            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
+            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")],
+            "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                            "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
+                            "/proc/scsi"],
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+        },
+    }
+    if rootless:
+        uid, gid = os.geteuid(), os.getegid()
+        spec["root"]["readonly"] = True
+        spec["process"]["terminal"] = True
+        lx = spec["linux"]
+        lx["namespaces"] = [n for n in lx["namespaces"] if n["type"] != "network"] + [{"type": "user"}]
+        lx["uidMappings"] = [{"containerID": 0, "hostID": uid, "size": 1}]
+        lx["gidMappings"] = [{"containerID": 0, "hostID": gid, "size": 1}]
+        del lx["resources"]
+        spec["mounts"] = [m for m in spec["mounts"] if m["destination"] != "/sys/fs/cgroup"]
+        for m in spec["mounts"]:
+            if m["destination"] == "/sys":
+                m.update({"type": "none", "source": "/sys", "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]})
+            if m["destination"] == "/dev/pts":
+                m["options"] = [o for o in m["options"] if o != "gid=5"]
+    return spec
+
+
+def cmd_spec(ctx):
+    bundle = ctx.flag("bundle") or "."
+    path = os.path.join(bundle, "config.json")
+    if os.path.exists(path):
+        raise OciError("File config.json exists. Remove it first")
+    data = json.dumps(default_spec(ctx.flag("rootless")), indent="\t")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    except OSError as e:
+        raise OciError(f"open {path}: {e.strerror}")
+    with os.fdopen(fd, "w") as f:
+        f.write(data)
+    return 0
+
+
+def features():
+    """What this build implements, no more (runtime-spec features.md)."""
+    from ociruntime import plan
+    return {
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": OCI_VERSION,
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
+        "mountOptions": plan.MOUNT_OPTIONS,
+        "linux": {
+            "namespaces": sorted(plan.NAMESPACES),
+            "capabilities": list(plan.CAPS),
+            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": False},
+            "apparmor": {"enabled": False},
+            "selinux": {"enabled": False},
+            "intelRdt": {"enabled": False},
+            "mountExtensions": {"idmap": {"enabled": False}},
+        },
+        "annotations": {"org.opencontainers.runc.version": __version__,
+                        "io.github.ociruntime.version": __version__},
+    }
+
+
+def cmd_features(ctx):
+    sys.stdout.write(json.dumps(features(), indent=4) + "\n")
+    return 0

@@ -1,0 +1,362 @@
+"""Config -> plan: everything resolved to numbers and checked paths, encoded for ociruntime-init.
+
+Pure functions (no syscalls except reading host facts handed in), so they are unit-tested without
+root. The binary layout mirrors csrc/plan.h.
+"""
+import os
+import struct
+
+from ociruntime.errors import ConfigError
+
+# --- csrc/plan.h ---------------------------------------------------------------------------------
+MAGIC = b"OCIP"
+VERSION = 1
+(OP_FDS, OP_NS_JOIN, OP_NS_NEW, OP_TIMENS, OP_OOM_SCORE_ADJ, OP_ROOTFS, OP_MOUNT, OP_DEVICE, OP_SYMLINK,
+ OP_MASK, OP_READONLY, OP_HOSTNAME, OP_DOMAINNAME, OP_SYSCTL, OP_RLIMIT, OP_CAPS, OP_USER, OP_PROCESS,
+ OP_HOOK, OP_MKDIR) = range(1, 21)
+ROOTFS_READONLY, ROOTFS_NO_PIVOT, ROOTFS_NO_MOUNTNS = 1, 2, 4
+MOUNT_KIND_FS, MOUNT_KIND_BIND, MOUNT_KIND_RBIND = 0, 1, 2
+UMASK_UNSET = 0xFFFFFFFF
+USER_SETGROUPS = 1
+PROC_NNP, PROC_MKCWD = 1, 2
+HOOK_CREATE_CONTAINER, HOOK_START_CONTAINER = 1, 2
+
+SYNC_GO, SYNC_USERMAP_PLS, SYNC_USERMAP_ACK, SYNC_PID, SYNC_HOOKS_PLS, SYNC_HOOKS_ACK, SYNC_READY, SYNC_RUN = \
+    range(0x40, 0x48)
+SYNC_ERROR = 0x4F
+
+# --- kernel constants ----------------------------------------------------------------------------
+CLONE_NEWTIME, CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, \
+    CLONE_NEWNET = 0x80, 0x20000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000
+NAMESPACES = {"pid": CLONE_NEWPID, "network": CLONE_NEWNET, "mount": CLONE_NEWNS, "ipc": CLONE_NEWIPC,
+              "uts": CLONE_NEWUTS, "user": CLONE_NEWUSER, "cgroup": CLONE_NEWCGROUP, "time": CLONE_NEWTIME}
+
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_SYNCHRONOUS, MS_REMOUNT, MS_MANDLOCK, MS_DIRSYNC = \
+    1, 2, 4, 8, 16, 32, 64, 128
+MS_NOSYMFOLLOW, MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_MOVE, MS_REC, MS_SILENT = \
+    256, 1024, 2048, 4096, 8192, 16384, 32768
+MS_UNBINDABLE, MS_PRIVATE, MS_SLAVE, MS_SHARED = 1 << 17, 1 << 18, 1 << 19, 1 << 20
+MS_RELATIME, MS_I_VERSION, MS_STRICTATIME, MS_LAZYTIME = 1 << 21, 1 << 23, 1 << 24, 1 << 25
+
+MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC = 1, 2, 4, 8
+MOUNT_ATTR__ATIME, MOUNT_ATTR_RELATIME, MOUNT_ATTR_NOATIME, MOUNT_ATTR_STRICTATIME = 0x70, 0, 0x10, 0x20
+MOUNT_ATTR_NODIRATIME, MOUNT_ATTR_NOSYMFOLLOW = 0x80, 0x200000
+
+# option -> (set, clear): runc parseMountOptions
+MOUNT_FLAGS = {
+    "async": (0, MS_SYNCHRONOUS), "atime": (0, MS_NOATIME), "bind": (MS_BIND, 0), "defaults": (0, 0),
+    "dev": (0, MS_NODEV), "diratime": (0, MS_NODIRATIME), "dirsync": (MS_DIRSYNC, 0), "exec": (0, MS_NOEXEC),
+    "iversion": (MS_I_VERSION, 0), "lazytime": (MS_LAZYTIME, 0), "loud": (0, MS_SILENT),
+    "mand": (MS_MANDLOCK, 0), "noatime": (MS_NOATIME, 0), "nodev": (MS_NODEV, 0),
+    "nodiratime": (MS_NODIRATIME, 0), "noexec": (MS_NOEXEC, 0), "noiversion": (0, MS_I_VERSION),
+    "nolazytime": (0, MS_LAZYTIME), "nomand": (0, MS_MANDLOCK), "norelatime": (0, MS_RELATIME),
+    "nostrictatime": (0, MS_STRICTATIME), "nosuid": (MS_NOSUID, 0), "nosymfollow": (MS_NOSYMFOLLOW, 0),
+    "rbind": (MS_BIND | MS_REC, 0), "relatime": (MS_RELATIME, 0), "remount": (MS_REMOUNT, 0),
+    "ro": (MS_RDONLY, 0), "rw": (0, MS_RDONLY), "silent": (MS_SILENT, 0), "strictatime": (MS_STRICTATIME, 0),
+    "suid": (0, MS_NOSUID), "sync": (MS_SYNCHRONOUS, 0), "symfollow": (0, MS_NOSYMFOLLOW),
+}
+PROPAGATION = {
+    "private": MS_PRIVATE, "rprivate": MS_PRIVATE | MS_REC, "shared": MS_SHARED, "rshared": MS_SHARED | MS_REC,
+    "slave": MS_SLAVE, "rslave": MS_SLAVE | MS_REC, "unbindable": MS_UNBINDABLE,
+    "runbindable": MS_UNBINDABLE | MS_REC,
+}
+# recursive mount attributes (mount_setattr AT_RECURSIVE): option -> (set, clear)
+RECURSIVE_ATTRS = {
+    "rro": (MOUNT_ATTR_RDONLY, 0), "rrw": (0, MOUNT_ATTR_RDONLY),
+    "rnosuid": (MOUNT_ATTR_NOSUID, 0), "rsuid": (0, MOUNT_ATTR_NOSUID),
+    "rnodev": (MOUNT_ATTR_NODEV, 0), "rdev": (0, MOUNT_ATTR_NODEV),
+    "rnoexec": (MOUNT_ATTR_NOEXEC, 0), "rexec": (0, MOUNT_ATTR_NOEXEC),
+    "rnodiratime": (MOUNT_ATTR_NODIRATIME, 0), "rdiratime": (0, MOUNT_ATTR_NODIRATIME),
+    "rrelatime": (MOUNT_ATTR_RELATIME, MOUNT_ATTR__ATIME), "rnorelatime": (0, MOUNT_ATTR__ATIME),
+    "rnoatime": (MOUNT_ATTR_NOATIME, MOUNT_ATTR__ATIME), "ratime": (0, MOUNT_ATTR__ATIME),
+    "rstrictatime": (MOUNT_ATTR_STRICTATIME, MOUNT_ATTR__ATIME), "rnostrictatime": (0, MOUNT_ATTR__ATIME),
+    "rnosymfollow": (MOUNT_ATTR_NOSYMFOLLOW, 0), "rsymfollow": (0, MOUNT_ATTR_NOSYMFOLLOW),
+}
+EXTENSIONS = {"tmpcopyup"}
+MOUNT_OPTIONS = sorted(set(MOUNT_FLAGS) | set(PROPAGATION) | set(RECURSIVE_ATTRS) | EXTENSIONS)
+
+CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+        "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+        "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE",
+        "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT",
+        "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+        "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN",
+        "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
+        "CAP_CHECKPOINT_RESTORE"]
+CAP_BITS = {name: i for i, name in enumerate(CAPS)}
+
+RLIMITS = {"RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3, "RLIMIT_CORE": 4,
+           "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7, "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9,
+           "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13,
+           "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15}
+
+S_IFCHR, S_IFBLK, S_IFIFO = 0o020000, 0o060000, 0o010000
+DEFAULT_DEVICES = [("/dev/null", 1, 3), ("/dev/random", 1, 8), ("/dev/full", 1, 7), ("/dev/tty", 5, 0),
+                   ("/dev/zero", 1, 5), ("/dev/urandom", 1, 9)]
+
+
+def parse_mount_options(options):
+    """-> (flags, clear, propagation list, attr_set, attr_clr, data list, extensions set)"""
+    flags = clear = attr_set = attr_clr = 0
+    prop, data, ext = [], [], set()
+    for o in options or ():
+        if o in MOUNT_FLAGS:
+            s, c = MOUNT_FLAGS[o]
+            flags = (flags | s) & ~c
+            clear = (clear | c) & ~s
+        elif o in PROPAGATION:
+            prop.append(PROPAGATION[o])
+        elif o in RECURSIVE_ATTRS:
+            s, c = RECURSIVE_ATTRS[o]
+            attr_set = (attr_set | s) & ~c if s else attr_set & ~c
+            attr_clr |= c
+            if c == MOUNT_ATTR__ATIME and s:
+                attr_set = (attr_set & ~MOUNT_ATTR__ATIME) | s
+        elif o in EXTENSIONS:
+            ext.add(o)
+        else:
+            data.append(o)
+    return flags, clear, prop, attr_set, attr_clr, data, ext
+
+
+def caps_mask(names, pointer):
+    m = 0
+    for i, n in enumerate(names or ()):
+        if n not in CAP_BITS:
+            raise ConfigError(f"{pointer}/{i}", f"unknown capability {n!r}")
+        m |= 1 << CAP_BITS[n]
+    return m
+
+
+# --- encoding ------------------------------------------------------------------------------------
+class Encoder:
+    def __init__(self):
+        self.records = []
+
+    @staticmethod
+    def s(v):
+        b = v.encode() if isinstance(v, str) else bytes(v)
+        if b"\0" in b:
+            raise ValueError("string with NUL")
+        return struct.pack("=I", len(b) + 1) + b + b"\0"
+
+    def sv(self, vs):
+        return struct.pack("=I", len(vs)) + b"".join(self.s(v) for v in vs)
+
+    def add(self, op, *parts):
+        payload = b"".join(parts)
+        self.records.append(struct.pack("=II", op, len(payload)) + payload)
+
+    def bytes(self):
+        return MAGIC + struct.pack("=II", VERSION, len(self.records)) + b"".join(self.records)
+
+
+def _u32(*v):
+    return struct.pack("=" + "I" * len(v), *v)
+
+
+def _i32(*v):
+    return struct.pack("=" + "i" * len(v), *v)
+
+
+def _u64(*v):
+    return struct.pack("=" + "Q" * len(v), *v)
+
+
+def _i64(*v):
+    return struct.pack("=" + "q" * len(v), *v)
+
+
+def _nul_free(value, pointer):
+    if isinstance(value, str) and "\0" in value:
+        raise ConfigError(pointer, "contains a NUL byte")
+    return value
+
+
+class Plan:
+    """What create needs besides the encoded bytes."""
+
+    def __init__(self):
+        self.data = b""
+        self.new_ns = 0
+        self.joins = []
+        self.uid_map = self.gid_map = None
+        self.rootfs = ""
+        self.host_root_uid = self.host_root_gid = 0
+        self.hooks = {}
+        self.terminal = False
+        self.cgroup_mounts = False
+
+
+def host_id(maps, cid):
+    for m in maps or ():
+        if m["containerID"] <= cid < m["containerID"] + m["size"]:
+            return m["hostID"] + cid - m["containerID"]
+    return None
+
+
+def build(config, bundle, fds, opts, cgroup_paths=None):
+    """config: validated dict; bundle: absolute dir; fds: dict(sync, fifo, console, close_from);
+    opts: dict(no_pivot); cgroup_paths: {hierarchy dir name: host path} for cgroup mounts."""
+    e = Encoder()
+    p = Plan()
+    linux = config.get("linux") or {}
+    proc = config.get("process") or {}
+    e.add(OP_FDS, _u32(fds["sync"]), _i32(fds.get("fifo", -1), fds.get("console", -1)), _u32(fds["close_from"]))
+
+    # namespaces
+    new = 0
+    for i, ns in enumerate(linux.get("namespaces") or ()):
+        flag = NAMESPACES[ns["type"]]
+        if ns.get("path"):
+            p.joins.append((flag, ns["path"]))
+            e.add(OP_NS_JOIN, _u32(flag), e.s(_nul_free(ns["path"], f"/linux/namespaces/{i}/path")))
+        else:
+            new |= flag
+    p.new_ns = new
+    e.add(OP_NS_NEW, _u32(new))
+    userns = bool(new & CLONE_NEWUSER) or any(f == CLONE_NEWUSER for f, _ in p.joins)
+    if new & CLONE_NEWUSER:
+        p.uid_map = linux.get("uidMappings") or []
+        p.gid_map = linux.get("gidMappings") or []
+        p.host_root_uid = host_id(p.uid_map, 0)
+        p.host_root_gid = host_id(p.gid_map, 0)
+        if p.host_root_uid is None:
+            p.host_root_uid = 0
+        if p.host_root_gid is None:
+            p.host_root_gid = 0
+    offs = linux.get("timeOffsets")
+    if offs:
+        mono = offs.get("monotonic") or {}
+        boot = offs.get("boottime") or {}
+        e.add(OP_TIMENS, _i64(mono.get("secs", 0), mono.get("nanosecs", 0), boot.get("secs", 0),
+                              boot.get("nanosecs", 0)))
+    if "oomScoreAdj" in proc:
+        e.add(OP_OOM_SCORE_ADJ, _i32(proc["oomScoreAdj"]))
+
+    # rootfs
+    root = config["root"]
+    rootfs = root["path"]
+    if not os.path.isabs(rootfs):
+        rootfs = os.path.join(bundle, rootfs)
+    rootfs = os.path.realpath(rootfs)
+    p.rootfs = rootfs
+    prop = linux.get("rootfsPropagation")
+    rprop = PROPAGATION[prop] | MS_REC if prop else MS_SLAVE | MS_REC
+    rflags = (ROOTFS_READONLY if root.get("readonly") else 0) | (ROOTFS_NO_PIVOT if opts.get("no_pivot") else 0)
+    has_mountns = bool(new & CLONE_NEWNS) or any(f == CLONE_NEWNS for f, _ in p.joins)
+    if not has_mountns:
+        rflags |= ROOTFS_NO_MOUNTNS
+    e.add(OP_ROOTFS, e.s(rootfs), _u32(rprop, rflags))
+
+    # mounts
+    dev_bind = False
+    for i, m in enumerate(config.get("mounts") or ()):
+        ptr = f"/mounts/{i}"
+        dst = _nul_free(m["destination"], ptr + "/destination")
+        typ = m.get("type") or ""
+        opts_ = m.get("options") or []
+        flags, clear, props, aset, aclr, data, ext = parse_mount_options(opts_)
+        src = m.get("source") or ""
+        is_bind = typ == "bind" or bool(flags & MS_BIND)
+        if is_bind:
+            if not os.path.isabs(src):
+                src = os.path.join(bundle, src)
+            if not os.path.exists(src):
+                raise ConfigError(ptr + "/source", f"bind mount source {src} does not exist")
+            kind = MOUNT_KIND_RBIND if flags & MS_REC else MOUNT_KIND_BIND
+            if os.path.normpath(dst) == "/dev":
+                dev_bind = True
+            fs = ""
+        elif typ == "cgroup":
+            _add_cgroup_mount(e, dst, flags, props, new, cgroup_paths)
+            continue
+        else:
+            kind = MOUNT_KIND_FS
+            fs = typ
+        e.add(OP_MOUNT, e.s(src), e.s(dst), e.s(fs), e.s(",".join(data)), _u32(flags & ~MS_REMOUNT, kind),
+              _u64(aset, aclr), _u32(len(props), *props))
+
+    # devices (runc: skipped when /dev is a bind mount)
+    if has_mountns and not dev_bind:
+        devs = {}
+        for path, major, minor in DEFAULT_DEVICES:
+            devs[path] = (S_IFCHR | 0o666, major, minor, 0, 0)
+        for i, d in enumerate(linux.get("devices") or ()):
+            t = {"c": S_IFCHR, "u": S_IFCHR, "b": S_IFBLK, "p": S_IFIFO}[d["type"]]
+            mode = d.get("fileMode", 0o666)
+            devs[d["path"]] = (t | (mode & 0o7777), d.get("major", 0), d.get("minor", 0), d.get("uid", 0),
+                               d.get("gid", 0))
+        for path, (mode, major, minor, uid, gid) in devs.items():
+            e.add(OP_DEVICE, e.s(path), _u32(mode, major, minor, uid, gid, 1 if userns else 0))
+        links = [("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
+                 ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr")]
+        if os.path.exists("/proc/kcore"):
+            links.append(("/proc/kcore", "/dev/core"))
+        e.add(OP_SYMLINK, e.s("pts/ptmx"), e.s("/dev/ptmx"))
+        for target, link in links:
+            e.add(OP_SYMLINK, e.s(target), e.s(link))
+
+    cwd = proc.get("cwd") or "/"
+    if has_mountns:
+        e.add(OP_MKDIR, e.s(cwd), _u32(0o755))
+    for path in linux.get("readonlyPaths") or ():
+        e.add(OP_READONLY, e.s(path))
+    for path in linux.get("maskedPaths") or ():
+        e.add(OP_MASK, e.s(path))
+    if config.get("hostname"):
+        e.add(OP_HOSTNAME, e.s(config["hostname"]))
+    if config.get("domainname"):
+        e.add(OP_DOMAINNAME, e.s(config["domainname"]))
+    for k, v in (linux.get("sysctl") or {}).items():
+        e.add(OP_SYSCTL, e.s(_nul_free(k, "/linux/sysctl")), e.s(_nul_free(v, f"/linux/sysctl/{k}")))
+    for i, r in enumerate(proc.get("rlimits") or ()):
+        e.add(OP_RLIMIT, _u32(RLIMITS[r["type"]]), _u64(r["soft"], r["hard"]))
+    caps = proc.get("capabilities")
+    if caps is not None:
+        e.add(OP_CAPS, _u64(*(caps_mask(caps.get(k), f"/process/capabilities/{k}")
+                              for k in ("bounding", "effective", "permitted", "inheritable", "ambient"))))
+    user = proc.get("user") or {}
+    groups = user.get("additionalGids") or []
+    umask = user.get("umask")
+    e.add(OP_USER, _u32(user.get("uid", 0), user.get("gid", 0), UMASK_UNSET if umask is None else umask,
+                        USER_SETGROUPS, len(groups), *groups))
+    env = [_nul_free(v, f"/process/env/{i}") for i, v in enumerate(proc.get("env") or ())]
+    args = [_nul_free(v, f"/process/args/{i}") for i, v in enumerate(proc.get("args") or ())]
+    pflags = PROC_NNP if proc.get("noNewPrivileges") else 0
+    e.add(OP_PROCESS, e.s(cwd), e.sv(args), e.sv(env), _u32(pflags))
+    hooks = config.get("hooks") or {}
+    for kind, name in ((HOOK_CREATE_CONTAINER, "createContainer"), (HOOK_START_CONTAINER, "startContainer")):
+        for h in hooks.get(name) or ():
+            e.add(OP_HOOK, _u32(kind), _i32(h.get("timeout", 0)), e.s(h["path"]), e.sv(h.get("args") or []),
+                  e.sv(h.get("env") or []))
+    p.hooks = hooks
+    p.terminal = bool(proc.get("terminal"))
+    p.data = e.bytes()
+    return p
+
+
+def _add_cgroup_mount(e, dst, flags, props, new_ns, cgroup_paths):
+    """runc's cgroup mount: with a cgroup namespace mount the hierarchies themselves; without one, a tmpfs
+    with each of the container's own cgroup directories bind-mounted read-only (as runc does on v1)."""
+    base = flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RELATIME | MS_NOATIME | MS_STRICTATIME)
+    paths = cgroup_paths or {}
+    if paths.get("") and len(paths) == 1:  # pure v2
+        if new_ns & CLONE_NEWCGROUP:
+            e.add(OP_MOUNT, e.s("cgroup"), e.s(dst), e.s("cgroup2"), e.s(""), _u32(flags, MOUNT_KIND_FS),
+                  _u64(0, 0), _u32(len(props), *props))
+        else:
+            e.add(OP_MOUNT, e.s(paths[""]), e.s(dst), e.s(""), e.s(""), _u32(flags | MS_BIND, MOUNT_KIND_RBIND),
+                  _u64(0, 0), _u32(len(props), *props))
+        return
+    e.add(OP_MOUNT, e.s("tmpfs"), e.s(dst), e.s("tmpfs"), e.s("mode=755"), _u32(base, MOUNT_KIND_FS),
+          _u64(0, 0), _u32(len(props), *props))
+    for name, host in paths.items():  # in the host's mount order, as runc
+        if not name:
+            continue  # the unified hierarchy of a hybrid host: runc 1.1 does not mount it either
+        sub = os.path.join(dst, name)
+        e.add(OP_MOUNT, e.s(host), e.s(sub), e.s(""), e.s(""), _u32(flags | MS_BIND, MOUNT_KIND_BIND),
+              _u64(0, 0), _u32(0))
+        if "," in name:
+            for part in name.split(","):
+                e.add(OP_SYMLINK, e.s(name), e.s(os.path.join(dst, part)))

@@ -1,0 +1,243 @@
+"""The state store: <root>/<id>/ with state.json, exec.fifo and a lock.
+
+- create claims the id with an atomic mkdir (two concurrent creates: exactly one wins);
+- every mutating command holds flock(LOCK_EX) on the container directory;
+- state.json is written to a temp file, fsynced and renamed over;
+- the live status is derived (runc refreshState): init alive (pid + start time) and exec.fifo
+  present -> created; alive without fifo -> running; otherwise stopped;
+- delete renames the directory to a tombstone first, so a half-removed dir is never seen under its id.
+"""
+import errno
+import fcntl
+import json
+import os
+import re
+import stat
+
+from ociruntime.errors import AlreadyExists, InvalidID, NotFound, OciError
+
+_ID_RE = re.compile(r"^[A-Za-z0-9_+.-]+$")
+STATE_FILE = "state.json"
+FIFO = "exec.fifo"
+
+
+def validate_id(cid):
+    if not cid:
+        raise InvalidID("container id cannot be empty")
+    if cid in (".", "..") or not _ID_RE.match(cid) or len(cid) > 1024:
+        raise InvalidID()
+    return cid
+
+
+def default_root():
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if os.geteuid() != 0 and xdg:
+        return os.path.join(xdg, "ociruntime")
+    return "/run/ociruntime"
+
+
+class Store:
+    def __init__(self, root):
+        root = os.path.abspath(root)
+        if root == "/":
+            raise OciError("Option --root argument should not be set to /")
+        self.root = root
+        self._fd = None
+
+    def _rootfd(self, create=False):
+        if self._fd is not None:
+            return self._fd
+        if create:
+            try:
+                os.makedirs(self.root, 0o700, exist_ok=True)
+            except OSError as e:
+                raise OciError(f"cannot create state root {self.root}: {e.strerror}")
+        try:
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise NotFound()
+        except OSError as e:
+            raise OciError(f"cannot open state root {self.root}: {e.strerror}")
+        st = os.fstat(fd)
+        if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            os.close(fd)
+            raise OciError(f"state root {self.root} must be owned by uid {os.geteuid()} and not group/other writable")
+        self._fd = fd
+        return fd
+
+    def claim(self, cid):
+        """Atomically create <root>/<id>; the caller owns it and must remove it on failure."""
+        validate_id(cid)
+        rfd = self._rootfd(create=True)
+        try:
+            os.mkdir(cid, 0o711, dir_fd=rfd)
+        except FileExistsError:
+            raise AlreadyExists()
+        c = Container(self, cid)
+        c.lock()
+        return c
+
+    def open(self, cid, lock=True):
+        validate_id(cid)
+        try:
+            rfd = self._rootfd()
+        except NotFound:
+            raise NotFound()
+        c = Container(self, cid)
+        if lock:
+            c.lock()
+        return c
+
+    def ids(self):
+        try:
+            rfd = self._rootfd()
+        except NotFound:
+            return []
+        out = []
+        with os.scandir(rfd) as it:
+            for e in it:
+                if not e.name.startswith(".") and e.is_dir(follow_symlinks=False):
+                    out.append(e.name)
+        return sorted(out)
+
+
+class Container:
+    def __init__(self, store, cid):
+        self.store = store
+        self.id = cid
+        self.path = os.path.join(store.root, cid)
+        try:
+            self.fd = os.open(cid, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                              dir_fd=store._rootfd())
+        except FileNotFoundError:
+            raise NotFound()
+        except OSError as e:
+            if e.errno in (errno.ENOTDIR, errno.ELOOP):
+                raise NotFound()
+            raise
+
+    def lock(self, exclusive=True):
+        fcntl.flock(self.fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        # a concurrent delete may have removed (renamed) the directory while we waited
+        try:
+            st = os.stat(self.id, dir_fd=self.store._rootfd(), follow_symlinks=False)
+        except FileNotFoundError:
+            raise NotFound()
+        if (st.st_ino, st.st_dev) != (os.fstat(self.fd).st_ino, os.fstat(self.fd).st_dev):
+            raise NotFound()
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def read_state(self):
+        """The saved state dict, or None if there is no (valid) state.json."""
+        try:
+            fd = os.open(STATE_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd)
+        except OSError:
+            return None
+        try:
+            with os.fdopen(fd, "rb") as f:
+                data = f.read(16 << 20)
+            st = json.loads(data)
+            return st if isinstance(st, dict) and "pid" in st else None
+        except ValueError:
+            return None
+
+    def write_state(self, st):
+        data = json.dumps(st, separators=(",", ":")).encode()
+        tmp = f".state.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                     dir_fd=self.fd)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+            os.close(fd)
+            fd = -1
+            os.rename(tmp, STATE_FILE, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            try:
+                os.unlink(tmp, dir_fd=self.fd)
+            except OSError:
+                pass
+            raise
+
+    def has_fifo(self):
+        try:
+            st = os.stat(FIFO, dir_fd=self.fd, follow_symlinks=False)
+            return stat.S_ISFIFO(st.st_mode)
+        except OSError:
+            return False
+
+    def remove(self):
+        """Tombstone rename, then remove the contents; never follows symlinks."""
+        rfd = self.store._rootfd()
+        tomb = f".{self.id}.deleting-{os.getpid()}"
+        try:
+            os.rename(self.id, tomb, src_dir_fd=rfd, dst_dir_fd=rfd)
+        except FileNotFoundError:
+            return
+        _rmtree_fd(self.fd)
+        self.close()
+        try:
+            os.rmdir(tomb, dir_fd=rfd)
+        except OSError:
+            pass
+
+
+def _rmtree_fd(dfd):
+    with os.scandir(dfd) as it:
+        entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+    for name, is_dir in entries:
+        if is_dir:
+            sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+            try:
+                _rmtree_fd(sub)
+            finally:
+                os.close(sub)
+            os.rmdir(name, dir_fd=dfd)
+        else:
+            os.unlink(name, dir_fd=dfd)
+
+
+# --- liveness -----------------------------------------------------------------------------------
+
+def proc_start_time(pid):
+    """(start time in clock ticks, state letter) from /proc/<pid>/stat, or None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    rp = data.rfind(b")")
+    fields = data[rp + 2:].split()
+    # fields[0] is field 3 (state); start time is field 22
+    return int(fields[19]), fields[0].decode()
+
+
+def init_alive(st):
+    pid = st.get("pid") or 0
+    if pid <= 0:
+        return False
+    info = proc_start_time(pid)
+    if info is None:
+        return False
+    start, state = info
+    return start == st.get("init_start") and state not in ("Z", "X")
+
+
+def status_of(c, st):
+    """runc's refreshState: derived, never trusted from the file."""
+    if st is None:
+        return "stopped"
+    if init_alive(st):
+        if c.has_fifo():
+            return "created"
+        from ociruntime import cgroups  # paused needs the freezer; cheap module
+        if cgroups.is_frozen(st):
+            return "paused"
+        return "running"
+    return "stopped"
