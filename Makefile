@@ -24,7 +24,7 @@ build: deps
 	@test -x ociruntime/libexec/ociruntime-init
 
 run: build
-	$(VPY) -m ociruntime.testing.demo $(DEMO)
+	$(VPY) -m ociruntime.demo $(DEMO)
 	cd $(DEMO) && $(VENV)/bin/ociruntime --root $(DEMO)/state run demo-$$$$
 
 test: build

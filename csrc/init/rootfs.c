@@ -321,6 +321,8 @@ void masked_and_readonly(struct plan *p)
 		close(fd);
 	}
 	if (devnull >= 0) close(devnull);
+	close(g_rootfd); /* the waiting init holds nothing but stdio, the fifo and preserved fds */
+	g_rootfd = -1;
 }
 
 void write_sysctls(struct plan *p)
