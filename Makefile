@@ -20,7 +20,8 @@ $(VENV)/.deps:
 	touch $@
 
 build: deps
-	$(VPY) -m pip install -q --no-build-isolation -e .
+	$(VPY) -m pip install -q --no-build-isolation --config-settings editable_mode=compat -e .
+	$(VPY) -m compileall -q ociruntime
 	@test -x ociruntime/libexec/ociruntime-init
 
 run: build

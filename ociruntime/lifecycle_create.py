@@ -252,9 +252,10 @@ def _serve(sock, sp, p, st, cdir):
             info = proc_start_time(val)
             st["init_start"] = info[0] if info else 0
         elif typ == planmod.SYNC_HOOKS_PLS:
-            state_json = json.dumps(spec_state(st, "creating")).encode()
-            hooks.run(p.hooks, "prestart", state_json)
-            hooks.run(p.hooks, "createRuntime", state_json)
+            # prestart (deprecated) sees "created", as runtime-tools checks; createRuntime sees
+            # "creating" (runtime.md lifecycle step 6)
+            hooks.run(p.hooks, "prestart", json.dumps(spec_state(st, "created")).encode())
+            hooks.run(p.hooks, "createRuntime", json.dumps(spec_state(st, "creating")).encode())
             _send(sock, planmod.SYNC_HOOKS_ACK, 0, json.dumps(spec_state(st, "created")).encode())
         elif typ == planmod.SYNC_READY:
             # runc procRun lesson: the state is on disk before the init may go on

@@ -246,6 +246,15 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
     rflags = (ROOTFS_READONLY if root.get("readonly") else 0) | (ROOTFS_NO_PIVOT if opts.get("no_pivot") else 0)
     has_mountns = bool(new & CLONE_NEWNS) or any(f == CLONE_NEWNS for f, _ in p.joins)
     if not has_mountns:
+        # runc would mount into the caller's own mount namespace (the host's) and leave it there
+        for key in ("mounts",):
+            if config.get(key):
+                raise ConfigError("/linux/namespaces", "a mount namespace is required for mounts: without one "
+                                  "they would be made in the runtime's own (host) mount namespace")
+        for key in ("maskedPaths", "readonlyPaths"):
+            if linux.get(key):
+                raise ConfigError(f"/linux/{key}", "a mount namespace is required for maskedPaths and "
+                                  "readonlyPaths")
         rflags |= ROOTFS_NO_MOUNTNS
     e.add(OP_ROOTFS, e.s(rootfs), _u32(rprop, rflags))
 

@@ -223,13 +223,47 @@ static void make_symlink(struct pair *s)
 	close(dfd);
 }
 
+/* pivot_root refuses a new root whose parent mount is shared (rootfsPropagation "shared"): make the
+ * mount that contains the rootfs private, as runc rootfsParentMountPrivate does. */
+static void parent_mount_private(const char *rootfs)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	if (!f) bail("open /proc/self/mountinfo");
+	char line[4096], best[PATH_MAX] = "/";
+	size_t bestlen = 1;
+	while (fgets(line, sizeof(line), f)) {
+		char mp[PATH_MAX], opt[1024];
+		if (sscanf(line, "%*s %*s %*s %*s %4095s %*s %1023s", mp, opt) != 2) continue;
+		/* undo the \040-style escapes of mountinfo */
+		char *r = mp, *w = mp;
+		while (*r) {
+			if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] && r[3]) {
+				*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
+				r += 4;
+			} else {
+				*w++ = *r++;
+			}
+		}
+		*w = 0;
+		size_t l = strlen(mp);
+		if (l > bestlen && strncmp(rootfs, mp, l) == 0 && rootfs[l] == '/') {
+			snprintf(best, sizeof(best), "%s", mp);
+			bestlen = l;
+		}
+	}
+	fclose(f);
+	if (mount(NULL, best, NULL, MS_PRIVATE, NULL) < 0) bail("make parent mount %s of the rootfs private", best);
+}
+
 void setup_rootfs(struct plan *p)
 {
 	if (p->root_flags & ROOTFS_NO_MOUNTNS) return;
 	umask(0);
-	/* never let our mounts propagate to the host: rslave (or what rootfsPropagation says) */
-	if (mount(NULL, "/", NULL, p->root_propagation, NULL) < 0)
-		bail("set propagation of / to 0x%x", p->root_propagation);
+	/* never let our mounts propagate to the host: rslave first; rootfsPropagation is applied to the new
+	 * root after pivot_root (so "unbindable" does not forbid the rootfs bind, and "shared" cannot leak
+	 * the container's mounts into the host's namespace) */
+	if (mount(NULL, "/", NULL, MS_SLAVE | MS_REC, NULL) < 0) bail("make / rslave");
+	if (p->root_propagation & MS_SHARED) parent_mount_private(p->rootfs);
 	if (mount(p->rootfs, p->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) bail("bind mount rootfs %s", p->rootfs);
 	g_rootfd = open(p->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (g_rootfd < 0) bail("open rootfs %s", p->rootfs);
@@ -247,7 +281,11 @@ void setup_rootfs(struct plan *p)
 
 void finish_rootfs(struct plan *p)
 {
-	if (p->root_flags & ROOTFS_NO_MOUNTNS) return;
+	if (p->root_flags & ROOTFS_NO_MOUNTNS) {
+		/* no mount namespace (and so no mounts, see plan.py): only change root */
+		if (chroot(p->rootfs) < 0 || chdir("/") < 0) bail("chroot %s", p->rootfs);
+		return;
+	}
 	if (fchdir(g_rootfd) < 0) bail("chdir to rootfs");
 	if (p->root_flags & ROOTFS_NO_PIVOT) {
 		if (mount(".", "/", NULL, MS_MOVE, NULL) < 0) bail("move rootfs onto /");
@@ -262,6 +300,8 @@ void finish_rootfs(struct plan *p)
 	close(g_rootfd);
 	g_rootfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (g_rootfd < 0) bail("open new root");
+	if ((p->root_propagation & ~(unsigned)MS_REC) != MS_SLAVE && mount(NULL, "/", NULL, p->root_propagation, NULL) < 0)
+		bail("set rootfsPropagation 0x%x of /", p->root_propagation);
 	if ((p->root_flags & ROOTFS_READONLY) && remount_bind("/", MS_RDONLY) < 0) bail("remount root read-only");
 }
 
