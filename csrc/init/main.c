@@ -22,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <net/if.h>
 #ifndef NS_GET_NSTYPE
 #define NS_GET_NSTYPE _IO(0xb7, 0x3)
 #endif
@@ -87,6 +89,20 @@ static void join_namespaces(struct plan *p)
 			close(j->fd);
 			j->fd = -1;
 		}
+}
+
+/* A new network namespace starts with lo down; runc brings it up (its "loopback" strategy). */
+static void loopback_up(void)
+{
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) bail("socket for lo");
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof(ifr));
+	strcpy(ifr.ifr_name, "lo");
+	if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0) bail("get flags of lo");
+	ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+	if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0) bail("bring lo up");
+	close(fd);
 }
 
 static pid_t clone_parent(void)
@@ -209,6 +225,7 @@ static void stage1(struct plan *p)
 	}
 	uint32_t rest = p->new_ns & ~(uint32_t)CLONE_NEWUSER;
 	if (rest && unshare(rest) < 0) bail("unshare namespaces 0x%x", rest);
+	if (rest & CLONE_NEWNET) loopback_up();
 	if (p->has_timens) {
 		char v[128];
 		snprintf(v, sizeof(v), "monotonic %lld %lld\nboottime %lld %lld\n",
