@@ -21,6 +21,7 @@ $(VENV)/.deps:
 
 build: deps
 	$(VPY) -m pip install -q --no-build-isolation --config-settings editable_mode=compat -e .
+	$(VPY) -m ociruntime.launcher $(VENV)/bin/ociruntime
 	$(VPY) -m compileall -q ociruntime
 	@test -x ociruntime/libexec/ociruntime-init
 

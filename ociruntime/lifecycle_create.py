@@ -9,7 +9,6 @@ import fcntl
 import json
 import os
 import signal
-import socket
 import struct
 import time
 
@@ -159,7 +158,8 @@ def create(ctx, detach_checks=True):
         os.chmod(FIFO, 0o622, dir_fd=cdir.fd)
         os.chown(FIFO, p.host_root_uid, p.host_root_gid, dir_fd=cdir.fd)
         fifo_fd = os.open(FIFO, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=cdir.fd)
-        sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        import _socket  # the C module: `socket` costs enum & co at start-up
+        sock, child_sock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
         plan_fd = os.memfd_create("ociruntime-plan", os.MFD_CLOEXEC)
         os.write(plan_fd, p.data)
         os.lseek(plan_fd, 0, os.SEEK_SET)
@@ -232,7 +232,6 @@ def _write_maps(pid, p):
 
 
 def _serve(sock, sp, p, st, cdir):
-    from ociruntime import hooks
     while True:
         msg = sock.recv(8 + 65536)
         if len(msg) < 8:
@@ -252,10 +251,12 @@ def _serve(sock, sp, p, st, cdir):
             info = proc_start_time(val)
             st["init_start"] = info[0] if info else 0
         elif typ == planmod.SYNC_HOOKS_PLS:
-            # prestart (deprecated) sees "created", as runtime-tools checks; createRuntime sees
-            # "creating" (runtime.md lifecycle step 6)
-            hooks.run(p.hooks, "prestart", json.dumps(spec_state(st, "created")).encode())
-            hooks.run(p.hooks, "createRuntime", json.dumps(spec_state(st, "creating")).encode())
+            if p.hooks.get("prestart") or p.hooks.get("createRuntime"):
+                from ociruntime import hooks  # subprocess: imported only when there are hooks to run
+                # prestart (deprecated) sees "created", as runtime-tools checks; createRuntime sees
+                # "creating" (runtime.md lifecycle step 6)
+                hooks.run(p.hooks, "prestart", json.dumps(spec_state(st, "created")).encode())
+                hooks.run(p.hooks, "createRuntime", json.dumps(spec_state(st, "creating")).encode())
             _send(sock, planmod.SYNC_HOOKS_ACK, 0, json.dumps(spec_state(st, "created")).encode())
         elif typ == planmod.SYNC_READY:
             # runc procRun lesson: the state is on disk before the init may go on
