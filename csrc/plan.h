@@ -39,7 +39,8 @@ enum plan_op {
 	OP_USER = 17,        /* u32 uid, u32 gid, u32 umask (UMASK_UNSET), u32 flags (USER_*), u32 n, u32 gids[n] */
 	OP_PROCESS = 18,     /* str cwd, strv args, strv env, u32 flags (PROC_*) */
 	OP_HOOK = 19,        /* u32 kind (HOOK_*), i32 timeout_s, str path, strv args, strv env */
-	OP_MKDIR = 20,       /* str path, u32 mode: mkdir -p inside the rootfs before mounts */
+	OP_MKDIR = 20,       /* str path, u32 mode: mkdir -p inside the rootfs (after the mounts) */
+	OP_CONSOLE = 21,     /* u32 height, u32 width: allocate a pty in the container's devpts */
 };
 
 #define ROOTFS_READONLY 1u
@@ -56,6 +57,7 @@ enum plan_op {
 
 #define PROC_NNP 1u
 #define PROC_MKCWD 2u
+#define PROC_EXEC 4u   /* exec into a running container: join only, no rootfs, no exec fifo */
 
 #define HOOK_CREATE_CONTAINER 1u
 #define HOOK_START_CONTAINER 2u

@@ -28,6 +28,15 @@ COMMANDS = {
             {**_CREATE_FLAGS, "detach": (B, False), "d": (B, False), "keep": (B, False),
              "no-subreaper": (B, False)}, (1, 1), False,
             "run [command options] <container-id>", "create and run a container"),
+    "exec": ("lifecycle_exec", "cmd_exec",
+             {"console-socket": (S, ""), "pidfd-socket": (S, ""), "cwd": (S, ""), "env": (L, None), "e": (L, None),
+              "tty": (B, False), "t": (B, False), "user": (S, ""), "u": (S, ""), "additional-gids": (L, None),
+              "g": (L, None), "process": (S, ""), "p": (S, ""), "detach": (B, False), "d": (B, False),
+              "pid-file": (S, ""), "process-label": (S, ""), "apparmor": (S, ""), "no-new-privs": (B, False),
+              "cap": (L, None), "c": (L, None), "preserve-fds": (I, 0), "cgroup": (L, None),
+              "ignore-paused": (B, False)}, (1, None), True,
+             "exec [command options] <container-id> <command> [command options]",
+             "execute new process inside the container"),
     "start": ("lifecycle", "cmd_start", {}, (1, 1), False, "start <container-id>",
               "executes the user defined process in a created container"),
     "state": ("lifecycle", "cmd_state", {}, (1, 1), False, "state <container-id>",
@@ -46,7 +55,8 @@ COMMANDS = {
     "features": ("misc", "cmd_features", {}, (0, 0), False, "features",
                  "show the enabled features"),
 }
-ALIASES = {"b": "bundle", "d": "detach", "f": "force", "a": "all", "q": "quiet", "h": "help", "v": "version"}
+ALIASES = {"b": "bundle", "d": "detach", "f": "force", "a": "all", "q": "quiet", "h": "help", "v": "version",
+           "e": "env", "t": "tty", "u": "user", "g": "additional-gids", "p": "process", "c": "cap"}
 LIST_ALIASES = {"f": "format"}  # `list -f` is --format, not --force
 
 

@@ -46,6 +46,32 @@ def sealed_init():
     return fd
 
 
+def spawn(plan_data, slots, base):
+    """Start the sealed init with slots[i] on fd base+i (slots[1] is the plan memfd, made here).
+    argv: ociruntime-init <plan fd> <sync fd>. Returns (pid, pidfd)."""
+    plan_fd = os.memfd_create("ociruntime-plan", os.MFD_CLOEXEC)
+    init_fd = -1
+    try:
+        os.write(plan_fd, plan_data)
+        init_fd = sealed_init()
+        slots = list(slots)
+        slots[1] = plan_fd
+        from ociruntime._shim import ffi, lib
+        argv_keep = [ffi.new("char[]", b"ociruntime-init"), ffi.new("char[]", str(base + 1).encode()),
+                     ffi.new("char[]", str(base).encode())]
+        argv = ffi.new("char *[]", argv_keep + [ffi.NULL])
+        cfds = ffi.new("int[]", slots)
+        pidfd = ffi.new("int *", -1)
+        pid = lib.oci_spawn(init_fd, argv, cfds, len(slots), base, -1, pidfd)
+    finally:
+        os.close(plan_fd)
+        if init_fd >= 0:
+            os.close(init_fd)
+    if pid < 0:
+        raise SpawnError(f"start container init: {os.strerror(-pid)}")
+    return pid, pidfd[0]
+
+
 def write_pid_file(path, pid):
     """Digits only, no newline, atomically (temp + rename), as go-runc's strict Atoi needs."""
     d, base = os.path.split(path)
@@ -56,6 +82,18 @@ def write_pid_file(path, pid):
     finally:
         os.close(fd)
     os.rename(tmp, path)
+
+
+def connect_console(path):
+    """Connect to the --console-socket (AF_UNIX stream); the init sends the pty master on it."""
+    import _socket
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+    except OSError as e:
+        s.close()
+        raise OciError(f"connect to console socket {path}: {e.strerror}")
+    return s.detach()
 
 
 def spec_state(st, status):
@@ -135,8 +173,6 @@ def create(ctx, detach_checks=True):
             raise OciError("cannot allocate tty if runc will detach without setting console socket")
         if console and not proc.get("terminal"):
             raise OciError("cannot use console socket if runc will not detach or allocate tty")
-    if proc.get("terminal"):
-        raise OciError("process.terminal: terminals are not supported yet")
     if listen_env:
         config.setdefault("process", {}).setdefault("env", []).extend(listen_env)
 
@@ -152,6 +188,15 @@ def create(ctx, detach_checks=True):
         cg_made = cgroups.create(cg_paths)
         base = 3 + npreserve
         fds = {"sync": base, "plan": base + 1, "fifo": base + 2, "close_from": base}
+        console_sock = None
+        if proc.get("terminal"):
+            internal = getattr(ctx, "internal_console", None)
+            if console:
+                console_sock = connect_console(console)
+            elif internal is not None:
+                console_sock = internal.detach()
+        if console_sock is not None:
+            fds["console"] = base + 3
         p = planmod.build(config, bundle, fds, {"no_pivot": ctx.flag("no-pivot")}, cg_paths)
 
         os.mkfifo(FIFO, 0o622, dir_fd=cdir.fd)
@@ -160,23 +205,12 @@ def create(ctx, detach_checks=True):
         fifo_fd = os.open(FIFO, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=cdir.fd)
         import _socket  # the C module: `socket` costs enum & co at start-up
         sock, child_sock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
-        plan_fd = os.memfd_create("ociruntime-plan", os.MFD_CLOEXEC)
-        os.write(plan_fd, p.data)
-        os.lseek(plan_fd, 0, os.SEEK_SET)
-        init_fd = sealed_init()
-        from ociruntime._shim import ffi, lib
-        argv_keep = [ffi.new("char[]", b"ociruntime-init"), ffi.new("char[]", str(fds["plan"]).encode()),
-                     ffi.new("char[]", str(fds["sync"]).encode())]
-        argv = ffi.new("char *[]", argv_keep + [ffi.NULL])
-        cfds = ffi.new("int[]", [child_sock.fileno(), plan_fd, fifo_fd])
-        pidfd = ffi.new("int *", -1)
-        pid = lib.oci_spawn(init_fd, argv, cfds, 3, base, -1, pidfd)
-        for fd in (init_fd, plan_fd, fifo_fd):
+        slots = [child_sock.fileno(), None, fifo_fd] + ([console_sock] if console_sock is not None else [])
+        pid, pidfd = spawn(p.data, slots, base)
+        for fd in (fifo_fd,) + ((console_sock,) if console_sock is not None else ()):
             os.close(fd)
         child_sock.close()
-        if pid < 0:
-            raise SpawnError(f"start container init: {os.strerror(-pid)}")
-        sp.stage1, sp.stage1_pidfd = pid, pidfd[0]
+        sp.stage1, sp.stage1_pidfd = pid, pidfd
         # the cgroup seam: the init is in its cgroup before it runs anything of the user's
         cgroups.apply(cg_paths, pid)
         _send(sock, planmod.SYNC_GO)
@@ -290,7 +324,15 @@ def cmd_create(ctx):
 def cmd_run(ctx):
     from ociruntime import lifecycle
     detach = ctx.flag("detach")
+    own_console = None
+    if not detach and ctx.flag("console-socket"):
+        raise OciError(f"{ctx.argv0} run failed: cannot use console socket if runc will not detach or allocate tty")
     try:
+        if not detach:
+            # a foreground terminal: we are the console socket's peer ourselves
+            from ociruntime import console as conmod
+            own_console, theirs = conmod.socketpair()
+            ctx.internal_console = theirs
         st = create(ctx, detach_checks=detach)
     except OciError as e:
         e.args = (f"{ctx.argv0} run failed: {e}",)
@@ -321,6 +363,14 @@ def cmd_run(ctx):
         raise OciError(f"{ctx.argv0} run failed: {e}")
     if detach:
         return 0
+    if own_console is not None:
+        from ociruntime import console as conmod
+        master = conmod.recv_master(own_console)
+        own_console.close()
+        code = conmod.relay(master, pid)
+        if not ctx.flag("keep"):
+            lifecycle.delete(ctx.root, cid, force=True)
+        return code
     code = 255
     while True:
         try:

@@ -13,12 +13,12 @@ MAGIC = b"OCIP"
 VERSION = 1
 (OP_FDS, OP_NS_JOIN, OP_NS_NEW, OP_TIMENS, OP_OOM_SCORE_ADJ, OP_ROOTFS, OP_MOUNT, OP_DEVICE, OP_SYMLINK,
  OP_MASK, OP_READONLY, OP_HOSTNAME, OP_DOMAINNAME, OP_SYSCTL, OP_RLIMIT, OP_CAPS, OP_USER, OP_PROCESS,
- OP_HOOK, OP_MKDIR) = range(1, 21)
+ OP_HOOK, OP_MKDIR, OP_CONSOLE) = range(1, 22)
 ROOTFS_READONLY, ROOTFS_NO_PIVOT, ROOTFS_NO_MOUNTNS = 1, 2, 4
 MOUNT_KIND_FS, MOUNT_KIND_BIND, MOUNT_KIND_RBIND = 0, 1, 2
 UMASK_UNSET = 0xFFFFFFFF
 USER_SETGROUPS = 1
-PROC_NNP, PROC_MKCWD = 1, 2
+PROC_NNP, PROC_MKCWD, PROC_EXEC = 1, 2, 4
 HOOK_CREATE_CONTAINER, HOOK_START_CONTAINER = 1, 2
 
 SYNC_GO, SYNC_USERMAP_PLS, SYNC_USERMAP_ACK, SYNC_PID, SYNC_HOOKS_PLS, SYNC_HOOKS_ACK, SYNC_READY, SYNC_RUN = \
@@ -319,6 +319,21 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
         e.add(OP_DOMAINNAME, e.s(config["domainname"]))
     for k, v in (linux.get("sysctl") or {}).items():
         e.add(OP_SYSCTL, e.s(_nul_free(k, "/linux/sysctl")), e.s(_nul_free(v, f"/linux/sysctl/{k}")))
+    _process_records(e, proc, 0)
+    hooks = config.get("hooks") or {}
+    for kind, name in ((HOOK_CREATE_CONTAINER, "createContainer"), (HOOK_START_CONTAINER, "startContainer")):
+        for h in hooks.get(name) or ():
+            e.add(OP_HOOK, _u32(kind), _i32(h.get("timeout", 0)), e.s(h["path"]), e.sv(h.get("args") or []),
+                  e.sv(h.get("env") or []))
+    p.hooks = hooks
+    p.terminal = bool(proc.get("terminal"))
+    p.data = e.bytes()
+    return p
+
+
+def _process_records(e, proc, extra_flags):
+    """rlimits, capabilities, user, console and the process itself: shared by create and exec."""
+    cwd = proc.get("cwd") or "/"
     for i, r in enumerate(proc.get("rlimits") or ()):
         e.add(OP_RLIMIT, _u32(RLIMITS[r["type"]]), _u64(r["soft"], r["hard"]))
     caps = proc.get("capabilities")
@@ -332,17 +347,24 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
                         USER_SETGROUPS, len(groups), *groups))
     env = [_nul_free(v, f"/process/env/{i}") for i, v in enumerate(proc.get("env") or ())]
     args = [_nul_free(v, f"/process/args/{i}") for i, v in enumerate(proc.get("args") or ())]
-    pflags = PROC_NNP if proc.get("noNewPrivileges") else 0
+    pflags = (PROC_NNP if proc.get("noNewPrivileges") else 0) | extra_flags
     e.add(OP_PROCESS, e.s(cwd), e.sv(args), e.sv(env), _u32(pflags))
-    hooks = config.get("hooks") or {}
-    for kind, name in ((HOOK_CREATE_CONTAINER, "createContainer"), (HOOK_START_CONTAINER, "startContainer")):
-        for h in hooks.get(name) or ():
-            e.add(OP_HOOK, _u32(kind), _i32(h.get("timeout", 0)), e.s(h["path"]), e.sv(h.get("args") or []),
-                  e.sv(h.get("env") or []))
-    p.hooks = hooks
-    p.terminal = bool(proc.get("terminal"))
-    p.data = e.bytes()
-    return p
+    if proc.get("terminal"):
+        size = proc.get("consoleSize") or {}
+        e.add(OP_CONSOLE, _u32(size.get("height", 0), size.get("width", 0)))
+
+
+def build_exec(proc, fds, joins):
+    """Plan for `exec`: join the container's namespaces (user first, done by the init), no rootfs work."""
+    e = Encoder()
+    e.add(OP_FDS, _u32(fds["sync"]), _i32(fds.get("fifo", -1), fds.get("console", -1)), _u32(fds["close_from"]))
+    for flag, path in joins:
+        e.add(OP_NS_JOIN, _u32(flag), e.s(path))
+    e.add(OP_NS_NEW, _u32(0))
+    if "oomScoreAdj" in proc:
+        e.add(OP_OOM_SCORE_ADJ, _i32(proc["oomScoreAdj"]))
+    _process_records(e, proc, PROC_EXEC)
+    return e.bytes()
 
 
 def _add_cgroup_mount(e, dst, flags, props, new_ns, cgroup_paths):

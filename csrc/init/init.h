@@ -42,6 +42,7 @@ struct plan {
 	const char *cwd; struct str_vec args, env; uint32_t proc_flags;
 	struct hook_op *hooks; uint32_t nhooks;
 	struct mkdir_op *mkdirs; uint32_t nmkdirs;
+	int has_console; uint32_t console_h, console_w;
 };
 
 /* plan.c */
@@ -64,6 +65,9 @@ void finish_rootfs(struct plan *p);         /* after createContainer hooks: pivo
 void masked_and_readonly(struct plan *p);   /* after pivot_root */
 void write_sysctls(struct plan *p);
 int open_in_root(int rootfd, const char *path, int flags, uint64_t resolve);
+
+/* console.c */
+void setup_console(struct plan *p, int bind_dev_console);
 
 /* creds.c */
 void apply_rlimits(struct plan *p);

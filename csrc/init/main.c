@@ -42,6 +42,8 @@
 #define SYS_close_range 436
 #endif
 
+static int g_userns; /* created or joined a user namespace: become its root */
+
 static const char *ns_name(uint32_t flag)
 {
 	switch (flag) {
@@ -86,6 +88,7 @@ static void join_namespaces(struct plan *p)
 			struct ns_join *j = &p->joins[i];
 			if ((pass == 0) != (j->flag == CLONE_NEWUSER)) continue;
 			if (setns(j->fd, j->flag) < 0) bail("setns %s namespace %s", ns_name(j->flag), j->path);
+			if (j->flag == CLONE_NEWUSER) g_userns = 1;
 			close(j->fd);
 			j->fd = -1;
 		}
@@ -144,12 +147,61 @@ static void reset_signals(void)
 	sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
+/* The last steps before execve, shared by the container init and exec'd processes. */
+static void finish_and_exec(struct plan *p, const char *path)
+{
+	reset_signals();
+	/* CVE-2024-21626: nothing but stdio and the preserved fds crosses execve. CLOEXEC rather than
+	 * close, so that a failing execve can still be reported on the sync socket (exec). */
+	if (syscall(SYS_close_range, p->close_from, ~0U, 4 /* CLOSE_RANGE_CLOEXEC */) < 0) {
+		for (int fd = p->close_from; fd < 65536; fd++)
+			if (fd != g_sync_fd) close(fd);
+		if (g_sync_fd >= 0) fcntl(g_sync_fd, F_SETFD, FD_CLOEXEC);
+	}
+	execve(path, (char **)p->args.v, (char **)p->env.v);
+	bail("exec %s", path);
+}
+
+static const char *process_setup(struct plan *p, char *exe, size_t exelen)
+{
+	if ((p->proc_flags & PROC_NNP) && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) bail("prctl(PR_SET_NO_NEW_PRIVS)");
+	apply_rlimits(p);
+	apply_user_and_caps(p);
+	if (p->cwd && *p->cwd) {
+		if (chdir(p->cwd) < 0) bail("chdir to cwd (\"%s\") set in config.json failed", p->cwd);
+		/* CVE-2024-21626: a cwd outside the container's root reads back as ENOENT/"(unreachable)" */
+		char buf[PATH_MAX];
+		if (!getcwd(buf, sizeof(buf)) || buf[0] != '/')
+			bailx("current working directory is outside of container mount namespace root -- possible container breakout detected");
+	}
+	return lookup_exec(p, exe, exelen);
+}
+
+static void stage2_exec(struct plan *p)
+{
+	g_stage = "exec";
+	prctl(PR_SET_NAME, "ociruntime:[2:EXEC]", 0, 0, 0);
+	if (g_userns) {
+		if (setresgid(0, 0, 0) < 0) bail("setresgid(0) in the user namespace");
+		if (setresuid(0, 0, 0) < 0) bail("setresuid(0) in the user namespace");
+	}
+	if (p->has_console) {
+		if (setsid() < 0) bail("setsid");
+		setup_console(p, 0);
+	}
+	static char exe[PATH_MAX];
+	const char *path = process_setup(p, exe, sizeof(exe));
+	sync_send(SYNC_READY, 0, NULL, 0);
+	finish_and_exec(p, path);
+}
+
 static void stage2(struct plan *p)
 {
+	if (p->proc_flags & PROC_EXEC) stage2_exec(p);
 	g_stage = "init";
 	prctl(PR_SET_NAME, "ociruntime:[2:INIT]", 0, 0, 0);
 	if (setsid() < 0) bail("setsid");
-	if (p->new_ns & CLONE_NEWUSER) {
+	if (p->new_ns & CLONE_NEWUSER || g_userns) {
 		if (setresgid(0, 0, 0) < 0) bail("setresgid(0) in the user namespace");
 		if (setresuid(0, 0, 0) < 0) bail("setresuid(0) in the user namespace");
 	}
@@ -164,23 +216,13 @@ static void stage2(struct plan *p)
 	free(state);
 
 	finish_rootfs(p);
+	setup_console(p, 1);
 	if (p->hostname && sethostname(p->hostname, strlen(p->hostname)) < 0) bail("sethostname %s", p->hostname);
 	if (p->domainname && setdomainname(p->domainname, strlen(p->domainname)) < 0) bail("setdomainname %s", p->domainname);
 	write_sysctls(p);
 	masked_and_readonly(p);
-	if ((p->proc_flags & PROC_NNP) && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) bail("prctl(PR_SET_NO_NEW_PRIVS)");
-	apply_rlimits(p);
-	apply_user_and_caps(p);
-
-	if (p->cwd && *p->cwd) {
-		if (chdir(p->cwd) < 0) bail("chdir to cwd (\"%s\") set in config.json failed", p->cwd);
-		/* CVE-2024-21626: a cwd outside the container's root reads back as ENOENT/"(unreachable)" */
-		char buf[PATH_MAX];
-		if (!getcwd(buf, sizeof(buf)) || buf[0] != '/')
-			bailx("current working directory is outside of container mount namespace root -- possible container breakout detected");
-	}
 	static char exe[PATH_MAX];
-	const char *path = lookup_exec(p, exe, sizeof(exe));
+	const char *path = process_setup(p, exe, sizeof(exe));
 
 	sync_send(SYNC_READY, 0, NULL, 0);
 	sync_expect(SYNC_RUN, &state, &state_len);
@@ -190,13 +232,7 @@ static void stage2(struct plan *p)
 	wait_exec_fifo(p);
 	run_hooks(p, HOOK_START_CONTAINER, state, state_len);
 	free(state);
-	reset_signals();
-	/* CVE-2024-21626: nothing but stdio and the preserved fds crosses execve */
-	if (syscall(SYS_close_range, p->close_from, ~0U, 0) < 0) {
-		for (int fd = p->close_from; fd < 65536; fd++) close(fd);
-	}
-	execve(path, (char **)p->args.v, (char **)p->env.v);
-	bail("exec %s", path);
+	finish_and_exec(p, path);
 }
 
 static void stage1(struct plan *p)

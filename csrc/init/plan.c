@@ -164,6 +164,11 @@ int plan_decode(const uint8_t *buf, size_t len, struct plan *p, char *err, size_
 			p->mkdirs[p->nmkdirs].mode = u32(&q);
 			p->nmkdirs++;
 			break;
+		case OP_CONSOLE:
+			p->has_console = 1;
+			p->console_h = u32(&q);
+			p->console_w = u32(&q);
+			break;
 		default:
 			return fail(err, errlen, "plan: unknown op %u in record %u", op, i);
 		}

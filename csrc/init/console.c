@@ -1,0 +1,93 @@
+/* console.c - the container's terminal: a pty from the container's own devpts, its master sent to the
+ * --console-socket with SCM_RIGHTS (cli-contract.md §8.3), the peer made stdio and controlling tty.
+ * No path lookups for the peer (TIOCGPTPEER) and the ptmx handle is verified (CVE-2025-52565). */
+#include "init.h"
+#include "sys.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/sysmacros.h>
+#include <termios.h>
+#include <unistd.h>
+
+#define DEVPTS_SUPER_MAGIC 0x1cd1
+#ifndef TIOCGPTPEER
+#define TIOCGPTPEER _IO('T', 0x41)
+#endif
+
+static void send_fd(int sock, int fd, const char *name)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	memset(cbuf, 0, sizeof(cbuf));
+	struct iovec iov = { (void *)name, strlen(name) };
+	struct msghdr msg = { 0 };
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = cbuf;
+	msg.msg_controllen = sizeof(cbuf);
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	ssize_t n;
+	do n = sendmsg(sock, &msg, MSG_NOSIGNAL); while (n < 0 && errno == EINTR);
+	if (n < 0) bail("send the console master to the console socket");
+}
+
+void setup_console(struct plan *p, int bind_dev_console)
+{
+	if (!p->has_console) return;
+	if (p->console_fd < 0) bailx("a terminal was requested without a console socket");
+	int ptmx = open("/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (ptmx < 0) bail("open /dev/pts/ptmx in the container");
+	struct stat st;
+	struct statfs sf;
+	if (fstat(ptmx, &st) < 0 || fstatfs(ptmx, &sf) < 0) bail("stat ptmx");
+	if (sf.f_type != DEVPTS_SUPER_MAGIC || !S_ISCHR(st.st_mode) || major(st.st_rdev) != 5 || minor(st.st_rdev) != 2 || st.st_ino != 2)
+		bailx("/dev/pts/ptmx in the container is not a devpts ptmx: refusing to allocate a terminal");
+	int unlock = 0;
+	if (ioctl(ptmx, TIOCSPTLCK, &unlock) < 0) bail("unlockpt");
+	int peer = ioctl(ptmx, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (peer < 0) bail("open the pty peer (TIOCGPTPEER)");
+	if (fstat(peer, &st) < 0 || fstatfs(peer, &sf) < 0) bail("stat pty peer");
+	if (sf.f_type != DEVPTS_SUPER_MAGIC || !S_ISCHR(st.st_mode) || major(st.st_rdev) < 136 || major(st.st_rdev) > 143)
+		bailx("pty peer is not a devpts pty");
+	if (p->console_h || p->console_w) {
+		struct winsize ws = { (unsigned short)p->console_h, (unsigned short)p->console_w, 0, 0 };
+		if (ioctl(peer, TIOCSWINSZ, &ws) < 0) bail("set the console size");
+	}
+	if (p->has_user && fchown(peer, p->uid, -1) < 0) bail("chown the console to the process user");
+	if (bind_dev_console) {
+		/* /dev/console is a bind of the peer, mounted from the fd, never from a path */
+		int dev = open_in_root(AT_FDCWD, "/dev", O_PATH | O_DIRECTORY, 0);
+		if (dev < 0) bail("open /dev for /dev/console");
+		char dp[64];
+		snprintf(dp, sizeof(dp), "/proc/self/fd/%d", dev);
+		int f = openat(dev, "console", O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (f < 0 && errno != EEXIST) bail("create /dev/console");
+		if (f >= 0) close(f);
+		int target = openat(dev, "console", O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		if (target < 0) bail("open /dev/console");
+		int tree = sys_open_tree(peer, "", OCI_OPEN_TREE_CLONE | OCI_OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+		if (tree < 0) bail("clone the pty peer for /dev/console");
+		if (sys_move_mount(tree, "", target, "", OCI_MOVE_MOUNT_F_EMPTY_PATH | OCI_MOVE_MOUNT_T_EMPTY_PATH) < 0)
+			bail("mount /dev/console");
+		close(tree);
+		close(target);
+		close(dev);
+	}
+	send_fd(p->console_fd, ptmx, "/dev/ptmx");
+	close(ptmx);
+	close(p->console_fd);
+	p->console_fd = -1;
+	for (int i = 0; i < 3; i++)
+		if (dup2(peer, i) < 0) bail("dup the console to stdio");
+	if (ioctl(0, TIOCSCTTY, 0) < 0) bail("make the console the controlling terminal");
+	if (peer > 2) close(peer);
+}

@@ -1,0 +1,222 @@
+"""exec: run a new process in a running (or created) container through the same C path as create:
+the init binary joins every namespace of the container (user first), enters its cgroup, applies the
+process's user, caps, rlimits, NNP and cwd, and execs. Python never joins a namespace."""
+import json
+import os
+import signal
+import struct
+
+from ociruntime import plan as planmod
+from ociruntime.errors import OciError, SpawnError
+from ociruntime.lifecycle import _open
+from ociruntime.state import status_of
+
+NS_FILES = [("user", planmod.CLONE_NEWUSER), ("ipc", planmod.CLONE_NEWIPC), ("uts", planmod.CLONE_NEWUTS),
+            ("net", planmod.CLONE_NEWNET), ("pid", planmod.CLONE_NEWPID), ("mnt", planmod.CLONE_NEWNS),
+            ("cgroup", planmod.CLONE_NEWCGROUP), ("time", planmod.CLONE_NEWTIME)]
+
+
+def parse_user(s):
+    """uid[:gid], numeric only, in range (CVE-2016-3697, CVE-2026-30892)."""
+    parts = s.split(":")
+    if len(parts) > 2 or not all(p.isdigit() for p in parts):
+        raise OciError(f"invalid --user {s!r}: want uid[:gid] with numeric ids")
+    ids = [int(p) for p in parts]
+    if any(i > 0xFFFFFFFE for i in ids):
+        raise OciError(f"invalid --user {s!r}: id out of range")
+    return ids[0], (ids[1] if len(ids) > 1 else None)
+
+
+def namespace_joins(pid):
+    """The container init's namespaces that differ from ours, as (flag, /proc/<pid>/ns/<x>) paths."""
+    joins = []
+    for name, flag in NS_FILES:
+        path = f"/proc/{pid}/ns/{name}"
+        try:
+            theirs = os.stat(path)
+        except FileNotFoundError:
+            continue
+        try:
+            ours = os.stat(f"/proc/self/ns/{name}")
+            if (ours.st_ino, ours.st_dev) == (theirs.st_ino, theirs.st_dev):
+                continue
+        except FileNotFoundError:
+            pass
+        joins.append((flag, path))
+    return joins
+
+
+def build_process(ctx, st):
+    from ociruntime import config as cfgmod, schema, validate
+    pfile = ctx.flag("process")
+    if pfile:
+        proc = cfgmod.load_process(pfile)
+        schema.validate_process(proc)
+        validate.check_process(proc)
+        return proc
+    cfg = cfgmod.load(os.path.join(st["bundle"], "config.json"))
+    proc = dict(cfg.get("process") or {})
+    args = ctx.args[1:]
+    if not args:
+        raise OciError("exec args cannot be empty")
+    proc["args"] = args
+    proc["terminal"] = bool(ctx.flag("tty"))
+    if ctx.flag("env"):
+        proc["env"] = list(proc.get("env") or []) + ctx.flag("env")
+    if ctx.flag("cwd"):
+        proc["cwd"] = ctx.flag("cwd")
+    user = dict(proc.get("user") or {"uid": 0, "gid": 0})
+    if ctx.flag("user"):
+        uid, gid = parse_user(ctx.flag("user"))
+        user["uid"] = uid
+        if gid is not None:
+            user["gid"] = gid
+    for g in ctx.flag("additional-gids") or ():
+        try:
+            gid = int(g, 0)
+        except ValueError:
+            gid = -1
+        if gid < 0:
+            raise OciError("additional-gids must be a positive number")
+        user.setdefault("additionalGids", []).append(gid)
+    proc["user"] = user
+    if ctx.flag("no-new-privs"):
+        proc["noNewPrivileges"] = True
+    caps = ctx.flag("cap") or ()
+    if caps:
+        c = {k: list(v) for k, v in (proc.get("capabilities") or {}).items()}
+        for cap in caps:
+            for k in ("bounding", "effective", "permitted"):
+                if cap not in c.setdefault(k, []):
+                    c[k].append(cap)
+            if cap in c.get("inheritable", []) and cap not in c.setdefault("ambient", []):
+                c["ambient"].append(cap)  # never inheritable (CVE-2022-29162)
+        proc["capabilities"] = c
+    if ctx.flag("apparmor"):
+        proc["apparmorProfile"] = ctx.flag("apparmor")
+    if ctx.flag("process-label"):
+        proc["selinuxLabel"] = ctx.flag("process-label")
+    validate.check_process(proc)
+    return proc
+
+
+def cmd_exec(ctx):
+    try:
+        return _exec(ctx)
+    except OciError as e:
+        e.args = (f"exec failed: {e}",)
+        e.exit_code = 255
+        raise
+
+
+def _exec(ctx):
+    from ociruntime.lifecycle_create import spawn, write_pid_file, connect_console
+    c, st = _open(ctx.root, ctx.args[0], lock=False)
+    status = status_of(c, st)
+    c.close()
+    if status == "stopped":
+        raise OciError("cannot exec in a stopped container")
+    if status == "paused" and not ctx.flag("ignore-paused"):
+        raise OciError("cannot exec in a paused container (use --ignore-paused to override)")
+    pid_file = ctx.flag("pid-file")
+    if pid_file:
+        pid_file = os.path.abspath(pid_file)
+    detach = ctx.flag("detach")
+    proc = build_process(ctx, st)
+    console = ctx.flag("console-socket")
+    if proc.get("terminal") and detach and not console:
+        raise OciError("cannot allocate tty if runc will detach without setting console socket")
+    if console and not (proc.get("terminal") and detach):
+        raise OciError("cannot use console socket if runc will not detach or allocate tty")
+    npreserve = ctx.flag("preserve-fds", 0)
+    for i in range(npreserve):
+        try:
+            os.fstat(3 + i)
+        except OSError as e:
+            raise OciError(f"unable to stat preserved-fd {i} (of {npreserve}): {e.strerror}")
+    import _socket
+    base = 3 + npreserve
+    fds = {"sync": base, "close_from": base}
+    own_console = None
+    console_fd = None
+    if proc.get("terminal"):
+        fds["console"] = base + 2
+        if console:
+            console_fd = connect_console(console)
+        else:
+            from ociruntime import console as conmod
+            own_console, theirs = conmod.socketpair()
+            console_fd = theirs.detach()
+    data = planmod.build_exec(proc, fds, namespace_joins(st["pid"]))
+    sock, child = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+    slots = [child.fileno(), None] + ([console_fd] if console_fd is not None else [])
+    pid, pidfd = spawn(data, slots, base)
+    child.close()
+    if console_fd is not None:
+        os.close(console_fd)
+    stage1, exec_pid = pid, None
+    try:
+        from ociruntime import cgroups
+        cgroups.apply(st.get("cgroup_paths") or {}, stage1)
+        sock.send(struct.pack("=Ii", planmod.SYNC_GO, 0))
+        while True:
+            msg = sock.recv(8 + 65536)
+            if len(msg) < 8:
+                if exec_pid is None:
+                    raise SpawnError("exec setup exited unexpectedly")
+                break  # EOF after READY: the sync socket was closed by a successful execve
+            typ, val = struct.unpack("=Ii", msg[:8])
+            if typ == planmod.SYNC_ERROR:
+                raise SpawnError("unable to start container process: " + msg[8:].decode(errors="replace"))
+            if typ == planmod.SYNC_PID:
+                exec_pid = val
+                os.waitpid(stage1, 0)
+                stage1 = None
+            elif typ != planmod.SYNC_READY:
+                raise SpawnError(f"unexpected message 0x{typ:x} from the exec init")
+    except BaseException:
+        for p in (exec_pid, stage1):
+            if p:
+                try:
+                    os.kill(p, signal.SIGKILL)
+                    os.waitpid(p, 0)
+                except (ProcessLookupError, ChildProcessError):
+                    pass
+        raise
+    finally:
+        sock.close()
+        os.close(pidfd)
+    if pid_file:
+        write_pid_file(pid_file, exec_pid)
+    if detach:
+        return 0
+    if own_console is not None:
+        from ociruntime import console as conmod
+        master = conmod.recv_master(own_console)
+        own_console.close()
+        return conmod.relay(master, exec_pid)
+    return wait_forwarding(exec_pid)
+
+
+def wait_forwarding(pid):
+    """Foreground: forward signals to pid, return its exit code (128+signal when killed)."""
+    def fwd(signum, _frame):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+    for s in range(1, signal.NSIG):
+        if s in (signal.SIGCHLD, signal.SIGKILL, signal.SIGSTOP, signal.SIGWINCH, signal.SIGURG):
+            continue
+        try:
+            signal.signal(s, fwd)
+        except (OSError, ValueError):
+            pass
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
