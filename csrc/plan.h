@@ -41,6 +41,7 @@ enum plan_op {
 	OP_HOOK = 19,        /* u32 kind (HOOK_*), i32 timeout_s, str path, strv args, strv env */
 	OP_MKDIR = 20,       /* str path, u32 mode: mkdir -p inside the rootfs (after the mounts) */
 	OP_CONSOLE = 21,     /* u32 height, u32 width: allocate a pty in the container's devpts */
+	OP_SECCOMP = 22,     /* u32 flags (seccomp(2) SECCOMP_FILTER_FLAG_*), u32 n, n bytes of sock_filter */
 };
 
 #define ROOTFS_READONLY 1u
@@ -84,6 +85,8 @@ enum sync_msg {
 	SYNC_HOOKS_ACK = 0x45,   /* python -> init: hooks ok; payload = state json for createContainer hooks */
 	SYNC_READY = 0x46,       /* init -> python: all set up, about to wait on the exec fifo */
 	SYNC_RUN = 0x47,         /* python -> init: state saved; payload = state json for startContainer hooks */
+	SYNC_SECCOMP_FD = 0x48,  /* init -> python: the seccomp notify fd (SCM_RIGHTS); python forwards it */
+	SYNC_SECCOMP_ACK = 0x49, /* python -> init: forwarded to listenerPath */
 	SYNC_ERROR = 0x4f,       /* any -> python: payload = one-line error text */
 };
 

@@ -14,6 +14,7 @@ ffibuilder.set_source(
     sources=[os.path.relpath(os.path.join(CSRC, "shim.c"))],
     include_dirs=[os.path.relpath(CSRC)],
     extra_compile_args=["-O2", "-Wall"],
+    libraries=["seccomp"],
 )
 
 if __name__ == "__main__":

@@ -186,6 +186,7 @@ def create(ctx, detach_checks=True):
         linux = config.get("linux") or {}
         cg_paths = cgroups.container_paths(linux.get("cgroupsPath"), cid)
         cg_made = cgroups.create(cg_paths)
+        cgroups.set_resources(cg_paths, linux.get("resources") or {}, cid)
         base = 3 + npreserve
         fds = {"sync": base, "plan": base + 1, "fifo": base + 2, "close_from": base}
         console_sock = None
@@ -220,6 +221,7 @@ def create(ctx, detach_checks=True):
             "hooks": {k: v for k, v in (config.get("hooks") or {}).items() if k in ("poststart", "poststop")},
             "cgroup_paths": cg_paths, "cgroup_made": cg_made, "new_ns": p.new_ns,
             "joined_pidns": any(f == planmod.CLONE_NEWPID for f, _ in p.joins),
+            "seccomp": linux.get("seccomp"),  # exec'd processes get the container's filter, as in runc
             "owner": os.geteuid(),
         }
         _serve(sock, sp, p, st, cdir)
@@ -265,13 +267,54 @@ def _write_maps(pid, p):
             os.close(fd)
 
 
+def recv_msg(sock):
+    """One sync message: (type, value, payload, [fds passed with SCM_RIGHTS]); type None at EOF."""
+    import _socket
+    msg, anc, _f, _a = sock.recvmsg(8 + 65536, _socket.CMSG_SPACE(4))
+    fds = []
+    for level, typ, data in anc:
+        if level == _socket.SOL_SOCKET and typ == _socket.SCM_RIGHTS:
+            fds += [int.from_bytes(data[i:i + 4], "little") for i in range(0, len(data) - 3, 4)]
+    if len(msg) < 8:
+        return None, 0, b"", fds
+    typ, val = struct.unpack("=Ii", msg[:8])
+    return typ, val, msg[8:], fds
+
+
+def forward_seccomp_fd(sock, fd, sc, state):
+    """runtime-spec config-linux.md#seccomp: connect to listenerPath, send the container process state
+    JSON with the notify fd (SCM_RIGHTS), then let the init go on."""
+    import _socket
+    try:
+        path = (sc or {}).get("listenerPath")
+        if not path:
+            raise SpawnError("seccomp notify fd received but linux.seccomp.listenerPath is not set")
+        msg = {"ociVersion": OCI_VERSION, "fds": ["seccompFd"], "pid": state["pid"],
+               "metadata": sc.get("listenerMetadata", ""), "state": spec_state(state, "creating")}
+        s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        try:
+            s.connect(path)
+            s.sendmsg([json.dumps(msg).encode()],
+                      [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("=i", fd))])
+        except OSError as e:
+            raise SpawnError(f"send the seccomp notify fd to {path}: {e.strerror}")
+        finally:
+            s.close()
+    finally:
+        os.close(fd)
+    _send(sock, planmod.SYNC_SECCOMP_ACK)
+
+
 def _serve(sock, sp, p, st, cdir):
     while True:
-        msg = sock.recv(8 + 65536)
-        if len(msg) < 8:
+        typ, val, payload, fds = recv_msg(sock)
+        if typ is None:
             raise SpawnError(_why_dead(sp))
-        typ, val = struct.unpack("=Ii", msg[:8])
-        payload = msg[8:]
+        if typ == planmod.SYNC_SECCOMP_FD and fds:
+            forward_seccomp_fd(sock, fds[0], p.seccomp, st)
+            continue
+        for fd in fds:
+            os.close(fd)
         if typ == planmod.SYNC_ERROR:
             raise SpawnError("unable to start container process: " + payload.decode(errors="replace"))
         if typ == planmod.SYNC_USERMAP_PLS:
@@ -337,6 +380,11 @@ def cmd_run(ctx):
     except OciError as e:
         e.args = (f"{ctx.argv0} run failed: {e}",)
         raise
+    theirs = getattr(ctx, "internal_console", None)
+    if theirs is not None and theirs.fileno() != -1:
+        theirs.close()  # no terminal in the config: nothing will come on our console socket
+        own_console.close()
+        own_console = None
     cid = st["id"]
     if not detach and not ctx.flag("no-subreaper"):
         from ociruntime._shim import lib

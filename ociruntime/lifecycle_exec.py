@@ -110,7 +110,7 @@ def cmd_exec(ctx):
 
 
 def _exec(ctx):
-    from ociruntime.lifecycle_create import spawn, write_pid_file, connect_console
+    from ociruntime.lifecycle_create import spawn, write_pid_file, connect_console, recv_msg, forward_seccomp_fd
     c, st = _open(ctx.root, ctx.args[0], lock=False)
     status = status_of(c, st)
     c.close()
@@ -147,7 +147,8 @@ def _exec(ctx):
             from ociruntime import console as conmod
             own_console, theirs = conmod.socketpair()
             console_fd = theirs.detach()
-    data = planmod.build_exec(proc, fds, namespace_joins(st["pid"]))
+    seccomp = st.get("seccomp")
+    data = planmod.build_exec(proc, fds, namespace_joins(st["pid"]), seccomp)
     sock, child = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     slots = [child.fileno(), None] + ([console_fd] if console_fd is not None else [])
     pid, pidfd = spawn(data, slots, base)
@@ -160,14 +161,16 @@ def _exec(ctx):
         cgroups.apply(st.get("cgroup_paths") or {}, stage1)
         sock.send(struct.pack("=Ii", planmod.SYNC_GO, 0))
         while True:
-            msg = sock.recv(8 + 65536)
-            if len(msg) < 8:
+            typ, val, payload, rfds = recv_msg(sock)
+            if typ is None:
                 if exec_pid is None:
                     raise SpawnError("exec setup exited unexpectedly")
                 break  # EOF after READY: the sync socket was closed by a successful execve
-            typ, val = struct.unpack("=Ii", msg[:8])
+            if typ == planmod.SYNC_SECCOMP_FD and rfds:
+                forward_seccomp_fd(sock, rfds[0], seccomp, {**st, "pid": exec_pid})
+                continue
             if typ == planmod.SYNC_ERROR:
-                raise SpawnError("unable to start container process: " + msg[8:].decode(errors="replace"))
+                raise SpawnError("unable to start container process: " + payload.decode(errors="replace"))
             if typ == planmod.SYNC_PID:
                 exec_pid = val
                 os.waitpid(stage1, 0)

@@ -13,7 +13,7 @@ MAGIC = b"OCIP"
 VERSION = 1
 (OP_FDS, OP_NS_JOIN, OP_NS_NEW, OP_TIMENS, OP_OOM_SCORE_ADJ, OP_ROOTFS, OP_MOUNT, OP_DEVICE, OP_SYMLINK,
  OP_MASK, OP_READONLY, OP_HOSTNAME, OP_DOMAINNAME, OP_SYSCTL, OP_RLIMIT, OP_CAPS, OP_USER, OP_PROCESS,
- OP_HOOK, OP_MKDIR, OP_CONSOLE) = range(1, 22)
+ OP_HOOK, OP_MKDIR, OP_CONSOLE, OP_SECCOMP) = range(1, 23)
 ROOTFS_READONLY, ROOTFS_NO_PIVOT, ROOTFS_NO_MOUNTNS = 1, 2, 4
 MOUNT_KIND_FS, MOUNT_KIND_BIND, MOUNT_KIND_RBIND = 0, 1, 2
 UMASK_UNSET = 0xFFFFFFFF
@@ -23,6 +23,7 @@ HOOK_CREATE_CONTAINER, HOOK_START_CONTAINER = 1, 2
 
 SYNC_GO, SYNC_USERMAP_PLS, SYNC_USERMAP_ACK, SYNC_PID, SYNC_HOOKS_PLS, SYNC_HOOKS_ACK, SYNC_READY, SYNC_RUN = \
     range(0x40, 0x48)
+SYNC_SECCOMP_FD, SYNC_SECCOMP_ACK = 0x48, 0x49
 SYNC_ERROR = 0x4F
 
 # --- kernel constants ----------------------------------------------------------------------------
@@ -326,6 +327,8 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
             e.add(OP_HOOK, _u32(kind), _i32(h.get("timeout", 0)), e.s(h["path"]), e.sv(h.get("args") or []),
                   e.sv(h.get("env") or []))
     p.hooks = hooks
+    p.seccomp_notify = _seccomp_record(e, linux.get("seccomp"))
+    p.seccomp = linux.get("seccomp")
     p.terminal = bool(proc.get("terminal"))
     p.data = e.bytes()
     return p
@@ -354,7 +357,16 @@ def _process_records(e, proc, extra_flags):
         e.add(OP_CONSOLE, _u32(size.get("height", 0), size.get("width", 0)))
 
 
-def build_exec(proc, fds, joins):
+def _seccomp_record(e, sc):
+    if not sc:
+        return False
+    from ociruntime import seccomp
+    bpf, flags, notify = seccomp.compile_profile(sc)
+    e.add(OP_SECCOMP, _u32(flags, len(bpf)), bpf)
+    return notify
+
+
+def build_exec(proc, fds, joins, seccomp=None):
     """Plan for `exec`: join the container's namespaces (user first, done by the init), no rootfs work."""
     e = Encoder()
     e.add(OP_FDS, _u32(fds["sync"]), _i32(fds.get("fifo", -1), fds.get("console", -1)), _u32(fds["close_from"]))
@@ -364,6 +376,7 @@ def build_exec(proc, fds, joins):
     if "oomScoreAdj" in proc:
         e.add(OP_OOM_SCORE_ADJ, _i32(proc["oomScoreAdj"]))
     _process_records(e, proc, PROC_EXEC)
+    _seccomp_record(e, seccomp)
     return e.bytes()
 
 

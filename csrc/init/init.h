@@ -43,6 +43,7 @@ struct plan {
 	struct hook_op *hooks; uint32_t nhooks;
 	struct mkdir_op *mkdirs; uint32_t nmkdirs;
 	int has_console; uint32_t console_h, console_w;
+	uint32_t seccomp_flags, seccomp_len; const uint8_t *seccomp;
 };
 
 /* plan.c */
@@ -65,6 +66,9 @@ void finish_rootfs(struct plan *p);         /* after createContainer hooks: pivo
 void masked_and_readonly(struct plan *p);   /* after pivot_root */
 void write_sysctls(struct plan *p);
 int open_in_root(int rootfd, const char *path, int flags, uint64_t resolve);
+
+/* seccomp.c */
+void load_seccomp(struct plan *p);
 
 /* console.c */
 void setup_console(struct plan *p, int bind_dev_console);

@@ -166,6 +166,8 @@ static const char *process_setup(struct plan *p, char *exe, size_t exelen)
 {
 	if ((p->proc_flags & PROC_NNP) && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) bail("prctl(PR_SET_NO_NEW_PRIVS)");
 	apply_rlimits(p);
+	/* runc's ordering rule: without NNP the filter needs CAP_SYS_ADMIN, so load it before dropping caps */
+	if (!(p->proc_flags & PROC_NNP)) load_seccomp(p);
 	apply_user_and_caps(p);
 	if (p->cwd && *p->cwd) {
 		if (chdir(p->cwd) < 0) bail("chdir to cwd (\"%s\") set in config.json failed", p->cwd);
@@ -174,7 +176,9 @@ static const char *process_setup(struct plan *p, char *exe, size_t exelen)
 		if (!getcwd(buf, sizeof(buf)) || buf[0] != '/')
 			bailx("current working directory is outside of container mount namespace root -- possible container breakout detected");
 	}
-	return lookup_exec(p, exe, exelen);
+	const char *path = lookup_exec(p, exe, exelen);
+	load_seccomp(p); /* with NNP: as late as possible */
+	return path;
 }
 
 static void stage2_exec(struct plan *p)
@@ -268,13 +272,25 @@ static void stage1(struct plan *p)
 			 (long long)p->timens[0], (long long)p->timens[1], (long long)p->timens[2], (long long)p->timens[3]);
 		write_proc_self("timens_offsets", v);
 	}
+	/* the init waits until its pid has been reported, so that the runtime always learns the pid
+	 * before any message of the init's own */
+	int go[2];
+	if (pipe2(go, O_CLOEXEC) < 0) bail("pipe");
 	pid_t pid = clone_parent();
 	if (pid < 0) bail("clone container init");
 	if (pid == 0) {
+		close(go[1]);
+		char c;
+		ssize_t n;
+		do n = read(go[0], &c, 1); while (n < 0 && errno == EINTR);
+		if (n != 1) _exit(1); /* stage-1 died before reporting us */
+		close(go[0]);
 		stage2(p);
 		_exit(1);
 	}
+	close(go[0]);
 	sync_send(SYNC_PID, pid, NULL, 0);
+	if (write(go[1], "1", 1) != 1) bail("release the container init");
 	_exit(0);
 }
 

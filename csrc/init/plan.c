@@ -164,6 +164,15 @@ int plan_decode(const uint8_t *buf, size_t len, struct plan *p, char *err, size_
 			p->mkdirs[p->nmkdirs].mode = u32(&q);
 			p->nmkdirs++;
 			break;
+		case OP_SECCOMP: {
+			p->seccomp_flags = u32(&q);
+			uint32_t n = u32(&q);
+			if (q.bad || n > q.left || n % 8 || n == 0 || n / 8 > 65535) return fail(err, errlen, "plan: seccomp program malformed");
+			p->seccomp = q.p;
+			p->seccomp_len = n;
+			take(&q, NULL, n);
+			break;
+		}
 		case OP_CONSOLE:
 			p->has_console = 1;
 			p->console_h = u32(&q);
