@@ -14,7 +14,7 @@ import time
 
 from ociruntime import OCI_VERSION, cgroups, plan as planmod
 from ociruntime.errors import OciError, SpawnError
-from ociruntime.state import Store, proc_start_time, validate_id, STATE_FILE, FIFO
+from ociruntime.state import Store, proc_start_time, validate_id, spec_state, FIFO
 
 LIBEXEC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "libexec", "ociruntime-init")
 
@@ -94,14 +94,6 @@ def connect_console(path):
         s.close()
         raise OciError(f"connect to console socket {path}: {e.strerror}")
     return s.detach()
-
-
-def spec_state(st, status):
-    """The runtime-spec state object (hooks' stdin, `state` output)."""
-    out = {"ociVersion": OCI_VERSION, "id": st["id"], "status": status, "pid": st["pid"], "bundle": st["bundle"]}
-    if st.get("annotations"):
-        out["annotations"] = st["annotations"]
-    return out
 
 
 def _load_config(bundle):

@@ -93,7 +93,7 @@ def features():
         "linux": {
             "namespaces": sorted(plan.NAMESPACES),
             "capabilities": list(plan.CAPS),
-            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": False},
+            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": True},
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},

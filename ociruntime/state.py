@@ -9,14 +9,14 @@
 """
 import errno
 import fcntl
-import json
 import os
-import re
 import stat
+
+from ociruntime import fastjson as json
 
 from ociruntime.errors import AlreadyExists, InvalidID, NotFound, OciError
 
-_ID_RE = re.compile(r"^[A-Za-z0-9_+.-]+$")
+_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_+.-")
 STATE_FILE = "state.json"
 FIFO = "exec.fifo"
 
@@ -24,7 +24,7 @@ FIFO = "exec.fifo"
 def validate_id(cid):
     if not cid:
         raise InvalidID("container id cannot be empty")
-    if cid in (".", "..") or not _ID_RE.match(cid) or len(cid) > 1024:
+    if cid in (".", "..") or not _ID_CHARS.issuperset(cid) or len(cid) > 1024:
         raise InvalidID()
     return cid
 
@@ -146,7 +146,7 @@ class Container:
             return None
 
     def write_state(self, st):
-        data = json.dumps(st, separators=(",", ":")).encode()
+        data = json.dumps(st).encode()
         tmp = f".state.{os.getpid()}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                      dir_fd=self.fd)
@@ -227,6 +227,15 @@ def init_alive(st):
         return False
     start, state = info
     return start == st.get("init_start") and state not in ("Z", "X")
+
+
+def spec_state(st, status):
+    """The runtime-spec state object (hooks' stdin)."""
+    from ociruntime import OCI_VERSION
+    out = {"ociVersion": OCI_VERSION, "id": st["id"], "status": status, "pid": st["pid"], "bundle": st["bundle"]}
+    if st.get("annotations"):
+        out["annotations"] = st["annotations"]
+    return out
 
 
 def status_of(c, st):

@@ -15,7 +15,8 @@ Decisions (see also the module constants):
 * A mount destination, device path or root.path may not contain a '..' component. Symlinks in mount
   destinations are resolved inside the rootfs at mount time, by the C init.
 * A mount on /proc must be of type "proc", or be a bind mount whose source is "/proc". The C init must still
-  check with fstatfs that the source is procfs (runc checkProcMount).
+  check with fstatfs that the source is procfs (runc checkProcMount). Below /proc only the files lxcfs
+  emulates (PROC_MOUNT_ALLOWED, runc's list) may be mount targets.
 * linux.devices paths must lie under /dev. This is stricter than the spec ("MAY be anywhere"), to keep mknod
   out of the rest of the rootfs.
 * Unknown capability names and unknown rlimit types are errors (runc 1.1 behaviour, crun).
@@ -68,6 +69,13 @@ NET_SYSCTL_PREFIXES = ("net.",)
 UTS_SYSCTLS = frozenset(("kernel.hostname", "kernel.domainname"))
 
 SECCOMP_ERRNO_ACTIONS = frozenset(("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE"))
+
+# runc checkProcMount: the only mount destinations allowed below /proc (files lxcfs emulates)
+PROC_MOUNT_ALLOWED = frozenset((
+    "/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps", "/proc/uptime",
+    "/proc/loadavg", "/proc/slabinfo", "/proc/pressure/cpu", "/proc/pressure/io", "/proc/pressure/memory",
+    "/proc/sys/kernel/ns_last_pid",
+))
 
 
 # --------------------------------------------------------------------------------------------- public API
@@ -311,7 +319,11 @@ def _check_mounts(doc, ctx):
     for i, m in enumerate(doc.get("mounts") or ()):
         dest = m.get("destination", "")
         _check_abs(dest, "mount destination", ("mounts", i, "destination"))
-        if _normalize(dest) == "/proc":
+        norm = _normalize(dest)
+        if norm.startswith("/proc/") and norm not in PROC_MOUNT_ALLOWED:
+            _fail(f"mount destination {dest!r} is inside /proc: only /proc itself and the files lxcfs "
+                  "emulates may be mount targets there", "mounts", i, "destination")
+        if norm == "/proc":
             opts = m.get("options") or ()
             is_bind = "bind" in opts or "rbind" in opts
             src = m.get("source")

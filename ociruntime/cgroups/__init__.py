@@ -1,9 +1,16 @@
-"""Cgroups: host layout detection and the container's cgroup directories.
+"""Cgroups: host layout detection, the container's cgroup directories and the manager API.
 
-This is the seam the cgroups issue fills in (resources, freeze, update, stats, systemd driver).
-Today: paths as runc computes them (cgroupsPath absolute, or relative to the runtime's own cgroup;
+Paths as runc computes them (cgroupsPath absolute, or relative to the runtime's own cgroup;
 default "<id>" relative), creation on every hierarchy (v1 controllers, named ones, the unified
 hierarchy of a hybrid host, or pure v2), placing the init before it runs anything, destroy.
+
+The manager: ``set_resources`` (linux.resources; v1 in fs1.py, v2 in fs2.py, devices in
+devices.py), ``freeze``/``thaw``, ``kill_all``, ``all_pids``, ``stats`` (stats.py), ``exists``.
+A container's cgroup is "v2" when its only hierarchy is a pure unified one; a hybrid host is
+managed through its v1 controllers (the unified directory is only joined), as runc does.
+
+This module stays cheap to import (``state``, ``kill`` and ``delete`` use it): everything beyond
+path handling is imported on first use.
 """
 import errno
 import os
@@ -92,7 +99,13 @@ def create(paths):
             for d in reversed(todo):
                 os.mkdir(d, 0o755)
                 made.append(d)
-                _inherit_cpuset(d)
+                if key:
+                    _inherit_cpuset(d)
+        if is_v2(paths):
+            # runc CreateCgroupPath: the leaf gets the controllers' files only when every
+            # ancestor delegates them
+            from ociruntime.cgroups.fs2 import enable_controllers
+            enable_controllers(paths[""], _mountpoint_of(paths[""]))
     except OSError as e:
         destroy_dirs(made)
         raise OciError(f"create cgroup: {e.filename}: {e.strerror}")
@@ -185,3 +198,137 @@ def is_frozen(st):
         if key in ("freezer", "") and is_path_frozen(path):
             return True
     return False
+
+
+# --- manager API -----------------------------------------------------------------------------------
+
+def is_v2(paths):
+    """True when the container's cgroup lives on a pure cgroup v2 host (one unified hierarchy)."""
+    return bool(paths) and list(paths) == [""]
+
+
+def _mountpoint_of(path):
+    for mp, fstype, _ in _mounts():
+        if path == mp or path.startswith(mp.rstrip("/") + "/"):
+            return mp
+    return os.path.dirname(path)
+
+
+def _warn(msg):
+    from ociruntime.log import log
+    log.warning(msg)
+
+
+def set_resources(paths, resources, cid=None, skip_devices=False, warn=None):
+    """Apply a linux.resources dict to the container's cgroups (create: right after the
+    directories exist and before the init is placed in them; update: with skip_devices)."""
+    from ociruntime.cgroups.files import CgroupError
+    warn = warn or _warn
+    try:
+        if is_v2(paths):
+            from ociruntime.cgroups import fs2
+            fs2.set_resources(paths[""], resources or {}, warn, skip_devices=skip_devices)
+        else:
+            from ociruntime.cgroups import fs1
+            fs1.set_resources(paths, resources or {}, warn, skip_devices=skip_devices)
+    except CgroupError as e:
+        raise OciError(f"error setting cgroup config: {e}")
+
+
+def freeze(paths):
+    if is_v2(paths):
+        from ociruntime.cgroups import fs2
+        fs2.freeze(paths[""])
+    else:
+        from ociruntime.cgroups import fs1
+        fs1.freeze(paths)
+
+
+def thaw(paths):
+    if is_v2(paths):
+        from ociruntime.cgroups import fs2
+        fs2.thaw(paths[""])
+    else:
+        from ociruntime.cgroups import fs1
+        fs1.thaw(paths)
+
+
+def exists(paths):
+    """runc Manager.Exists: the cgroup of the pids controller (v1: devices) still exists."""
+    if not paths:
+        return False
+    if is_v2(paths):
+        return os.path.isdir(paths[""])
+    for key, path in paths.items():
+        if key and "devices" in key.split(","):
+            return os.path.isdir(path)
+    return any(os.path.isdir(p) for p in paths.values())
+
+
+def _pids_path(paths):
+    if is_v2(paths):
+        return paths[""]
+    for key, path in paths.items():
+        if key and "devices" in key.split(","):
+            return path
+    for key, path in paths.items():
+        if key:
+            return path
+    return paths.get("")
+
+
+def all_pids(paths):
+    """Every pid in the container's cgroup and its sub-cgroups (runc GetAllPids)."""
+    top = _pids_path(paths)
+    out = []
+    if not top:
+        return out
+    for dirpath, _dirs, _files in os.walk(top):
+        out.extend(_procs(dirpath))
+    return out
+
+
+def kill_all(paths, sig):
+    """Signal every process of the container's cgroup (runc signalAllProcesses): SIGKILL through
+    cgroup.kill where the unified hierarchy has it (v2, and hybrid hosts), else freeze, signal
+    each pid, thaw. Returns False when the cgroup no longer exists."""
+    import signal as _signal
+    if not exists(paths):
+        return False
+    if sig == _signal.SIGKILL and paths.get(""):
+        try:
+            with open(os.path.join(paths[""], "cgroup.kill"), "w") as f:
+                f.write("1")
+            return True
+        except FileNotFoundError:
+            pass
+        except OSError:
+            pass  # fall back to the signal loop
+    from ociruntime.log import log
+    frozen = False
+    try:
+        freeze(paths)
+        frozen = True
+    except OciError as e:
+        log.warning(str(e))
+    try:
+        for pid in all_pids(paths):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+            except OSError as e:
+                log.warning(f"kill {pid}: {e.strerror}")
+    finally:
+        if frozen or sig == _signal.SIGKILL:
+            try:
+                thaw(paths)
+            except OciError as e:
+                log.warning(str(e))
+    return True
+
+
+def stats(paths):
+    """runc's libcontainer cgroup stats as the ``data`` object of ``events`` (types.Stats)."""
+    from ociruntime.cgroups import cgstats as statsmod
+    return statsmod.collect(paths)

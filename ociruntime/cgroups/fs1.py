@@ -1,0 +1,306 @@
+"""cgroup v1 manager: linux.resources written to the per-controller hierarchies.
+
+File names, write order and value conversions follow runc's fs driver (opencontainers/cgroups
+fs/*.go); subsystems are visited in runc's order. A setting whose controller is not mounted fails
+with runc's "cannot set <controller> limit: container could not join or create cgroup".
+"""
+import errno
+import os
+import time
+
+from ociruntime.cgroups import devices, files
+from ociruntime.cgroups.files import CgroupError, NoPath
+from ociruntime.cgroups.resources import KERNEL_MEMORY_WARNING, Resources, device_rules
+from ociruntime.errors import OciError
+
+
+def controller_path(paths, ctrl):
+    """The container's directory in the hierarchy carrying ``ctrl`` ('' if not mounted)."""
+    for key, path in paths.items():
+        if key and ctrl in key.split(","):
+            return path
+    return ""
+
+
+# --- memory -------------------------------------------------------------------------------------
+
+def _set_memory_limit(path, val):
+    if val == 0:
+        return
+    try:
+        files.write(path, "memory.limit_in_bytes", str(val))
+    except CgroupError as e:
+        if e.errno != errno.EBUSY:
+            raise
+        usage = files.read_uint(path, "memory.usage_in_bytes")
+        peak = files.read_uint(path, "memory.max_usage_in_bytes")
+        raise OciError(f"unable to set memory limit to {val} (current usage: {usage}, peak usage: {peak})")
+
+
+def _set_swap(path, val):
+    if val != 0:
+        files.write(path, "memory.memsw.limit_in_bytes", str(val))
+
+
+def set_memory(path, r, warn):
+    memory, swap = r.memory, r.memory_swap
+    if memory == -1 and swap == 0 and os.path.exists(os.path.join(path, "memory.memsw.limit_in_bytes")):
+        swap = -1  # unlimited memory also means unlimited memory+swap
+    done = False
+    if memory != 0 and swap != 0:
+        cur = files.read_uint(path, "memory.limit_in_bytes")
+        # write in the order the kernel accepts: memsw must stay >= limit at every step
+        if swap == -1 or cur < swap:
+            _set_swap(path, swap)
+            _set_memory_limit(path, memory)
+            done = True
+    if not done:
+        _set_memory_limit(path, memory)
+        _set_swap(path, swap)
+    if r.kernel_tcp is not None:
+        # kernel memory (kmem.limit_in_bytes) is gone from current kernels; the TCP buffer limit
+        # is still enforced by v1, so apply it where the file exists.
+        if os.path.exists(os.path.join(path, "memory.kmem.tcp.limit_in_bytes")):
+            files.write(path, "memory.kmem.tcp.limit_in_bytes", str(r.kernel_tcp))
+        elif r.kernel is None:
+            warn(KERNEL_MEMORY_WARNING)
+    if r.memory_reservation != 0:
+        files.write(path, "memory.soft_limit_in_bytes", str(r.memory_reservation))
+    if r.oom_kill_disable:
+        files.write(path, "memory.oom_control", "1")
+    if r.use_hierarchy is not None and os.path.exists(os.path.join(path, "memory.use_hierarchy")):
+        want = "1" if r.use_hierarchy else "0"
+        if files.read(path, "memory.use_hierarchy").strip() != want:
+            try:
+                files.write(path, "memory.use_hierarchy", want)
+            except CgroupError as e:
+                if e.errno != errno.EINVAL:
+                    raise
+                # since Linux 5.16 the hierarchy is always on (writing 0 is EINVAL)
+                warn("memory.useHierarchy=false is not supported by this kernel (hierarchy is always on); ignored")
+    if r.swappiness is None or r.swappiness == -1:
+        return
+    if 0 <= r.swappiness <= 100:
+        files.write(path, "memory.swappiness", str(r.swappiness))
+    else:
+        raise OciError(f"invalid memory swappiness value: {r.swappiness} (valid range is 0-100)")
+
+
+def _memory_needed(r):
+    return bool(r.memory or r.memory_swap or r.memory_reservation or r.oom_kill_disable
+                or r.kernel_tcp is not None or (r.swappiness is not None and r.swappiness != -1)
+                or r.use_hierarchy is not None)
+
+
+# --- cpu ----------------------------------------------------------------------------------------
+
+def set_rt_sched(path, r):
+    period = ""
+    if r.cpu_rt_period:
+        period = str(r.cpu_rt_period)
+        try:
+            files.write(path, "cpu.rt_period_us", period)
+            period = ""
+        except CgroupError as e:
+            # period and runtime depend on each other: retry the period after the runtime
+            if e.errno != errno.EINVAL or not r.cpu_rt_runtime:
+                raise
+    if r.cpu_rt_runtime:
+        files.write(path, "cpu.rt_runtime_us", str(r.cpu_rt_runtime))
+        if period:
+            files.write(path, "cpu.rt_period_us", period)
+
+
+def set_cpu(path, r):
+    if r.cpu_shares:
+        files.write(path, "cpu.shares", str(r.cpu_shares))
+        got = files.read_uint(path, "cpu.shares")
+        if r.cpu_shares > got:
+            raise OciError(f"the maximum allowed cpu-shares is {got}")
+        if r.cpu_shares < got:
+            raise OciError(f"the minimum allowed cpu-shares is {got}")
+    period = ""
+    if r.cpu_period:
+        period = str(r.cpu_period)
+        try:
+            files.write(path, "cpu.cfs_period_us", period)
+            period = ""
+        except CgroupError as e:
+            if e.errno != errno.EINVAL or not r.cpu_quota:
+                raise
+    burst = ""
+    if r.cpu_burst is not None:
+        burst = str(r.cpu_burst)
+        try:
+            files.write(path, "cpu.cfs_burst_us", burst)
+            burst = ""
+        except CgroupError as e:
+            if e.errno == errno.ENOENT:
+                burst = ""  # no burst knob on this kernel
+            elif e.errno != errno.EINVAL or not r.cpu_quota:
+                raise
+    if r.cpu_quota:
+        files.write(path, "cpu.cfs_quota_us", str(r.cpu_quota))
+        if period:
+            files.write(path, "cpu.cfs_period_us", period)
+        if burst:
+            files.write(path, "cpu.cfs_burst_us", burst)
+    if r.cpu_idle is not None:
+        files.write(path, "cpu.idle", str(r.cpu_idle))
+    set_rt_sched(path, r)
+
+
+def _cpu_needed(r):
+    return bool(r.cpu_shares or r.cpu_period or r.cpu_quota or r.cpu_burst is not None
+                or r.cpu_idle is not None or r.cpu_rt_period or r.cpu_rt_runtime)
+
+
+# --- the rest -----------------------------------------------------------------------------------
+
+def set_cpuset(path, r):
+    if r.cpuset_cpus:
+        files.write(path, "cpuset.cpus", r.cpuset_cpus)
+    if r.cpuset_mems:
+        files.write(path, "cpuset.mems", r.cpuset_mems)
+
+
+def set_pids(path, r):
+    if r.pids_limit is None:
+        return
+    # 0 is mapped to 1 (as systemd's TasksMax); negative means unlimited
+    val = str(r.pids_limit) if r.pids_limit > 0 else ("1" if r.pids_limit == 0 else "max")
+    files.write(path, "pids.max", val)
+
+
+def set_blkio(path, r):
+    if os.path.exists(os.path.join(path, "blkio.weight")):
+        wfile, wdfile = "blkio.weight", "blkio.weight_device"
+    else:
+        wfile, wdfile = "blkio.bfq.weight", "blkio.bfq.weight_device"
+    if r.blkio_weight:
+        files.write(path, wfile, str(r.blkio_weight))
+    if r.blkio_leaf_weight:
+        files.write(path, "blkio.leaf_weight", str(r.blkio_leaf_weight))
+    for major, minor, weight, leaf in r.blkio_weight_device:
+        if weight:
+            files.write(path, wdfile, f"{major}:{minor} {weight}")
+        if leaf:
+            files.write(path, "blkio.leaf_weight_device", f"{major}:{minor} {leaf}")
+    for key, fname in (("throttleReadBpsDevice", "blkio.throttle.read_bps_device"),
+                       ("throttleWriteBpsDevice", "blkio.throttle.write_bps_device"),
+                       ("throttleReadIOPSDevice", "blkio.throttle.read_iops_device"),
+                       ("throttleWriteIOPSDevice", "blkio.throttle.write_iops_device")):
+        for major, minor, rate in r.throttle[key]:
+            files.write(path, fname, f"{major}:{minor} {rate}")
+
+
+def _blkio_needed(r):
+    return bool(r.blkio_weight or r.blkio_leaf_weight or r.blkio_weight_device
+                or any(r.throttle.values()))
+
+
+def set_hugetlb(path, r):
+    skip_rsvd = False
+    for size, limit in r.hugetlb:
+        prefix = f"hugetlb.{size}"
+        files.write(path, prefix + ".limit_in_bytes", str(limit))
+        if skip_rsvd:
+            continue
+        try:
+            files.write(path, prefix + ".rsvd.limit_in_bytes", str(limit))
+        except CgroupError as e:
+            if e.errno != errno.ENOENT:
+                raise
+            skip_rsvd = True
+
+
+def set_net_cls(path, r):
+    if r.net_cls_classid:
+        files.write(path, "net_cls.classid", str(r.net_cls_classid))
+
+
+def set_net_prio(path, r):
+    for name, prio in r.net_prio_ifpriomap:
+        files.write(path, "net_prio.ifpriomap", f"{name} {prio}")
+
+
+def rdma_line(dev, handles, objects):
+    s = dev
+    if handles is not None:
+        s += f" hca_handle={handles}"
+    if objects is not None:
+        s += f" hca_object={objects}"
+    return s
+
+
+def set_rdma(path, r):
+    for dev, (handles, objects) in r.rdma.items():
+        files.write(path, "rdma.max", rdma_line(dev, handles, objects))
+
+
+def set_resources(paths, res, warn, skip_devices=False):
+    """Apply ``res`` (a LinuxResources dict) to the container's v1 cgroups."""
+    r = Resources(res)
+    if r.unified:
+        raise OciError("invalid configuration: cannot use unified on cgroup v1")
+    if r.kernel is not None:
+        warn(KERNEL_MEMORY_WARNING)
+    steps = [
+        ("cpuset", set_cpuset, bool(r.cpuset_cpus or r.cpuset_mems)),
+        ("devices", None, not skip_devices),
+        ("memory", lambda p, rr: set_memory(p, rr, warn), _memory_needed(r)),
+        ("cpu", set_cpu, _cpu_needed(r)),
+        ("pids", set_pids, r.pids_limit is not None),
+        ("blkio", set_blkio, _blkio_needed(r)),
+        ("hugetlb", set_hugetlb, bool(r.hugetlb)),
+        ("net_cls", set_net_cls, bool(r.net_cls_classid)),
+        ("net_prio", set_net_prio, bool(r.net_prio_ifpriomap)),
+        ("rdma", set_rdma, bool(r.rdma)),
+    ]
+    for ctrl, fn, needed in steps:
+        if not needed:
+            continue
+        path = controller_path(paths, ctrl)
+        if not path:
+            raise NoPath(f"cannot set {ctrl} limit: container could not join or create cgroup")
+        if ctrl == "devices":
+            devices.set_v1(path, device_rules(res))
+        else:
+            fn(path, r)
+
+
+# --- freezer ------------------------------------------------------------------------------------
+
+def freeze(paths):
+    path = controller_path(paths, "freezer")
+    if not path:
+        raise OciError("cannot toggle freezer: cgroups not configured for container")
+    try:
+        for i in range(1000):
+            if i % 50 == 49:
+                # a task stuck in FREEZING (e.g. in vfork) needs a thaw to make progress
+                files.write(path, "freezer.state", "THAWED")
+                time.sleep(0.01)
+            files.write(path, "freezer.state", "FROZEN")
+            if i % 25 == 24:
+                time.sleep(0.00001)
+            state = files.read(path, "freezer.state").strip()
+            if state == "FREEZING":
+                continue
+            if state == "FROZEN":
+                return
+            raise OciError(f"unexpected state {state} while freezing")
+        raise OciError("unable to freeze")
+    except BaseException:
+        try:
+            files.write(path, "freezer.state", "THAWED")
+        except OciError:
+            pass
+        raise
+
+
+def thaw(paths):
+    path = controller_path(paths, "freezer")
+    if not path:
+        raise OciError("cannot toggle freezer: cgroups not configured for container")
+    files.write(path, "freezer.state", "THAWED")

@@ -1,0 +1,82 @@
+"""JSON without `import json`: the stdlib json package pulls in re, enum and functools (≈10 ms of
+start-up under -IS), while its C accelerator `_json` alone is a built-in. Used on every command's hot
+path (state.json, state output); `json` itself is still used where error positions matter."""
+import _json
+
+_encode_str = _json.encode_basestring_ascii
+
+
+class _Ctx:
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    memo = None
+
+    def __init__(self, pairs_hook=None, parse_constant=None, parse_float=float):
+        self.object_pairs_hook = pairs_hook
+        self.parse_float = parse_float
+        self.parse_int = int
+        self.parse_constant = parse_constant or {"NaN": float("nan"), "Infinity": float("inf"),
+                                                 "-Infinity": float("-inf")}.__getitem__
+        self.memo = {}
+
+
+_scanner = _json.make_scanner(_Ctx())
+_WS = " \t\n\r"
+
+
+def loads(s):
+    """Decode a complete JSON document; ValueError on anything else."""
+    if isinstance(s, (bytes, bytearray)):
+        s = s.decode("utf-8")
+    i = 0
+    n = len(s)
+    while i < n and s[i] in _WS:
+        i += 1
+    try:
+        obj, end = _scanner(s, i)
+    except StopIteration:
+        raise ValueError(f"invalid JSON at offset {i}")
+    while end < n and s[end] in _WS:
+        end += 1
+    if end != n:
+        raise ValueError(f"extra data at offset {end}")
+    return obj
+
+
+def dumps(obj, indent=None, _level=0):
+    """Encode dict/list/str/int/float/bool/None like json.dumps (ensure_ascii, separators compact
+    without indent, ', '/': ' style of Go's MarshalIndent with an indent)."""
+    if obj is None:
+        return "null"
+    if obj is True:
+        return "true"
+    if obj is False:
+        return "false"
+    if isinstance(obj, str):
+        return _encode_str(obj)
+    if isinstance(obj, int):
+        return int.__repr__(obj)
+    if isinstance(obj, float):
+        if obj != obj or obj in (float("inf"), float("-inf")):
+            raise ValueError("out of range float values are not JSON compliant")
+        return float.__repr__(obj)
+    if isinstance(obj, dict):
+        if not obj:
+            return "{}"
+        items = [f"{_encode_str(str(k))}:{' ' if indent is not None else ''}{dumps(v, indent, _level + 1)}"
+                 for k, v in obj.items()]
+        return _join("{", "}", items, indent, _level)
+    if isinstance(obj, (list, tuple)):
+        if not obj:
+            return "[]"
+        return _join("[", "]", [dumps(v, indent, _level + 1) for v in obj], indent, _level)
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+def _join(open_, close, items, indent, level):
+    if indent is None:
+        return open_ + ",".join(items) + close
+    pad = indent if isinstance(indent, str) else " " * indent
+    inner = "\n" + pad * (level + 1)
+    return open_ + inner + ("," + inner).join(items) + "\n" + pad * level + close
