@@ -17,7 +17,6 @@ Every failure raises ConfigError(pointer, reason). For syntax errors the reason 
 exception is a missing config.json: that raises OciError with runc's exact text.
 """
 
-import json
 import os
 import stat
 
@@ -85,6 +84,18 @@ def loads(data, source="config.json"):
             return _Bad(f"number {_clip(s)} is out of range")
         return v
 
+    try:
+        # the fast path: the C scanner alone, without importing the json package (re, enum, …)
+        from ociruntime import fastjson
+        doc = fastjson.loads_with(text, pairs_hook, parse_constant, parse_float)
+    except (ValueError, StopIteration):
+        doc = None  # not valid JSON: parse again below, only to explain where and why
+    except RecursionError:
+        raise ConfigError("", "invalid JSON: nesting is too deep", source=source) from None
+    else:
+        return _check_doc(doc, bad, text, source)
+    import json
+    bad.clear()
     decoder = json.JSONDecoder(object_pairs_hook=pairs_hook, parse_constant=parse_constant,
                                parse_float=parse_float)
     try:
@@ -100,6 +111,10 @@ def loads(data, source="config.json"):
         reason = "an integer has too many digits" if "digits" in str(e) else _clip(" ".join(str(e).split()), 200)
         raise ConfigError("", f"invalid JSON: {reason}", source=source) from None
 
+    return _check_doc(doc, bad, text, source)
+
+
+def _check_doc(doc, bad, text, source):
     if bad:
         pointer, reason = _find_bad(doc)
         raise ConfigError(pointer, reason, source=source)

@@ -44,6 +44,20 @@ def loads(s):
     return obj
 
 
+def loads_with(s, pairs_hook, parse_constant, parse_float):
+    """loads() with the hooks json.JSONDecoder takes (duplicate keys, NaN, overflowing floats)."""
+    scanner = _json.make_scanner(_Ctx(pairs_hook, parse_constant, parse_float))
+    i, n = 0, len(s)
+    while i < n and s[i] in _WS:
+        i += 1
+    obj, end = scanner(s, i)
+    while end < n and s[end] in _WS:
+        end += 1
+    if end != n:
+        raise ValueError(f"extra data at offset {end}")
+    return obj
+
+
 def dumps(obj, indent=None, _level=0):
     """Encode dict/list/str/int/float/bool/None like json.dumps (ensure_ascii, separators compact
     without indent, ', '/': ' style of Go's MarshalIndent with an indent)."""

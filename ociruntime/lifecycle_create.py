@@ -6,13 +6,12 @@ released rolls back exactly what this call made (runtime.md: "as if the operatio
 attempted"): the init and its helper are killed, the cgroups and the state dir removed.
 """
 import fcntl
-import json
 import os
-import signal
+import _signal as signal  # the C module: `signal` costs enum at start-up
 import struct
 import time
 
-from ociruntime import OCI_VERSION, cgroups, plan as planmod
+from ociruntime import OCI_VERSION, cgroups, fastjson as json, plan as planmod
 from ociruntime.errors import OciError, SpawnError
 from ociruntime.state import Store, proc_start_time, validate_id, spec_state, FIFO
 
@@ -365,8 +364,8 @@ def cmd_run(ctx):
     try:
         if not detach:
             # a foreground terminal: we are the console socket's peer ourselves
-            from ociruntime import console as conmod
-            own_console, theirs = conmod.socketpair()
+            import _socket
+            own_console, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
             ctx.internal_console = theirs
         st = create(ctx, detach_checks=detach)
     except OciError as e:

@@ -132,7 +132,7 @@ def _explain(name, fragment, doc):
 def _schema(name):
     doc = _docs.get(name)
     if doc is None:
-        import json
+        from ociruntime import fastjson as json
         fname = SCHEMA_FILES[name]
         for d in SCHEMA_DIRS:
             try:
@@ -349,16 +349,23 @@ def _kw_properties(c, props, s):
     return check
 
 
+def _searcher(pattern):
+    fn = NATIVE_PATTERNS.get(pattern)
+    if fn is None:
+        import re
+        fn = re.compile(pattern).search
+    return fn
+
+
 def _kw_pattern_properties(c, pats, s):
-    import re
-    compiled = tuple((re.compile(p), c.compile(sub)) for p, sub in pats.items())
+    compiled = tuple((_searcher(p), c.compile(sub)) for p, sub in pats.items())
 
     def check(x):
         if not isinstance(x, dict):
             return None
-        for rx, fn in compiled:
+        for search, fn in compiled:
             for k, v in x.items():
-                if rx.search(k):
+                if search(k):
                     e = fn(v)
                     if e is not None:
                         e.path.append(k)
@@ -368,12 +375,11 @@ def _kw_pattern_properties(c, pats, s):
 
 
 def _kw_additional_properties(c, extra, s):
-    import re
     known = frozenset(s.get("properties", ()))
-    pats = tuple(re.compile(p) for p in s.get("patternProperties", ()))
+    pats = tuple(_searcher(p) for p in s.get("patternProperties", ()))
 
     def extras(x):
-        return [k for k in x if k not in known and not any(p.search(k) for p in pats)]
+        return [k for k in x if k not in known and not any(search(k) for search in pats)]
 
     if extra is True or extra == {}:
         return None
@@ -527,9 +533,76 @@ def _kw_max_length(c, n, s):
     return check
 
 
+def _digits(x, i):
+    j = i
+    while j < len(x) and "0" <= x[j] <= "9":
+        j += 1
+    return j
+
+
+def _semver(x):
+    """^MAJOR.MINOR.PATCH(-pre)?(+build)?$ with SemVer 2.0's rules (no leading zeros in numbers)."""
+    i = 0
+    for k in range(3):
+        j = _digits(x, i)
+        if j == i or (x[i] == "0" and j - i > 1):
+            return False
+        i = j
+        if k < 2:
+            if i >= len(x) or x[i] != ".":
+                return False
+            i += 1
+    rest, build = x[i:], None
+    if "+" in rest:
+        rest, build = rest.split("+", 1)
+        if not build or not all(p and _ALNUM_DASH.issuperset(p) for p in build.split(".")):
+            return False
+    if rest:
+        if rest[0] != "-" or len(rest) == 1:
+            return False
+        for p in rest[1:].split("."):
+            if not p or not _ALNUM_DASH.issuperset(p):
+                return False
+            if p.isdigit() and p[0] == "0" and len(p) > 1:
+                return False
+    return True
+
+
+def _cpuset(x):
+    if not x:
+        return True
+    for part in x.split(","):
+        lo, _, hi = part.partition("-")
+        if not lo.isdigit() or not lo.isascii() or ("-" in part and not (hi.isdigit() and hi.isascii())):
+            return False
+    return True
+
+
+_ALNUM_DASH = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-")
+_UPPER = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_SEMVER = ("^(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)(-(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)"
+           "(\\.(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?(\\+[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?(?![\\s\\S])")
+# The patterns of our own schemas, matched without `re` (≈5-10 ms of import on every create).
+# tests/unit/test_schema.py checks each against re on a corpus, so they cannot drift.
+NATIVE_PATTERNS = {
+    "[\\n\\r]": lambda x: "\n" in x or "\r" in x,
+    _SEMVER: _semver,
+    "^([0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*)?(?![\\s\\S])": _cpuset,
+    "^MB:": lambda x: x.startswith("MB:"),
+    "^RLIMIT_[A-Z]+(?![\\s\\S])": lambda x: x.startswith("RLIMIT_") and len(x) > 7 and _UPPER.issuperset(x[7:]),
+    "^[1-9][0-9]*[KMGTPE]B(?![\\s\\S])": lambda x: (len(x) >= 3 and x[-1] == "B" and x[-2] in "KMGTPE" and
+                                               "1" <= x[0] <= "9" and x[1:-2].isdigit() or
+                                               (len(x) == 3 and x[-1] == "B" and x[-2] in "KMGTPE" and
+                                                "1" <= x[0] <= "9")) and x.isascii(),
+    "^[rwm]*(?![\\s\\S])": lambda x: set(x) <= {"r", "w", "m"},
+    "^/": lambda x: x.startswith("/"),
+    "^[\\s\\S]": lambda x: len(x) > 0,
+    "^CAP_[A-Z_]+(?![\\s\\S])": lambda x: x.startswith("CAP_") and len(x) > 4 and (_UPPER | {"_"}).issuperset(x[4:]),
+}
+
+
 def _kw_pattern(c, pattern, s):
-    import re
-    search = re.compile(pattern).search
+    search = _searcher(pattern)
 
     def check(x):
         if isinstance(x, str) and not search(x):
