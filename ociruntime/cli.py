@@ -82,11 +82,18 @@ class FlagError(Exception):
     pass
 
 
-def _parse_int(s):
+def _parse_int(s, name="?"):
+    """Go's strconv.ParseInt(s, 0, 64): 0x.., 0o.., 0b.. and a leading 0 for octal."""
+    t = s[1:] if s[:1] in "+-" else s
     try:
+        if len(t) > 1 and t[0] == "0" and t.isdigit() and t.isascii():
+            v = int(t, 8)
+            return -v if s[0] == "-" else v
+        if not s.isascii():
+            raise ValueError
         return int(s, 0)
     except ValueError:
-        raise FlagError(f'invalid value "{s}" for flag')
+        raise FlagError(f'invalid value "{s}" for flag -{name}: parse error')
 
 
 def parse_flags(args, spec, reorder, aliases=ALIASES):
@@ -129,7 +136,7 @@ def parse_flags(args, spec, reorder, aliases=ALIASES):
                     raise FlagError(f"flag needs an argument: -{name}")
                 value = args[i]
                 i += 1
-            v = _parse_int(value) if kind == I else value
+            v = _parse_int(value, name) if kind == I else value
         if kind == L:
             vals.setdefault(canon, []).append(v)
         else:

@@ -58,7 +58,25 @@ def loads_with(s, pairs_hook, parse_constant, parse_float):
     return obj
 
 
-def dumps(obj, indent=None, _level=0):
+_GO_ESC = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029",
+           '"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def go_string(s):
+    """A string as Go's encoding/json writes it: UTF-8 kept, <>& and U+2028/9 escaped (what runc prints)."""
+    out = []
+    for ch in s:
+        e = _GO_ESC.get(ch)
+        if e is not None:
+            out.append(e)
+        elif ch < " ":
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def dumps(obj, indent=None, _level=0, _str=None):
     """Encode dict/list/str/int/float/bool/None like json.dumps (ensure_ascii, separators compact
     without indent, ', '/': ' style of Go's MarshalIndent with an indent)."""
     if obj is None:
@@ -68,7 +86,7 @@ def dumps(obj, indent=None, _level=0):
     if obj is False:
         return "false"
     if isinstance(obj, str):
-        return _encode_str(obj)
+        return (_str or _encode_str)(obj)
     if isinstance(obj, int):
         return int.__repr__(obj)
     if isinstance(obj, float):
@@ -78,14 +96,20 @@ def dumps(obj, indent=None, _level=0):
     if isinstance(obj, dict):
         if not obj:
             return "{}"
-        items = [f"{_encode_str(str(k))}:{' ' if indent is not None else ''}{dumps(v, indent, _level + 1)}"
+        enc = _str or _encode_str
+        items = [f"{enc(str(k))}:{' ' if indent is not None else ''}{dumps(v, indent, _level + 1, _str)}"
                  for k, v in obj.items()]
         return _join("{", "}", items, indent, _level)
     if isinstance(obj, (list, tuple)):
         if not obj:
             return "[]"
-        return _join("[", "]", [dumps(v, indent, _level + 1) for v in obj], indent, _level)
+        return _join("[", "]", [dumps(v, indent, _level + 1, _str) for v in obj], indent, _level)
     raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+def go_dumps(obj, indent=None):
+    """Go's json.Marshal(Indent) output for runc-compatible command output."""
+    return dumps(obj, indent, 0, go_string)
 
 
 def _join(open_, close, items, indent, level):

@@ -6,7 +6,7 @@ import subprocess
 from ociruntime.errors import HookError
 
 
-def run(hooks, name, state_json):
+def run(hooks, name, state_json, cwd=None):
     for i, h in enumerate(hooks.get(name) or ()):
         path = h["path"]
         args = h.get("args") or [path]
@@ -18,7 +18,7 @@ def run(hooks, name, state_json):
         try:
             p = subprocess.run(args, executable=path, input=state_json, env=env, close_fds=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout or None,
-                               restore_signals=True)
+                               restore_signals=True, cwd=cwd)
         except subprocess.TimeoutExpired:
             raise HookError(f"error running {name} hook #{i} ({path}): timed out after {timeout} s")
         except OSError as e:

@@ -18,7 +18,7 @@ SIGNALS = {"HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "TRAP": 5, "ABRT": 6, "BUS":
 
 def parse_signal(s):
     """A number 0..64, a name with or without SIG in any case, or RTMIN+n / RTMAX-n."""
-    if s.isdigit():
+    if s.isdigit() and s.isascii():
         n = int(s)
         if 0 <= n <= 64:
             return n
@@ -52,7 +52,7 @@ def state_json(st, status, indent=True, owner=None):
     out = {"ociVersion": OCI_VERSION, "id": st["id"], "pid": st["pid"] if status != "stopped" else 0,
            "status": status, "bundle": st["bundle"], "rootfs": st["rootfs"], "created": st["created"]}
     if st.get("annotations"):
-        out["annotations"] = st["annotations"]
+        out["annotations"] = dict(sorted(st["annotations"].items()))  # a Go map: sorted keys
     out["owner"] = owner if owner is not None else ""
     return out
 
@@ -61,7 +61,7 @@ def cmd_state(ctx):
     c, st = _open(ctx.root, ctx.args[0], lock=False)
     status = status_of(c, st)
     c.close()
-    sys.stdout.write(json.dumps(state_json(st, status), indent=2))
+    sys.stdout.buffer.write(json.go_dumps(state_json(st, status), indent=2).encode())
     return 0
 
 
@@ -89,7 +89,7 @@ def start(root, cid):
         if hooks.get("poststart"):
             from ociruntime import hooks as hookmod
             try:
-                hookmod.run(hooks, "poststart", json.dumps(spec_state(st, "running")).encode())
+                hookmod.run(hooks, "poststart", json.dumps(spec_state(st, "running")).encode(), cwd=st["bundle"])
             except OciError:
                 _signal_init(st, _signal.SIGKILL)
                 raise
@@ -206,7 +206,7 @@ def delete(root, cid, force=False):
             from ociruntime import hooks as hookmod
             from ociruntime.log import log
             try:
-                hookmod.run(hooks, "poststop", json.dumps(spec_state(st, "stopped")).encode())
+                hookmod.run(hooks, "poststop", json.dumps(spec_state(st, "stopped")).encode(), cwd=st["bundle"])
             except OciError as e:
                 log.warning(str(e))
     finally:
@@ -253,6 +253,7 @@ def cmd_list(ctx):
         st = c.read_state()
         if st is None:
             c.close()
+            sys.stderr.write(f"load container {cid}: container does not exist\n")  # runc: report, go on
             continue
         status = status_of(c, st)
         uid = os.fstat(c.fd).st_uid
@@ -261,7 +262,7 @@ def cmd_list(ctx):
     if quiet:
         sys.stdout.write("".join(r["id"] + "\n" for r in rows))
     elif fmt == "json":
-        sys.stdout.write(json.dumps(rows or None) + "\n")
+        sys.stdout.buffer.write((json.go_dumps(rows or None) + "\n").encode())
     else:
         table = [["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]]
         for r in rows:

@@ -316,12 +316,11 @@ class _OOMv2:
         return None
 
     def poll(self):
-        ev = self.files.read_keyed(self.path, "cgroup.events")
-        if not ev or ev.get("populated", 1) == 0:
-            return 0, True
-        cur = self.files.read_keyed(self.path, "memory.events").get("oom_kill", 0)
+        # the counter first: an OOM kill of the init empties the cgroup at the same moment
+        cur = self.files.read_keyed(self.path, "memory.events").get("oom_kill", self.last)
         n, self.last = max(0, cur - self.last), cur
-        return n, False
+        ev = self.files.read_keyed(self.path, "cgroup.events")
+        return n, (not ev or ev.get("populated", 1) == 0)
 
     def close(self):
         pass

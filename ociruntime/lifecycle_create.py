@@ -323,13 +323,16 @@ def _serve(sock, sp, p, st, cdir):
                 from ociruntime import hooks  # subprocess: imported only when there are hooks to run
                 # prestart (deprecated) sees "created", as runtime-tools checks; createRuntime sees
                 # "creating" (runtime.md lifecycle step 6)
-                hooks.run(p.hooks, "prestart", json.dumps(spec_state(st, "created")).encode())
-                hooks.run(p.hooks, "createRuntime", json.dumps(spec_state(st, "creating")).encode())
-            _send(sock, planmod.SYNC_HOOKS_ACK, 0, json.dumps(spec_state(st, "created")).encode())
+                hooks.run(p.hooks, "prestart", json.dumps(spec_state(st, "created")).encode(), cwd=st["bundle"])
+                hooks.run(p.hooks, "createRuntime", json.dumps(spec_state(st, "creating")).encode(),
+                          cwd=st["bundle"])
+            # createContainer hooks run in the container during create: "creating", as runc
+            _send(sock, planmod.SYNC_HOOKS_ACK, 0, json.dumps(spec_state(st, "creating")).encode())
         elif typ == planmod.SYNC_READY:
             # runc procRun lesson: the state is on disk before the init may go on
             cdir.write_state(st)
-            _send(sock, planmod.SYNC_RUN, 0, json.dumps(spec_state(st, "running")).encode())
+            # startContainer hooks see "created" (runc): start has not finished when they run
+            _send(sock, planmod.SYNC_RUN, 0, json.dumps(spec_state(st, "created")).encode())
             return
         else:
             raise SpawnError(f"unexpected message 0x{typ:x} from the container init")

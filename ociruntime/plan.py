@@ -73,8 +73,8 @@ RECURSIVE_ATTRS = {
     "rstrictatime": (MOUNT_ATTR_STRICTATIME, MOUNT_ATTR__ATIME), "rnostrictatime": (0, MOUNT_ATTR__ATIME),
     "rnosymfollow": (MOUNT_ATTR_NOSYMFOLLOW, 0), "rsymfollow": (0, MOUNT_ATTR_NOSYMFOLLOW),
 }
-EXTENSIONS = {"tmpcopyup"}
-MOUNT_OPTIONS = sorted(set(MOUNT_FLAGS) | set(PROPAGATION) | set(RECURSIVE_ATTRS) | EXTENSIONS)
+EXTENSIONS = {"tmpcopyup"}  # recognised, and refused clearly: copy-up is not implemented
+MOUNT_OPTIONS = sorted(set(MOUNT_FLAGS) | set(PROPAGATION) | set(RECURSIVE_ATTRS))  # what `features` advertises
 
 CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
         "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
@@ -267,6 +267,8 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
         typ = m.get("type") or ""
         opts_ = m.get("options") or []
         flags, clear, props, aset, aclr, data, ext = parse_mount_options(opts_)
+        if ext:
+            raise ConfigError(ptr + "/options", f"mount option {sorted(ext)[0]!r} is not supported by this runtime")
         src = m.get("source") or ""
         is_bind = typ == "bind" or bool(flags & MS_BIND)
         if is_bind:
@@ -339,10 +341,9 @@ def _process_records(e, proc, extra_flags):
     cwd = proc.get("cwd") or "/"
     for i, r in enumerate(proc.get("rlimits") or ()):
         e.add(OP_RLIMIT, _u32(RLIMITS[r["type"]]), _u64(r["soft"], r["hard"]))
-    caps = proc.get("capabilities")
-    if caps is not None:
-        e.add(OP_CAPS, _u64(*(caps_mask(caps.get(k), f"/process/capabilities/{k}")
-                              for k in ("bounding", "effective", "permitted", "inheritable", "ambient"))))
+    caps = proc.get("capabilities") or {}  # absent: no capabilities at all, as runc
+    e.add(OP_CAPS, _u64(*(caps_mask(caps.get(k), f"/process/capabilities/{k}")
+                          for k in ("bounding", "effective", "permitted", "inheritable", "ambient"))))
     user = proc.get("user") or {}
     groups = user.get("additionalGids") or []
     umask = user.get("umask")
@@ -399,6 +400,14 @@ def _add_cgroup_mount(e, dst, flags, props, new_ns, cgroup_paths):
         if not name:
             continue  # the unified hierarchy of a hybrid host: runc 1.1 does not mount it either
         sub = os.path.join(dst, name)
+        if new_ns & CLONE_NEWCGROUP:
+            # in its own cgroup namespace the container gets the hierarchies themselves (rooted at its
+            # cgroup by the namespace), as runc mounts them
+            ctrls = "name=systemd" if name == "systemd" else name
+            source = ctrls[5:] if ctrls.startswith("name=") else "cgroup"
+            e.add(OP_MOUNT, e.s(source), e.s(sub), e.s("cgroup"), e.s(ctrls), _u32(flags, MOUNT_KIND_FS),
+                  _u64(0, 0), _u32(0))
+            continue
         e.add(OP_MOUNT, e.s(host), e.s(sub), e.s(""), e.s(""), _u32(flags | MS_BIND, MOUNT_KIND_BIND),
               _u64(0, 0), _u32(0))
         if "," in name:

@@ -39,7 +39,7 @@ def default_root():
 class Store:
     def __init__(self, root):
         root = os.path.abspath(root)
-        if root == "/":
+        if not root.strip("/"):  # "/" and "//" alike
             raise OciError("Option --root argument should not be set to /")
         self.root = root
         self._fd = None
@@ -96,7 +96,7 @@ class Store:
         out = []
         with os.scandir(rfd) as it:
             for e in it:
-                if not e.name.startswith(".") and e.is_dir(follow_symlinks=False):
+                if "~" not in e.name and e.is_dir(follow_symlinks=False):  # "~": tombstones, never an id
                     out.append(e.name)
         return sorted(out)
 
@@ -147,7 +147,7 @@ class Container:
 
     def write_state(self, st):
         data = json.dumps(st).encode()
-        tmp = f".state.{os.getpid()}.tmp"
+        tmp = f".state.{os.getpid()}.{os.urandom(4).hex()}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                      dir_fd=self.fd)
         try:
@@ -175,7 +175,7 @@ class Container:
     def remove(self):
         """Tombstone rename, then remove the contents; never follows symlinks."""
         rfd = self.store._rootfd()
-        tomb = f".{self.id}.deleting-{os.getpid()}"
+        tomb = f"~deleting~{self.id}~{os.getpid()}"
         try:
             os.rename(self.id, tomb, src_dir_fd=rfd, dst_dir_fd=rfd)
         except FileNotFoundError:
@@ -233,6 +233,8 @@ def spec_state(st, status):
     """The runtime-spec state object (hooks' stdin)."""
     from ociruntime import OCI_VERSION
     out = {"ociVersion": OCI_VERSION, "id": st["id"], "status": status, "pid": st["pid"], "bundle": st["bundle"]}
+    if status == "stopped":
+        del out["pid"]  # REQUIRED only when created or running; runc omits it (omitempty)
     if st.get("annotations"):
         out["annotations"] = st["annotations"]
     return out

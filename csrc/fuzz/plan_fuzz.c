@@ -2,7 +2,10 @@
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
  *         -o plan_fuzz csrc/fuzz/plan_fuzz.c
- *   ./plan_fuzz -max_total_time=60 -detect_leaks=0 CORPUS_DIR
+ *   ASAN_OPTIONS=detect_leaks=0 ./plan_fuzz -max_total_time=60 -detect_leaks=0 CORPUS_DIR
+ *
+ * (leak detection off: plan_decode leaks p->groups when a plan holds two OP_USER records, see
+ * tests/unit/test_plan_fuzz.py; everything else it allocates is released by plan_free() below.)
  *
  * The same file, built without libFuzzer and with -DPLAN_DUMP, is a decoder dump tool used by
  * tests/unit/test_plan.py for a field-by-field round trip of ociruntime/plan.py's encoder:
@@ -74,6 +77,17 @@ static void check_plan(const struct plan *p)
 		check_vec(&p->hooks[i].env);
 	}
 	for (uint32_t i = 0; i < p->nmkdirs; i++) check_str(p->mkdirs[i].path);
+	if (p->seccomp) {
+		/* the BPF program is used in place: it must lie inside the buffer, whole sock_filters */
+		const uint8_t *b = p->seccomp;
+		if (b < g_lo || b > g_hi || p->seccomp_len > (size_t)(g_hi - b)) abort();
+		if (p->seccomp_len == 0 || p->seccomp_len % 8) abort();
+		volatile uint8_t sink = 0;
+		for (uint32_t k = 0; k < p->seccomp_len; k++) sink ^= b[k];
+		(void)sink;
+	} else if (p->seccomp_len) {
+		abort();
+	}
 }
 
 /* Everything plan_decode() allocates, also after a failed decode (it may stop half-way). */
@@ -229,7 +243,17 @@ static void dump(const struct plan *p)
 	for (uint32_t i = 0; i < p->nmkdirs; i++) {
 		printf("%s[", i ? "," : ""); jstr(p->mkdirs[i].path); printf(",%u]", p->mkdirs[i].mode);
 	}
-	printf("]}\n");
+	printf("]");
+	if (p->has_console) printf(",\"console\":[%u,%u]", p->console_h, p->console_w);
+	else printf(",\"console\":null");
+	if (p->seccomp) {
+		printf(",\"seccomp\":{\"flags\":%u,\"bpf\":\"", p->seccomp_flags);
+		for (uint32_t k = 0; k < p->seccomp_len; k++) printf("%02x", p->seccomp[k]);
+		printf("\"}");
+	} else {
+		printf(",\"seccomp\":null");
+	}
+	printf("}\n");
 }
 
 /* 0: decoded (JSON line printed), 1: rejected (`error: ...` printed), 2: cannot read the file */

@@ -75,6 +75,47 @@ void apply_user_and_caps(struct plan *p)
 	umask(p->umask == UMASK_UNSET ? 022 : (mode_t)p->umask);
 }
 
+/* runc: when the process env has no HOME, it is the user's home from the container's /etc/passwd,
+ * or "/" when there is none (user.LookupUid on the container's files). */
+void default_home(struct plan *p)
+{
+	for (uint32_t i = 0; i < p->env.n; i++)
+		if (strncmp(p->env.v[i], "HOME=", 5) == 0) return;
+	static char home[4096 + 5];
+	snprintf(home, sizeof(home), "HOME=/");
+	FILE *f = fopen("/etc/passwd", "re");
+	if (f) {
+		char line[4096];
+		while (fgets(line, sizeof(line), f)) {
+			/* name:pass:uid:gid:gecos:home:shell */
+			char *fields[7] = { 0 };
+			char *s = line;
+			int n = 0;
+			while (n < 7) {
+				fields[n++] = s;
+				char *c = strchr(s, ':');
+				if (!c) break;
+				*c = 0;
+				s = c + 1;
+			}
+			if (n < 6) continue;
+			char *end;
+			unsigned long uid = strtoul(fields[2], &end, 10);
+			if (*fields[2] == 0 || *end || uid != (p->has_user ? p->uid : 0)) continue;
+			fields[5][strcspn(fields[5], "\n")] = 0;
+			if (*fields[5]) snprintf(home, sizeof(home), "HOME=%s", fields[5]);
+			break;
+		}
+		fclose(f);
+	}
+	const char **env = calloc(p->env.n + 2, sizeof(char *));
+	if (!env) bail("malloc");
+	memcpy(env, p->env.v, p->env.n * sizeof(char *));
+	env[p->env.n] = home;
+	p->env.v = env;
+	p->env.n++;
+}
+
 static int is_executable(const char *path)
 {
 	struct stat st;

@@ -77,4 +77,5 @@ void setup_console(struct plan *p, int bind_dev_console);
 void apply_rlimits(struct plan *p);
 void apply_user_and_caps(struct plan *p);
 const char *lookup_exec(struct plan *p, char *buf, size_t buflen);
+void default_home(struct plan *p);
 #endif

@@ -164,6 +164,7 @@ static void finish_and_exec(struct plan *p, const char *path)
 
 static const char *process_setup(struct plan *p, char *exe, size_t exelen)
 {
+	default_home(p);
 	if ((p->proc_flags & PROC_NNP) && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) bail("prctl(PR_SET_NO_NEW_PRIVS)");
 	apply_rlimits(p);
 	/* runc's ordering rule: without NNP the filter needs CAP_SYS_ADMIN, so load it before dropping caps */

@@ -142,6 +142,7 @@ int plan_decode(const uint8_t *buf, size_t len, struct plan *p, char *err, size_
 			p->uid = u32(&q); p->gid = u32(&q); p->umask = u32(&q); p->user_flags = u32(&q);
 			p->ngroups = u32(&q);
 			if (q.bad || p->ngroups > 65536 || p->ngroups * 4u > q.left) return fail(err, errlen, "plan: user malformed");
+			free(p->groups);
 			p->groups = calloc(p->ngroups + 1, 4);
 			if (!p->groups) return fail(err, errlen, "out of memory");
 			for (uint32_t k = 0; k < p->ngroups; k++) p->groups[k] = u32(&q);

@@ -291,8 +291,13 @@ void finish_rootfs(struct plan *p)
 		if (mount(".", "/", NULL, MS_MOVE, NULL) < 0) bail("move rootfs onto /");
 		if (chroot(".") < 0) bail("chroot");
 	} else {
-		/* pivot_root(".", ".") stacks the old root on top of the new one; detach it */
+		/* pivot_root(".", ".") stacks the old root on top of the new one; detach it, after making
+		 * the old root (only it: we fchdir to it first) rslave so the unmount cannot propagate */
+		int oldroot = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (oldroot < 0) bail("open old root");
 		if (syscall(SYS_pivot_root, ".", ".") < 0) bail("pivot_root %s", p->rootfs);
+		if (fchdir(oldroot) < 0) bail("chdir to old root");
+		close(oldroot);
 		if (mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL) < 0) bail("make old root rslave");
 		if (umount2(".", MNT_DETACH) < 0) bail("unmount old root");
 	}

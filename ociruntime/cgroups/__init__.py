@@ -219,11 +219,21 @@ def _warn(msg):
     log.warning(msg)
 
 
+SETUP_TASKS = 2  # the container's init and the helper that clones it
+
+
 def set_resources(paths, resources, cid=None, skip_devices=False, warn=None):
     """Apply a linux.resources dict to the container's cgroups (create: right after the
     directories exist and before the init is placed in them; update: with skip_devices)."""
     from ociruntime.cgroups.files import CgroupError
     warn = warn or _warn
+    if not skip_devices:
+        limit = ((resources or {}).get("pids") or {}).get("limit")
+        if limit is not None and 0 <= limit < SETUP_TASKS:
+            # runc writes pids.max once its init is the only task; our limits are in place before
+            # the init is cloned, and the setup briefly needs SETUP_TASKS tasks
+            raise OciError(f"error setting cgroup config: pids.limit {limit} is too low: container setup "
+                           f"needs {SETUP_TASKS} tasks (use a limit of at least {SETUP_TASKS})")
     try:
         if is_v2(paths):
             from ociruntime.cgroups import fs2

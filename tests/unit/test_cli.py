@@ -181,8 +181,6 @@ def test_int_flag_go_parseint_forms(s, want):
     assert vals["preserve-fds"] == want
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: cli._parse_int uses Python int(s, 0), which rejects a leading "
-                                       "0 ('010', '0755'); Go ParseInt(s, 0, 64) reads it as octal")
 @pytest.mark.parametrize("s, want", [("010", 8), ("0755", 493), ("-010", -8)])
 def test_int_flag_go_octal(s, want):
     vals, _ = parse_flags(["--preserve-fds", s, "id"], CREATE, True)
@@ -196,8 +194,6 @@ def test_bad_int_value(s):
     assert f'invalid value "{s}" for flag' in str(ei.value)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: cli._parse_int's message does not name the flag; Go says "
-                                       "'invalid value \"abc\" for flag -preserve-fds: parse error'")
 def test_bad_int_value_message_names_the_flag():
     with pytest.raises(FlagError) as ei:
         parse_flags(["--preserve-fds", "abc", "id"], CREATE, True)
@@ -383,6 +379,18 @@ def test_invalid_id_on_every_command(run, root):
     rc, out, err = run("--root", root, "delete", "--force", "..")
     assert rc == 1
     assert logged_errors(err) == ["invalid container ID format"]
+
+
+def test_root_double_slash_refused(run):
+    rc, out, err = run("--root", "//", "state", "etc")     # read-only: would look for /etc/state.json
+    assert rc == 1
+    assert logged_errors(err) == ["Option --root argument should not be set to /"]
+
+
+def test_root_slash_refused(run):
+    rc, out, err = run("--root", "/", "state", "etc")
+    assert rc == 1
+    assert logged_errors(err) == ["Option --root argument should not be set to /"]
 
 
 def test_state_of_unknown_container(run, root):

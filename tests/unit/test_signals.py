@@ -55,9 +55,6 @@ def test_invalid(s):
     assert ei.value.exit_code == 1
 
 
-@pytest.mark.xfail(strict=True, reason='BUG: parse_signal uses str.isdigit(), which is True for non-ASCII '
-                                       'digits: "²" makes int() raise ValueError (a traceback instead of '
-                                       '`unknown signal`), "١" (Arabic-Indic one) is taken as SIGHUP')
 @pytest.mark.parametrize("s", ["\u00b2", "\u0661", "\uff19"])
 def test_non_ascii_digits_are_unknown_signals(s):
     with pytest.raises(OciError) as ei:

@@ -1,0 +1,520 @@
+"""Regression tests for the CVE rows of security.md §1 that apply to create/start/run (exec and
+terminals come later). Every test uses a malicious rootfs or config and asserts either "error, and no
+host change" or "the container sees the masked / confined object".
+
+The host's kernel.core_pattern is read before and compared after, never written. Host paths the
+tests point symlinks at are directories the tests made, under /tmp (or the tmpfs base).
+"""
+
+import hashlib
+import os
+import re
+import stat
+import subprocess
+
+import pytest
+
+from _util import place_fds, proc_status, read_core_pattern, read_mountinfo, wait_for
+from _util import env, rootfs_template, _subreaper  # noqa: F401  (fixtures)
+
+pytestmark = [pytest.mark.timeout(30)]
+
+LIBEXEC = os.path.join(os.path.dirname(__import__("ociruntime").__file__), "libexec", "ociruntime-init")
+
+
+@pytest.fixture(autouse=True)
+def host_core_pattern_unchanged():
+    before = read_core_pattern()
+    root_entries = set(os.listdir("/"))
+    yield
+    assert read_core_pattern() == before, "the host's kernel.core_pattern changed"
+    assert set(os.listdir("/")) == root_entries, "something was created in the host's /"
+
+
+def create_refused(env, b, *frags, cid=None):
+    cid = cid or env.new_id()
+    snap = env.snapshot(cid)
+    r = env.rt("create", "--bundle", b.path, cid)
+    assert r.rc != 0, r
+    msg = r.error_msg()
+    for f in frags:
+        assert (f.search(msg) if isinstance(f, re.Pattern) else f in msg), f"{f!r} not in {msg!r}"
+    snap.assert_clean()
+    return msg
+
+
+def tree(d):
+    """Every path below d (to prove nothing was created there)."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(d):
+        for n in dirnames + filenames:
+            out.append(os.path.relpath(os.path.join(dirpath, n), d))
+    return sorted(out)
+
+
+def _no_dev_tmpfs(spec):
+    spec["mounts"] = [m for m in spec["mounts"] if m["destination"] != "/dev"]
+
+
+# ------------------------------------------------------------------------ CVE-2025-31133 / CVE-2025-62161
+
+def test_cve_2025_31133_dev_null_symlink_to_core_pattern_refused(env):
+    """maskedPaths bind /dev/null: an image /dev/null -> /proc/sys/kernel/core_pattern must be refused."""
+    b = env.bundle(mutate=_no_dev_tmpfs)
+    os.symlink("/proc/sys/kernel/core_pattern", os.path.join(b.rootfs, "dev", "null"))
+    create_refused(env, b, "/dev/null", "null device")
+
+
+def test_cve_2025_31133_masked_paths_use_the_real_null_device(env):
+    """With a /dev tmpfs the image's fake /dev/null is hidden: masked files are the real char 1:3."""
+    script = "stat -c '%n %F %t:%T' /dev/null /proc/kcore /proc/timer_list /proc/sys/kernel/core_pattern"
+    b = env.bundle(args=("sh", "-c", script))
+    os.symlink("/proc/sys/kernel/core_pattern", os.path.join(b.rootfs, "dev", "null"))
+    b.spec["linux"]["maskedPaths"].append("/proc/sys/kernel/core_pattern")
+    b.write()
+    _, out = env.run_to_completion(b)
+    lines = dict(line.split(" ", 1) for line in out.splitlines())
+    for path in ("/dev/null", "/proc/kcore", "/proc/timer_list", "/proc/sys/kernel/core_pattern"):
+        if path == "/proc/kcore" and not os.path.exists("/proc/kcore"):
+            continue
+        assert lines.get(path) == "character special file 1:3", out
+
+
+# ------------------------------------------------------------------------ CVE-2019-19921, CVE-2023-27561,
+#                                                                          CVE-2025-54867: /proc and /sys
+
+@pytest.mark.parametrize("which", ["proc", "sys"])
+def test_cve_2023_27561_proc_sys_symlink_to_root(env, which):
+    b = env.bundle()
+    os.rmdir(os.path.join(b.rootfs, which))
+    os.symlink("/", os.path.join(b.rootfs, which))
+    create_refused(env, b, f"/{which}")
+
+
+@pytest.mark.parametrize("which", ["proc", "sys"])
+def test_cve_2019_19921_proc_sys_not_a_directory(env, which):
+    b = env.bundle()
+    os.rmdir(os.path.join(b.rootfs, which))
+    open(os.path.join(b.rootfs, which), "w").close()
+    create_refused(env, b, f"/{which}")
+
+
+@pytest.mark.parametrize("which", ["proc", "sys"])
+def test_cve_2025_54867_proc_sys_symlink_into_host_dir(env, which):
+    outside = env.outside_dir(base="/tmp")
+    b = env.bundle()
+    os.rmdir(os.path.join(b.rootfs, which))
+    os.symlink(outside, os.path.join(b.rootfs, which))
+    os.makedirs(os.path.join(b.rootfs, outside.lstrip("/")))
+    create_refused(env, b, f"/{which}")
+    assert tree(outside) == []
+
+
+# ------------------------------------------------------------------------ CVE-2026-41579 / CVE-2026-47766
+
+@pytest.mark.parametrize("dev_tmpfs", [True, False], ids=["dev-tmpfs", "image-dev"])
+def test_cve_2026_41579_dev_symlink_outside(env, dev_tmpfs):
+    """/dev -> /tmp/<outside>: nothing (devices, pts, shm, mqueue, symlinks) is created outside."""
+    outside = env.outside_dir(base="/tmp")
+    b = env.bundle(args=("sh", "-c", "stat -c '%F %t:%T' /dev/null"),
+                   mutate=None if dev_tmpfs else _no_dev_tmpfs)
+    os.rmdir(os.path.join(b.rootfs, "dev"))
+    os.symlink(outside, os.path.join(b.rootfs, "dev"))
+    cid = env.new_id()
+    snap = env.snapshot(cid)
+    out = os.path.join(env.tmp, "out")
+    with open(out, "wb") as f:
+        r = env.rt("create", "--bundle", b.path, cid, stdout=f)
+    if r.rc != 0:
+        r.error_msg()
+        snap.assert_clean()
+    else:
+        env.rt("start", cid).check()
+        assert env.wait_stopped(cid)
+        assert open(out).read().strip() == "character special file 1:3"
+    assert tree(outside) == [], "created outside the rootfs through the /dev symlink"
+
+
+def test_cve_2026_47766_device_under_symlinked_dev_subdir(env):
+    outside = env.outside_dir(base="/tmp")
+    b = env.bundle(mutate=_no_dev_tmpfs)
+    os.symlink(outside, os.path.join(b.rootfs, "dev", "sub"))
+    b.spec["linux"]["devices"] = [{"path": "/dev/sub/mynull", "type": "c", "major": 1, "minor": 3,
+                                   "fileMode": 0o666}]
+    b.write()
+    cid = env.new_id()
+    r = env.rt("create", "--bundle", b.path, cid)
+    if r.rc != 0:
+        r.error_msg()
+    assert tree(outside) == [], "device node created outside the rootfs"
+
+
+# ------------------------------------------------------------------------ CVE-2021-30465, CVE-2024-45310,
+#                                                                          crun CVE-2019-18837: mount targets
+
+@pytest.mark.parametrize("absolute", [True, False])
+def test_mount_destination_dotdot_escape_rejected(env, absolute):
+    outside = env.outside_dir(base="/tmp")
+    dest = ("/" if absolute else "") + "../../../.." + outside + "/escape"
+    b = env.bundle()
+    b.spec["mounts"].append({"destination": dest, "type": "tmpfs", "source": "tmpfs"})
+    b.write()
+    create_refused(env, b, f"/mounts/{len(b.spec['mounts']) - 1}/destination")
+    assert tree(outside) == []
+
+
+@pytest.mark.parametrize("link_kind", ["absolute", "relative-dotdot"])
+@pytest.mark.parametrize("mount_kind", ["tmpfs-dir", "bind-file", "bind-dir"])
+def test_intermediate_symlink_resolves_inside_rootfs(env, link_kind, mount_kind):
+    """rootfs/evil -> <host dir>: a mount at /evil/x must land at <rootfs>/<host dir>/x."""
+    outside = env.outside_dir(base="/tmp")
+    b = env.bundle()
+    inside = os.path.join(b.rootfs, outside.lstrip("/"))
+    os.makedirs(inside)
+    target = outside if link_kind == "absolute" else "../../../../../../../../.." + outside
+    os.symlink(target, os.path.join(b.rootfs, "evil"))
+    src_dir = env.mkdir("srcdir")
+    with open(os.path.join(src_dir, "marker"), "w") as f:
+        f.write("SRC")
+    if mount_kind == "tmpfs-dir":
+        m = {"destination": "/evil/x", "type": "tmpfs", "source": "tmpfs"}
+        check = f"stat -f -c %T {outside}/x"
+        expect = "tmpfs"
+    elif mount_kind == "bind-file":
+        m = {"destination": "/evil/x", "type": "bind", "source": os.path.join(src_dir, "marker"),
+             "options": ["bind"]}
+        check = f"cat {outside}/x"
+        expect = "SRC"
+    else:
+        m = {"destination": "/evil/x", "type": "bind", "source": src_dir, "options": ["rbind"]}
+        check = f"cat {outside}/x/marker"
+        expect = "SRC"
+    b.spec["mounts"].append(m)
+    b.spec["process"]["args"] = ["sh", "-c", check]
+    b.write()
+    _, out = env.run_to_completion(b)
+    assert out.strip() == expect
+    assert tree(outside) == [], "the mount target was created on the host"
+    assert not any(outside in line for line in read_mountinfo())
+
+
+@pytest.mark.parametrize("mount_kind", ["tmpfs-dir", "bind-file"])
+def test_intermediate_symlink_dangling_inside(env, mount_kind):
+    """The same symlink, but the target does not exist inside the rootfs: error or created inside,
+    never created on the host."""
+    outside = env.outside_dir(base="/tmp")
+    b = env.bundle()
+    os.symlink(outside, os.path.join(b.rootfs, "evil"))
+    src = os.path.join(env.tmp, "srcfile")
+    open(src, "w").close()
+    if mount_kind == "tmpfs-dir":
+        b.spec["mounts"].append({"destination": "/evil/x", "type": "tmpfs", "source": "tmpfs"})
+    else:
+        b.spec["mounts"].append({"destination": "/evil/x", "type": "bind", "source": src, "options": ["bind"]})
+    b.write()
+    cid = env.new_id()
+    snap = env.snapshot(cid)
+    r = env.rt("create", "--bundle", b.path, cid)
+    if r.rc != 0:
+        assert "/evil/x" in r.error_msg()
+        snap.assert_clean()
+    assert tree(outside) == []
+
+
+@pytest.mark.parametrize("kind", ["file", "dir"])
+def test_bind_mount_onto_symlink(env, kind):
+    """The destination itself is a symlink to a host path: the bind lands inside the rootfs."""
+    outside = env.outside_dir(base="/tmp")
+    victim = os.path.join(outside, "victim")
+    b = env.bundle()
+    inside_victim = os.path.join(b.rootfs, victim.lstrip("/"))
+    os.makedirs(os.path.dirname(inside_victim))
+    src = os.path.join(env.tmp, "src")
+    if kind == "file":
+        for p, text in ((victim, "HOST"), (inside_victim, "INSIDE"), (src, "SRC")):
+            with open(p, "w") as f:
+                f.write(text)
+        script = f"cat /target; echo; cat {victim}"
+        expect = "SRC\nSRC"
+        opts = ["bind"]
+    else:
+        for p, text in ((victim, "HOST"), (inside_victim, "INSIDE"), (src, "SRC")):
+            os.mkdir(p)
+            with open(os.path.join(p, "f"), "w") as f:
+                f.write(text)
+        script = f"cat /target/f; echo; cat {victim}/f"
+        expect = "SRC\nSRC"
+        opts = ["rbind"]
+    os.symlink(victim, os.path.join(b.rootfs, "target"))
+    b.spec["mounts"].append({"destination": "/target", "type": "bind", "source": src, "options": opts})
+    b.spec["process"]["args"] = ["sh", "-c", script]
+    b.write()
+    _, out = env.run_to_completion(b)
+    assert out.strip() == expect
+    host_text = open(victim if kind == "file" else os.path.join(victim, "f")).read()
+    assert host_text == "HOST"
+    assert not any(outside in line for line in read_mountinfo())
+
+
+# ------------------------------------------------------------------------ CVE-2024-21626: cwd and fds
+
+@pytest.mark.parametrize("n", [3, 4, 5, 7, 10])
+def test_cve_2024_21626_cwd_proc_self_fd(env, n):
+    """process.cwd=/proc/self/fd/N, with the caller leaking a host directory fd as N."""
+    secret = env.outside_dir("secret-")
+    open(os.path.join(secret, "hostfile"), "w").close()
+    b = env.bundle(args=("sh", "-c", "pwd; ls"))
+    b.spec["process"]["cwd"] = f"/proc/self/fd/{n}"
+    b.write()
+    fd = os.open(secret, os.O_RDONLY | os.O_DIRECTORY)
+    cid = env.new_id()
+    snap = env.snapshot(cid)
+    out = os.path.join(env.tmp, "out")
+    try:
+        with open(out, "wb") as f:
+            r = env.rt("create", "--bundle", b.path, cid, stdout=f, close_fds=False,
+                       preexec_fn=place_fds({n: fd}))
+    finally:
+        os.close(fd)
+    if r.rc != 0:
+        r.error_msg()
+        snap.assert_clean()
+    else:
+        init = env.rt.init_pid(cid)
+        assert not os.path.samefile(f"/proc/{init}/cwd", secret), "the init's cwd is a host directory"
+        env.rt("start", cid).check()
+        assert env.wait_stopped(cid)
+        text = open(out).read()
+        assert "hostfile" not in text and "unreachable" not in text, text
+    assert tree(secret) == ["hostfile"]
+
+
+@pytest.mark.parametrize("cwd", ["/proc/self/cwd", "/proc/1/cwd", "/proc/self/root", "/proc/self/fd"])
+def test_cve_2024_21626_cwd_proc_magic_links(env, cwd):
+    b = env.bundle(args=("pwd",))
+    b.spec["process"]["cwd"] = cwd
+    b.write()
+    cid = env.new_id()
+    snap = env.snapshot(cid)
+    out = os.path.join(env.tmp, "out")
+    with open(out, "wb") as f:
+        r = env.rt("create", "--bundle", b.path, cid, stdout=f)
+    if r.rc != 0:
+        r.error_msg()
+        snap.assert_clean()
+        return
+    init = env.rt.init_pid(cid)
+    root_st = os.stat(f"/proc/{init}/root")
+    cwd_st = os.stat(f"/proc/{init}/cwd")
+    rootfs_st = os.stat(b.rootfs)
+    assert (root_st.st_dev, root_st.st_ino) == (rootfs_st.st_dev, rootfs_st.st_ino)
+    env.rt("start", cid).check()
+    assert env.wait_stopped(cid)
+    text = open(out).read()
+    assert text.startswith("/") and "unreachable" not in text, text
+    del cwd_st
+
+
+# ------------------------------------------------------------------------ CVE-2019-5736: sealed memfd
+
+def test_cve_2019_5736_init_runs_from_sealed_memfd(env):
+    digest = hashlib.sha256(open(LIBEXEC, "rb").read()).hexdigest()
+    b = env.bundle()
+    cid = env.created(b)
+    init = env.rt.init_pid(cid)
+    exe = os.readlink(f"/proc/{init}/exe")
+    assert exe.startswith("/memfd:ociruntime-init"), exe
+    with pytest.raises(OSError):
+        os.open(f"/proc/{init}/exe", os.O_WRONLY)  # sealed (and busy): cannot be rewritten
+    assert os.path.samefile(f"/proc/{init}/root", b.rootfs), "the init is not confined to the rootfs"
+    assert os.path.samefile(f"/proc/{init}/cwd", b.rootfs)
+    env.rt("start", cid).check()
+    assert wait_for(lambda: os.readlink(f"/proc/{init}/exe") != exe)
+    assert "python" not in os.readlink(f"/proc/{init}/exe")
+    assert hashlib.sha256(open(LIBEXEC, "rb").read()).hexdigest() == digest
+
+
+# ------------------------------------------------------------------------ CVE-2022-29162 / CVE-2022-27650
+
+CAP_BIT = {"CAP_KILL": 5, "CAP_NET_BIND_SERVICE": 10, "CAP_AUDIT_WRITE": 29, "CAP_CHOWN": 0}
+
+
+def _mask(names):
+    m = 0
+    for n in names:
+        m |= 1 << CAP_BIT[n]
+    return m
+
+
+CAPS_NO_INH = {"bounding": ["CAP_KILL", "CAP_NET_BIND_SERVICE"], "effective": ["CAP_KILL"], "permitted": ["CAP_KILL"]}
+CAPS_AMB_ONLY = {**CAPS_NO_INH, "ambient": ["CAP_KILL", "CAP_NET_BIND_SERVICE"]}
+CAPS_INH_AMB = {"bounding": ["CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_CHOWN"],
+                "effective": ["CAP_KILL", "CAP_NET_BIND_SERVICE"], "permitted": ["CAP_KILL", "CAP_NET_BIND_SERVICE"],
+                "inheritable": ["CAP_NET_BIND_SERVICE"], "ambient": ["CAP_NET_BIND_SERVICE"]}
+
+
+@pytest.mark.parametrize("caps,uid", [(CAPS_NO_INH, 0), (CAPS_AMB_ONLY, 1000), (CAPS_INH_AMB, 0),
+                                      (CAPS_INH_AMB, 1000)],
+                         ids=["no-inh-no-amb-root", "ambient-without-inheritable-1000", "inh-and-amb-root",
+                              "inh-and-amb-1000"])
+def test_cve_2022_29162_no_unlisted_inheritable_or_ambient(env, caps, uid):
+    """Inheritable and ambient are exactly what the config lists (ambient only where also permitted and
+    inheritable, as runc), in the waiting init and in the exec'd process."""
+    b = env.bundle(args=("grep", "^Cap", "/proc/self/status"))
+    b.spec["process"]["capabilities"] = caps
+    b.spec["process"]["user"] = {"uid": uid, "gid": uid}
+    b.write()
+    inh = _mask(caps.get("inheritable", []))
+    amb_max = _mask(caps.get("ambient", [])) & inh & _mask(caps["permitted"])
+    out = os.path.join(env.tmp, "out")
+    with open(out, "wb") as f:
+        cid = env.created(b, stdout=f)
+    st = proc_status(env.rt.init_pid(cid))
+    assert int(st["CapInh"], 16) == inh, st
+    assert int(st["CapAmb"], 16) == amb_max, st
+    assert int(st["CapBnd"], 16) == _mask(caps["bounding"]), st
+    assert int(st["CapPrm"], 16) & ~_mask(caps["permitted"]) == 0, st
+    env.rt("start", cid).check()
+    assert env.wait_stopped(cid)
+    inside = dict(line.split(":\t") for line in open(out).read().splitlines())
+    assert int(inside["CapInh"], 16) == inh, inside
+    assert int(inside["CapAmb"], 16) & ~amb_max == 0, inside
+    assert int(inside["CapBnd"], 16) == _mask(caps["bounding"]), inside
+    assert int(inside["CapPrm"], 16) & ~(_mask(caps["bounding"])) == 0, inside
+    if uid:
+        assert int(inside["CapAmb"], 16) == amb_max, inside  # non-root keeps its ambient set across exec
+
+
+def test_no_capabilities_object_means_no_inheritable(env):
+    b = env.bundle(args=("grep", "^Cap", "/proc/self/status"))
+    del b.spec["process"]["capabilities"]
+    b.write()
+    _, out = env.run_to_completion(b)
+    inside = dict(line.split(":\t") for line in out.splitlines())
+    assert int(inside["CapInh"], 16) == 0 and int(inside["CapAmb"], 16) == 0, inside
+
+
+# ------------------------------------------------------------------------ CVE-2016-9962: not dumpable
+
+def _read_as(uid, path):
+    return subprocess.run(["cat", path], user=uid, group=uid, extra_groups=[], capture_output=True)
+
+
+def test_cve_2016_9962_init_not_dumpable_before_exec(env):
+    """The waiting init runs as uid 1000 but must not be dumpable: its /proc/<pid>/environ then belongs
+    to root and a uid-1000 process cannot read it. After exec it is dumpable again (the positive
+    control that shows the observable works)."""
+    b = env.bundle(args=("sleep", "30"))
+    b.spec["process"]["user"] = {"uid": 1000, "gid": 1000}
+    b.spec["process"]["capabilities"] = {k: [] for k in ("bounding", "effective", "permitted", "inheritable",
+                                                         "ambient")}
+    b.spec["process"]["env"].append("SECRET=hunter2")
+    b.write()
+    cid = env.created(b)
+    init = env.rt.init_pid(cid)
+    st = proc_status(init)
+    assert st["Uid"].split()[0] == "1000", st
+    assert os.stat(f"/proc/{init}/environ").st_uid == 0, "the waiting init is dumpable"
+    r = _read_as(1000, f"/proc/{init}/environ")
+    assert r.returncode != 0 and b"Permission denied" in r.stderr and b"hunter2" not in r.stdout, r
+    env.rt("start", cid).check()
+    assert wait_for(lambda: os.readlink(f"/proc/{init}/exe").endswith("busybox"))
+    assert wait_for(lambda: os.stat(f"/proc/{init}/environ").st_uid == 1000), "positive control failed"
+    assert b"hunter2" in _read_as(1000, f"/proc/{init}/environ").stdout
+
+
+# ------------------------------------------------------------------------ CVE-2016-3697: numeric uid
+
+def test_cve_2016_3697_numeric_uid_not_resolved_in_image(env):
+    b = env.bundle(args=("id",))
+    with open(os.path.join(b.rootfs, "etc", "passwd"), "a") as f:
+        f.write("1000:x:0:0:evil:/:/bin/sh\n")
+    b.spec["process"]["user"] = {"uid": 1000, "gid": 1000}
+    b.write()
+    _, out = env.run_to_completion(b)
+    assert re.match(r"uid=1000\b", out) and "gid=1000" in out, out
+
+
+# ------------------------------------------------------------------------ CVE-2019-16884, CVE-2025-52881:
+#                                                                          sysctls and procfs writes
+
+def _host_sysctl(name):
+    with open("/proc/sys/" + name.replace(".", "/")) as f:
+        return f.read().strip()
+
+
+def test_cve_2025_52881_sysctls_go_to_the_container_procfs(env):
+    host_fwd = _host_sysctl("net.ipv4.ip_forward")
+    host_msgmax = _host_sysctl("kernel.msgmax")
+    want_fwd = "0" if host_fwd == "1" else "1"
+    want_msgmax = str(int(host_msgmax) - 17)
+    b = env.bundle(args=("sh", "-c", "cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/msgmax"))
+    b.spec["linux"]["sysctl"] = {"net.ipv4.ip_forward": want_fwd, "kernel.msgmax": want_msgmax}
+    b.write()
+    _, out = env.run_to_completion(b)
+    assert out.split() == [want_fwd, want_msgmax]
+    assert _host_sysctl("net.ipv4.ip_forward") == host_fwd
+    assert _host_sysctl("kernel.msgmax") == host_msgmax
+
+
+@pytest.mark.parametrize("fake", ["plain-dir", "tmpfs-on-proc-sys-denied"])
+def test_cve_2019_16884_sysctl_on_fake_procfs_refused(env, fake):
+    """No procfs at /proc: a sysctl write must not land in the image's fake /proc/sys file."""
+    host_fwd = _host_sysctl("net.ipv4.ip_forward")
+    b = env.bundle()
+    b.spec["mounts"] = [m for m in b.spec["mounts"] if m["destination"] != "/proc"]
+    b.spec["linux"]["maskedPaths"] = []
+    b.spec["linux"]["readonlyPaths"] = []
+    b.spec["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1" if host_fwd == "0" else "0"}
+    fake_file = os.path.join(b.rootfs, "proc", "sys", "net", "ipv4", "ip_forward")
+    os.makedirs(os.path.dirname(fake_file))
+    with open(fake_file, "w") as f:
+        f.write("FAKE\n")
+    if fake == "tmpfs-on-proc-sys-denied":
+        b.spec["mounts"].append({"destination": "/proc/sys", "type": "tmpfs", "source": "tmpfs"})
+    b.write()
+    create_refused(env, b, re.compile("/proc"))
+    assert open(fake_file).read() == "FAKE\n"
+    assert _host_sysctl("net.ipv4.ip_forward") == host_fwd
+
+
+def test_proc_bind_of_host_dir_refused(env):
+    """CVE-2019-16884: an image volume over /proc (here: a bind of a plain dir) is refused."""
+    fake = env.mkdir("fakeproc")
+    b = env.bundle()
+    b.spec["mounts"][0] = {"destination": "/proc", "type": "bind", "source": fake, "options": ["rbind"]}
+    b.write()
+    create_refused(env, b, "/mounts/0")
+
+
+# ------------------------------------------------------------------------ masked and readonly paths
+
+def test_readonly_and_masked_paths_are_applied(env):
+    # kernel.domainname is per uts namespace: even a failed read-only mount could not touch the host
+    script = ("echo x > /proc/sys/kernel/domainname 2>/dev/null && echo WROTE-SYS; "
+              "ls /sys/firmware | wc -l; cat /proc/timer_list | wc -c")
+    b = env.bundle(args=("sh", "-c", script))
+    b.spec["linux"]["readonlyPaths"] = ["/proc/sys", "/proc/sysrq-trigger"]
+    b.write()
+    _, out = env.run_to_completion(b)
+    assert "WROTE" not in out, out
+    assert out.split() == ["0", "0"], out
+
+
+def test_masked_path_through_symlink_stays_inside(env):
+    """A maskedPaths entry that is a symlink in the image to a host path: the mask lands inside."""
+    outside = env.outside_dir(base="/tmp")
+    with open(os.path.join(outside, "secret"), "w") as f:
+        f.write("HOST")
+    b = env.bundle(args=("sh", "-c", f"cat /masked 2>&1; echo; ls {outside} 2>&1"))
+    inside = os.path.join(b.rootfs, outside.lstrip("/"))
+    os.makedirs(inside)
+    with open(os.path.join(inside, "secret"), "w") as f:
+        f.write("INSIDE")
+    os.symlink(os.path.join(outside, "secret"), os.path.join(b.rootfs, "masked"))
+    b.spec["linux"]["maskedPaths"] = ["/masked"]
+    b.write()
+    _, out = env.run_to_completion(b)
+    assert "HOST" not in out and "INSIDE" not in out, out
+    assert open(os.path.join(outside, "secret")).read() == "HOST"
+    assert stat.S_ISREG(os.lstat(os.path.join(outside, "secret")).st_mode)
