@@ -85,6 +85,7 @@ def start(root, cid):
         finally:
             os.close(fd)
         os.unlink(FIFO, dir_fd=c.fd)
+        _wait_exec(st)
         hooks = st.get("hooks") or {}
         if hooks.get("poststart"):
             from ociruntime import hooks as hookmod
@@ -95,6 +96,23 @@ def start(root, cid):
                 raise
     finally:
         c.close()
+
+
+def _wait_exec(st, timeout=5.0):
+    """Return once the init has execve'd the user process (its exe is no longer our sealed memfd):
+    poststart hooks must run after the process is executed, and a signal sent right after `start`
+    must reach the user's program, not the init about to exec it."""
+    path = f"/proc/{st['pid']}/exe"
+    deadline = time.monotonic() + timeout
+    delay = 0.0001
+    while time.monotonic() < deadline:
+        try:
+            if not os.readlink(path).startswith("/memfd:ociruntime-init"):
+                return
+        except OSError:
+            return  # gone: nothing to wait for
+        time.sleep(delay)
+        delay = min(delay * 2, 0.005)
 
 
 def cmd_start(ctx):

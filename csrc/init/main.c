@@ -174,7 +174,10 @@ static const char *process_setup(struct plan *p, char *exe, size_t exelen)
 		if (chdir(p->cwd) < 0) bail("chdir to cwd (\"%s\") set in config.json failed", p->cwd);
 		/* CVE-2024-21626: a cwd outside the container's root reads back as ENOENT/"(unreachable)" */
 		char buf[PATH_MAX];
-		if (!getcwd(buf, sizeof(buf)) || buf[0] != '/')
+		char *wd = getcwd(buf, sizeof(buf));
+		/* as runc verifyCwd: ENOENT or a relative "(unreachable)" path means outside the root; any other
+		 * failure (e.g. getcwd denied by the container's own seccomp profile) proves nothing */
+		if ((!wd && errno == ENOENT) || (wd && wd[0] != '/'))
 			bailx("current working directory is outside of container mount namespace root -- possible container breakout detected");
 	}
 	const char *path = lookup_exec(p, exe, exelen);
