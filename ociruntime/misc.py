@@ -84,7 +84,7 @@ def cmd_spec(ctx):
 
 def features():
     """What this build implements, no more (runtime-spec features.md)."""
-    from ociruntime import plan
+    from ociruntime import plan, seccomp
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
@@ -94,6 +94,14 @@ def features():
             "namespaces": sorted(plan.NAMESPACES),
             "capabilities": list(plan.CAPS),
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": True},
+            "seccomp": {
+                "enabled": True,
+                "actions": sorted(seccomp.ACTIONS),
+                "operators": sorted(seccomp.OPS),
+                "archs": list(seccomp.ARCHS),
+                "knownFlags": sorted(seccomp.FLAGS),
+                "supportedFlags": sorted(seccomp.FLAGS),
+            },
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},
