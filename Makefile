@@ -7,7 +7,7 @@ APT_PKGS := busybox-static libseccomp-dev runc crun musl-tools python3-venv pyth
 PIP_PKGS := jsonschema pyroute2 cffi pytest pytest-timeout
 DEMO := $(CURDIR)/demo
 
-.PHONY: deps build run test bench clean
+.PHONY: deps build run test bench bench-quick clean
 
 deps: $(VENV)/.deps
 
@@ -32,9 +32,14 @@ run: build
 test: build
 	$(VPY) -m pytest -q
 
+# Benchmark against runc/crun side by side (root; see bench/README.md). Not part of `make test`.
+BENCH_ARGS ?=
 bench: build
-	$(VPY) -m pip install -q matplotlib
-	$(VPY) bench/run.py
+	$(VPY) -m pip install -q 'matplotlib>=3.6'
+	$(VPY) bench/run.py $(BENCH_ARGS)
+
+bench-quick:
+	$(MAKE) bench BENCH_ARGS=--quick
 
 clean:
 	rm -rf build *.egg-info ociruntime/_shim*.so ociruntime/libexec $(DEMO)

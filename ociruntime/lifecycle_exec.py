@@ -1,9 +1,8 @@
 """exec: run a new process in a running (or created) container through the same C path as create:
 the init binary joins every namespace of the container (user first), enters its cgroup, applies the
 process's user, caps, rlimits, NNP and cwd, and execs. Python never joins a namespace."""
-import json
+import _signal as signal  # the C module: `signal` costs enum at start-up
 import os
-import signal
 import struct
 
 from ociruntime import plan as planmod
