@@ -29,7 +29,12 @@ run: build
 	$(VPY) -m ociruntime.demo $(DEMO)
 	cd $(DEMO) && $(VENV)/bin/ociruntime --root $(DEMO)/state run demo-$$$$
 
+# client tests (podman, containerd), the cgroup v2 guest (user-mode-linux) and the plan fuzzer (clang)
+TEST_APT_PKGS := podman conmon containerd user-mode-linux clang uidmap
+
 test: build
+	@missing=""; for p in $(TEST_APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 	$(VPY) -m pytest -q
 
 # Benchmark against runc/crun side by side (root; see bench/README.md). Not part of `make test`.
