@@ -35,8 +35,9 @@ def loads(s):
         i += 1
     try:
         obj, end = _scanner(s, i)
-    except StopIteration:
-        raise ValueError(f"invalid JSON at offset {i}")
+    except (StopIteration, SystemError):
+        # SystemError: CPython 3.11's _json reports errors through json.decoder, which we do not import
+        raise ValueError(f"invalid JSON at offset {i}") from None
     while end < n and s[end] in _WS:
         end += 1
     if end != n:
@@ -50,7 +51,10 @@ def loads_with(s, pairs_hook, parse_constant, parse_float):
     i, n = 0, len(s)
     while i < n and s[i] in _WS:
         i += 1
-    obj, end = scanner(s, i)
+    try:
+        obj, end = scanner(s, i)
+    except (StopIteration, SystemError):
+        raise ValueError(f"invalid JSON at offset {i}") from None
     while end < n and s[end] in _WS:
         end += 1
     if end != n:

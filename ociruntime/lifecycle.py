@@ -197,7 +197,20 @@ def delete(root, cid, force=False):
     try:
         st = c.read_state()
         if st is None:
-            c.remove()  # a crashed create: the dir without state.json goes, as in runc
+            # a crashed create: the dir without state.json goes, as in runc, with what the create
+            # recorded before it died (its init, its cgroups)
+            cr = c.read_creating()
+            if cr is not None:
+                if init_alive(cr):
+                    try:
+                        _signal_init(cr, _signal.SIGKILL)
+                        _wait_dead(cr)
+                    except StateError:
+                        pass
+                from ociruntime import cgroups
+                _kill_cgroup(cr, _signal.SIGKILL)
+                cgroups.destroy_dirs(cr.get("cgroup_made") or [])
+            c.remove()
             if force:
                 return
             raise NotFound()

@@ -13,7 +13,7 @@ import time
 
 from ociruntime import OCI_VERSION, cgroups, fastjson as json, plan as planmod
 from ociruntime.errors import OciError, SpawnError
-from ociruntime.state import Store, proc_start_time, validate_id, spec_state, FIFO
+from ociruntime.state import Store, proc_start_time, validate_id, spec_state, FIFO, CREATING_FILE
 
 LIBEXEC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "libexec", "ociruntime-init")
 
@@ -177,6 +177,10 @@ def create(ctx, detach_checks=True):
         linux = config.get("linux") or {}
         cg_paths = cgroups.container_paths(linux.get("cgroupsPath"), cid)
         cg_made = cgroups.create(cg_paths)
+        # if this process is killed from here on, `delete` finds what to clean up in creating.json
+        early = {"id": cid, "pid": 0, "init_start": 0, "bundle": bundle, "rootfs": "", "created": "",
+                 "cgroup_paths": cg_paths, "cgroup_made": cg_made}
+        cdir.write_state(early, name=CREATING_FILE)
         cgroups.set_resources(cg_paths, linux.get("resources") or {}, cid)
         base = 3 + npreserve
         fds = {"sync": base, "plan": base + 1, "fifo": base + 2, "close_from": base}
@@ -220,7 +224,7 @@ def create(ctx, detach_checks=True):
     except BaseException:
         sp.kill()
         try:
-            cgroups.destroy(cg_paths, cg_made)
+            cgroups.destroy_dirs(cg_made)  # only what this call made: a pre-existing cgroup stays
         except OciError:
             pass
         cdir.remove()
@@ -235,7 +239,7 @@ def create(ctx, detach_checks=True):
             write_pid_file(pid_file, st["pid"])
         except OSError as e:
             sp.kill()
-            cgroups.destroy(cg_paths, cg_made)
+            cgroups.destroy_dirs(cg_made)
             cdir.remove()
             raise OciError(f"write pid file {pid_file}: {e.strerror}")
     cdir.close()
@@ -318,6 +322,7 @@ def _serve(sock, sp, p, st, cdir):
             st["pid"] = val
             info = proc_start_time(val)
             st["init_start"] = info[0] if info else 0
+            cdir.write_state({**st, "created": st["created"]}, name=CREATING_FILE)
         elif typ == planmod.SYNC_HOOKS_PLS:
             if p.hooks.get("prestart") or p.hooks.get("createRuntime"):
                 from ociruntime import hooks  # subprocess: imported only when there are hooks to run
@@ -331,6 +336,10 @@ def _serve(sock, sp, p, st, cdir):
         elif typ == planmod.SYNC_READY:
             # runc procRun lesson: the state is on disk before the init may go on
             cdir.write_state(st)
+            try:
+                os.unlink(CREATING_FILE, dir_fd=cdir.fd)
+            except FileNotFoundError:
+                pass
             # startContainer hooks see "created" (runc): start has not finished when they run
             _send(sock, planmod.SYNC_RUN, 0, json.dumps(spec_state(st, "created")).encode())
             return

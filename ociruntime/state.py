@@ -18,13 +18,33 @@ from ociruntime.errors import AlreadyExists, InvalidID, NotFound, OciError
 
 _ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_+.-")
 STATE_FILE = "state.json"
+CREATING_FILE = "creating.json"  # written at the start of create, so a killed create can be cleaned up
+
+_STATE_TYPES = {"id": str, "pid": int, "init_start": int, "bundle": str, "rootfs": str, "created": str}
+_OPTIONAL_TYPES = {"annotations": dict, "hooks": dict, "cgroup_paths": dict, "cgroup_made": list, "new_ns": int}
+
+
+def _well_formed(st):
+    """Never act on a state file we did not write (corrupt, hand-edited, another runtime's)."""
+    if not isinstance(st, dict):
+        return False
+    for k, t in _STATE_TYPES.items():
+        if not isinstance(st.get(k), t) or isinstance(st.get(k), bool):
+            return False
+    for k, t in _OPTIONAL_TYPES.items():
+        if k in st and not isinstance(st[k], t):
+            return False
+    paths = st.get("cgroup_paths") or {}
+    made = st.get("cgroup_made") or []
+    return all(isinstance(v, str) and v.startswith("/sys/fs/cgroup/") and os.path.normpath(v) == v
+               for v in list(paths.values()) + made)
 FIFO = "exec.fifo"
 
 
 def validate_id(cid):
     if not cid:
         raise InvalidID("container id cannot be empty")
-    if cid in (".", "..") or not _ID_CHARS.issuperset(cid) or len(cid) > 1024:
+    if cid in (".", "..") or not _ID_CHARS.issuperset(cid) or len(cid) > 255:
         raise InvalidID()
     return cid
 
@@ -131,22 +151,27 @@ class Container:
             os.close(self.fd)
             self.fd = None
 
-    def read_state(self):
-        """The saved state dict, or None if there is no (valid) state.json."""
+    def read_state(self, name=None):
+        """The saved state dict, or None if there is no state.json or it is not one we wrote."""
         try:
-            fd = os.open(STATE_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd)
+            fd = os.open(name or STATE_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd)
         except OSError:
             return None
         try:
             with os.fdopen(fd, "rb") as f:
                 data = f.read(16 << 20)
             st = json.loads(data)
-            return st if isinstance(st, dict) and "pid" in st else None
-        except ValueError:
+        except (ValueError, UnicodeDecodeError):
             return None
+        return st if _well_formed(st) else None
 
-    def write_state(self, st):
+    def read_creating(self):
+        """What a create in progress (or killed mid-way) recorded: its cgroups and init pid."""
+        return self.read_state(CREATING_FILE)
+
+    def write_state(self, st, name=None):
         data = json.dumps(st).encode()
+        name = name or STATE_FILE
         tmp = f".state.{os.getpid()}.{os.urandom(4).hex()}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                      dir_fd=self.fd)
@@ -155,7 +180,7 @@ class Container:
             os.fsync(fd)
             os.close(fd)
             fd = -1
-            os.rename(tmp, STATE_FILE, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+            os.rename(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
         except BaseException:
             if fd >= 0:
                 os.close(fd)

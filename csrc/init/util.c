@@ -108,50 +108,92 @@ int write_all(int fd, const void *buf, size_t len)
 }
 
 /* Runs the hooks of one kind inside the container (createContainer, startContainer): fork, state on
- * stdin, wait with the hook's timeout (runtime-spec config.md#posix-platform-hooks). */
+ * stdin, output captured for the error message, nothing but stdio inherited, waited for with the
+ * hook's timeout (runtime-spec config.md#posix-platform-hooks). */
 int run_hooks(struct plan *p, uint32_t kind, const char *state, size_t state_len)
 {
 	const char *name = kind == HOOK_CREATE_CONTAINER ? "createContainer" : "startContainer";
 	for (uint32_t i = 0; i < p->nhooks; i++) {
 		struct hook_op *h = &p->hooks[i];
 		if (h->kind != kind) continue;
-		int pfd[2];
-		if (pipe2(pfd, O_CLOEXEC) < 0) bail("%s hook: pipe", name);
+		int in[2], out[2];
+		if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0) bail("%s hook: pipe", name);
 		pid_t pid = fork();
 		if (pid < 0) bail("%s hook: fork", name);
 		if (pid == 0) {
-			dup2(pfd[0], 0);
+			dup2(in[0], 0);
+			dup2(out[1], 1);
+			dup2(out[1], 2);
+			/* the sync socket, the exec fifo and preserved fds are not the hook's business */
+			if (syscall(SYS_close_range, 3, ~0U, 0) < 0)
+				for (int fd = 3; fd < 65536; fd++) close(fd);
 			sigset_t all;
 			sigemptyset(&all);
 			sigprocmask(SIG_SETMASK, &all, NULL);
 			const char *argv0[] = { h->path, NULL };
 			execve(h->path, h->args.n ? (char **)h->args.v : (char **)argv0, (char **)h->env.v);
-			dprintf(2, "%s hook %s: exec: %s\n", name, h->path, strerror(errno));
+			dprintf(2, "exec %s: %s", h->path, strerror(errno));
 			_exit(127);
 		}
-		close(pfd[0]);
+		close(in[0]);
+		close(out[1]);
 		signal(SIGPIPE, SIG_IGN);
-		write_all(pfd[1], state, state_len);
-		close(pfd[1]);
+		write_all(in[1], state, state_len);
+		close(in[1]);
 		int pidfd = syscall(SYS_pidfd_open, pid, 0);
-		int status = 0;
-		if (h->timeout > 0 && pidfd >= 0) {
-			struct pollfd pf = { pidfd, POLLIN, 0 };
-			int r;
-			do r = poll(&pf, 1, h->timeout * 1000); while (r < 0 && errno == EINTR);
-			if (r == 0) {
-				kill(pid, SIGKILL);
-				waitpid(pid, &status, 0);
-				bailx("%s hook %s: timed out after %d s", name, h->path, h->timeout);
+		char msg[512];
+		size_t mlen = 0;
+		int timed_out = 0;
+		struct timespec t0;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		for (;;) {
+			struct pollfd pf[2] = { { out[0], POLLIN, 0 }, { pidfd, POLLIN, 0 } };
+			int wait_ms = -1;
+			if (h->timeout > 0) {
+				struct timespec t;
+				clock_gettime(CLOCK_MONOTONIC, &t);
+				long el = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
+				wait_ms = h->timeout * 1000 - (int)el;
+				if (wait_ms <= 0) { timed_out = 1; break; }
 			}
+			int r = poll(pf, pidfd >= 0 ? 2 : 1, wait_ms);
+			if (r < 0 && errno == EINTR) continue;
+			if (r < 0) bail("%s hook: poll", name);
+			if (r == 0) { timed_out = 1; break; }
+			if (pf[0].revents) {
+				char buf[256];
+				ssize_t n = read(out[0], buf, sizeof(buf));
+				if (n > 0) {
+					/* keep the last bytes: the end of the output says what went wrong */
+					if ((size_t)n >= sizeof(msg)) { memcpy(msg, buf + n - (sizeof(msg) - 1), sizeof(msg) - 1); mlen = sizeof(msg) - 1; }
+					else {
+						if (mlen + n >= sizeof(msg)) { size_t drop = mlen + n - (sizeof(msg) - 1); memmove(msg, msg + drop, mlen - drop); mlen -= drop; }
+						memcpy(msg + mlen, buf, n);
+						mlen += n;
+					}
+				} else if (n == 0) {
+					break; /* EOF: the hook (and whatever it started) closed its output */
+				}
+			}
+			if (pidfd >= 0 && pf[1].revents && !pf[0].revents) break;
+		}
+		close(out[0]);
+		int status = 0;
+		if (timed_out) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			bailx("%s hook %s: timed out after %d s", name, h->path, h->timeout);
 		}
 		if (pidfd >= 0) close(pidfd);
 		while (waitpid(pid, &status, 0) < 0)
 			if (errno != EINTR) bail("%s hook: waitpid", name);
+		while (mlen && (msg[mlen - 1] == '\n' || msg[mlen - 1] == ' ')) mlen--;
+		msg[mlen] = 0;
+		for (size_t k = 0; k < mlen; k++) if (msg[k] == '\n') msg[k] = ' ';
 		if (WIFSIGNALED(status))
-			bailx("%s hook %s: killed by signal %d", name, h->path, WTERMSIG(status));
+			bailx("%s hook %s: killed by signal %d%s%s", name, h->path, WTERMSIG(status), mlen ? ": " : "", msg);
 		if (WEXITSTATUS(status) != 0)
-			bailx("%s hook %s: exit status %d", name, h->path, WEXITSTATUS(status));
+			bailx("%s hook %s: exit status %d%s%s", name, h->path, WEXITSTATUS(status), mlen ? ": " : "", msg);
 	}
 	return 0;
 }

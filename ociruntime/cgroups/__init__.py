@@ -309,12 +309,18 @@ def kill_all(paths, sig):
         try:
             with open(os.path.join(paths[""], "cgroup.kill"), "w") as f:
                 f.write("1")
+            if not is_v2(paths) and any(is_path_frozen(p) for k, p in paths.items() if "freezer" in k.split(",")):
+                try:
+                    thaw(paths)  # hybrid host: the v1 freezer holds the killed tasks until thawed
+                except OciError:
+                    pass
             return True
         except FileNotFoundError:
             pass
         except OSError:
             pass  # fall back to the signal loop
     from ociruntime.log import log
+    was_paused = any(is_path_frozen(p) for k, p in paths.items() if k in ("", "freezer") or "freezer" in k.split(","))
     frozen = False
     try:
         freeze(paths)
@@ -330,7 +336,8 @@ def kill_all(paths, sig):
             except OSError as e:
                 log.warning(f"kill {pid}: {e.strerror}")
     finally:
-        if frozen or sig == _signal.SIGKILL:
+        # a paused container stays paused, except for SIGKILL (a frozen task does not die)
+        if (frozen and not was_paused) or sig == _signal.SIGKILL:
             try:
                 thaw(paths)
             except OciError as e:

@@ -31,7 +31,6 @@ import select
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import termios
 import time
@@ -70,11 +69,12 @@ def ensure_client_packages():
     if not missing_tools():
         return None
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    cmd = ["apt-get", "install", "-y", "-qq", *APT_PACKAGES]
+    cmd = ["apt-get", "-o", "DPkg::Lock::Timeout=300", "install", "-y", "-qq", *APT_PACKAGES]
     log = []
     for attempt in range(2):
         if attempt:
-            r = subprocess.run(["apt-get", "update", "-qq"], capture_output=True, text=True, env=env)
+            r = subprocess.run(["apt-get", "-o", "DPkg::Lock::Timeout=300", "update", "-qq"],
+                               capture_output=True, text=True, env=env)
             log.append(f"apt-get update: rc={r.returncode} {r.stderr.strip()[-500:]}")
         r = subprocess.run(cmd, capture_output=True, text=True, env=env)
         log.append(f"{' '.join(cmd)}: rc={r.returncode} {r.stderr.strip()[-500:]}")
@@ -210,7 +210,7 @@ def proc_start(pid):
         return None
 
 
-def pty_run(argv, env=None, script=(), timeout=30.0, rows=24, cols=80, until=None):
+def pty_run(argv, env=None, script=(), timeout=30.0, rows=24, cols=80):
     """Run ``argv`` with a new pty as its controlling terminal and stdio. ``script`` is a list of
     (expect_substring_or_None, bytes_to_send): wait until the output contains the substring (or
     send immediately), then send. Returns (exit status, output bytes)."""
@@ -409,12 +409,12 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
                 pass
         return pids
 
-    def run(self, argv, input=None, timeout=120, env=None, check=False, stdin=None):
+    def run(self, argv, input=None, timeout=120, env=None, check=False):
         t0 = time.monotonic()
         try:
             p = subprocess.run(self.enter_argv(argv), input=input, capture_output=True,
                                env=env or self.env, timeout=timeout, cwd="/",
-                               stdin=stdin if input is None else None)
+                               stdin=subprocess.DEVNULL if input is None else None)
         except subprocess.TimeoutExpired as e:
             raise AssertionError(f"timed out after {timeout}s: {argv}\nstdout={e.stdout!r}\n"
                                  f"stderr={e.stderr!r}\n--- runtime calls:\n{self.calls_tail()}")
@@ -597,6 +597,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
             safe_rmtree(self.W)
         except OSError as e:
             problems.append(f"could not remove {self.W}: {e}")
+        st = os.stat("/dev/null")
+        if (st.st_uid, st.st_gid, st.st_mode & 0o7777, st.st_rdev) != (0, 0, 0o666, os.makedev(1, 3)):
+            problems.append(f"/dev/null was changed: uid={st.st_uid} gid={st.st_gid} "
+                            f"mode={oct(st.st_mode)} rdev={st.st_rdev:#x}")
         return problems
 
 
@@ -637,7 +641,9 @@ class Snapshot:
                 problems.append("processes left in the private namespace: "
                                 + "; ".join(f"{p} {proc_cmdline(p)}" for p in sorted(extra_pids)))
             mounts = sorted(env.ns_mountinfo())
-            new_mounts = sorted(set(mounts) - set(self.mounts))
+            # containers/storage bind-mounts its overlay home privately on itself while a podman
+            # process uses it and drops it again when the last layer is unmounted: not a leak
+            new_mounts = sorted(set(mounts) - set(self.mounts) - {env.p("ps", "overlay")})
             if new_mounts:
                 problems.append(f"mounts left: {new_mounts}")
             cg = set(cgroup_tree(env.cg_parent) + cgroup_tree(env.ctd_ns)) - self.cgroups

@@ -26,7 +26,7 @@ def pytest_configure(config):
                    "from Debian when missing; deselect with -m 'not clients')")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def client_env():
     if os.geteuid() != 0:
         pytest.skip("client tests need root")
@@ -46,7 +46,7 @@ def client_env():
     assert not problems, "client env teardown:\n" + "\n".join(problems)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ctd_env(client_env):
     env = client_env
     env.start_containerd()

@@ -21,7 +21,6 @@ import select
 import socket
 import stat
 import struct
-import termios
 import time
 
 import pytest

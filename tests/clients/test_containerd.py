@@ -9,7 +9,6 @@ The spec's ``cgroupsPath`` is ``/<ns>/<id>``: the tests read ``/sys/fs/cgroup/<c
 import difflib
 import json
 import os
-import time
 import uuid
 
 import pytest

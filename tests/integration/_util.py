@@ -523,11 +523,25 @@ class Env:
         with open(out) as f:
             return cid, f.read()
 
+    def _owns(self, pid):
+        try:
+            with open(f"/proc/{pid}/cgroup") as f:
+                cg = f.read()
+        except OSError:
+            cg = ""
+        if any(f"/{cid}\n" in cg or f"/{cid}/" in cg for cid in self.ids):
+            return True
+        try:
+            targets = [os.readlink(f"/proc/{pid}/fd/{n}") for n in os.listdir(f"/proc/{pid}/fd")]
+        except OSError:
+            return False
+        return any(t.startswith(self.tmp + "/") for t in targets)
+
     def cleanup(self):
         errors = []
         for root in [self.root, *self.extra_roots]:
             for cid in self.ids:
-                if not os.path.lexists(os.path.join(root, cid)):
+                if cid in ("", ".", "..") or "/" in cid or not os.path.lexists(os.path.join(root, cid)):
                     continue
                 try:
                     r = self.rt("delete", "--force", cid, root=root, timeout=20)
@@ -538,6 +552,13 @@ class Env:
                     errors.append(str(e))
         for pid in self.helper_pids:
             kill_pid(pid)
+        # last resort (a runtime bug, or delete crashed): an init of ours is still alive. It is ours if it
+        # descends from this process and holds a file below our tmp dir or sits in a cgroup named after
+        # one of our ids; it is killed by pid and reported.
+        for pid in sorted(memfd_inits()):
+            if descends_from_us(pid) and self._owns(pid):
+                kill_pid(pid)
+                errors.append(f"container init {pid} survived delete --force; killed it")
         reap_zombie_children()
         # a runtime bug may leave cgroups named after our (unique) ids: remove them (empty by now)
         leftovers = set(self.cleanup_cgroups) | set(cgroup_dirs_named(self.ids)) if self.ids else \

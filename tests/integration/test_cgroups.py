@@ -595,3 +595,27 @@ for p in ('/dev/null', '/dev/zero', '/dev/kmsg'):
                              capture_output=True, text=True)
     if bpftool.returncode == 0:
         assert bpftool.stdout.count("cgroup_device") == 1, bpftool.stdout
+
+
+def test_kill_all_of_paused_container(oci_runtime, make_test_bundle, cg_cleanup):
+    cid = f"cgk-{uuid.uuid4().hex[:10]}"
+    b = _bundle(make_test_bundle, cid, None, args=["sh", "-c", "sleep 300 & sleep 301 & wait"])
+    _no_pidns(b)
+    r, text = _create(oci_runtime, cid, b, cg_cleanup)
+    assert r.rc == 0, text
+    assert oci_runtime.start(cid).rc == 0
+    deadline = time.monotonic() + 5
+    while len(json.loads(oci_runtime.call("ps", "-f", "json", cid).stdout) or []) < 3:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    pids = json.loads(oci_runtime.call("ps", "-f", "json", cid).stdout)
+    assert oci_runtime.call("pause", cid).rc == 0
+    # a signal other than KILL leaves a paused container paused
+    assert oci_runtime.kill(cid, "CONT", all=True).rc == 0
+    assert oci_runtime.state(cid)["status"] == "paused"
+    # KILL goes through (the frozen tasks are thawed so that they die)
+    assert oci_runtime.kill(cid, "KILL", all=True).rc == 0
+    assert _wait_gone(pids) == []
+    oci_runtime.wait_stopped(cid)
+    assert oci_runtime.delete(cid).rc == 0
+    assert cg_dirs(cid) == []

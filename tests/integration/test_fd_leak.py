@@ -196,8 +196,6 @@ HOOK_FD_BUG = ("BUG: csrc/init/util.c run_hooks() forks+execs createContainer ho
 @pytest.mark.parametrize("kind", ["prestart", "createRuntime", "createContainer", "poststart"])
 def test_runtime_hooks_see_only_stdio(env, request, kind):
     """Hooks get the state on stdin and nothing else of the runtime's (nor the container's preserved fds)."""
-    if kind == "createContainer":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=HOOK_FD_BUG))
     outdir = env.mkdir("hookout")
     listing = os.path.join(outdir, f"{kind}.txt")
     b = env.bundle(args=("true",))

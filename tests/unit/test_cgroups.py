@@ -7,6 +7,7 @@ file names, values and order are checked without touching the host's cgroups.
 """
 import json
 import os
+import sys
 
 import pytest
 
@@ -642,3 +643,82 @@ def test_files_error_texts(tmp_path):
         files.write("", "x", "1")
     assert files.parse_uint("max") == (1 << 64) - 1
     assert files.parse_uint("-1") == 0
+
+
+# --- the package API ------------------------------------------------------------------------------------
+
+def test_set_resources_refuses_pids_below_setup_needs(tmp_path, kernel):
+    paths = make_v1_tree(tmp_path)
+    for limit in (0, 1):
+        with pytest.raises(OciError, match=f"pids.limit {limit} is too low"):
+            cgroups.set_resources(paths, {"pids": {"limit": limit}})
+    cgroups.set_resources(paths, {"pids": {"limit": 2}}, skip_devices=True)
+    assert read(paths, "pids", "pids.max") == "2"
+    # update (skip_devices) may lower it: the container is set up by then
+    cgroups.set_resources(paths, {"pids": {"limit": 0}}, skip_devices=True)
+    assert read(paths, "pids", "pids.max") == "1"
+
+
+def test_set_resources_wraps_errors_and_dispatches_v2(tmp_path, kernel):
+    paths = make_v1_tree(tmp_path)
+    with pytest.raises(OciError, match=r"^error setting cgroup config: cannot set hugetlb limit"):
+        cgroups.set_resources(paths, {"hugepageLimits": [{"pageSize": "2MB", "limit": 1}]})
+    d = make_v2_tree(tmp_path)
+    cgroups.set_resources({"": d}, {"pids": {"limit": 5}}, skip_devices=True)
+    assert open(os.path.join(d, "pids.max")).read() == "5"
+
+
+def test_all_pids_recursive_and_exists(tmp_path):
+    paths = make_v1_tree(tmp_path)
+    (tmp_path / "devices/ctr/cgroup.procs").write_text("10\n11\n")
+    sub = tmp_path / "devices/ctr/sub"
+    sub.mkdir()
+    (sub / "cgroup.procs").write_text("12\n")
+    assert sorted(cgroups.all_pids(paths)) == [10, 11, 12]
+    assert cgroups.exists(paths)
+    assert not cgroups.exists({"devices": str(tmp_path / "gone")})
+    d = make_v2_tree(tmp_path)
+    (tmp_path / "unified/ctr/cgroup.procs").write_text("7\n")
+    assert cgroups.all_pids({"": d}) == [7]
+
+
+def test_freeze_dispatch_and_frozen_status(tmp_path, kernel):
+    paths = make_v1_tree(tmp_path)
+    st = {"cgroup_paths": paths}
+    cgroups.freeze(paths)
+    assert cgroups.is_frozen(st)
+    cgroups.thaw(paths)
+    assert not cgroups.is_frozen(st)
+
+
+def test_update_request_from_flags_and_json(monkeypatch):
+    import io
+    from ociruntime import lifecycle_cgroups as lc
+
+    class Ctx:
+        def __init__(self, flags):
+            self.flags = flags
+
+        def flag(self, name, default=None):
+            return self.flags.get(name, default)
+
+    r = lc._update_request(Ctx({"memory": "64m", "memory-swap": "-1", "cpu-quota": "20000", "cpu-share": "512",
+                                "cpuset-cpus": "0-1", "pids-limit": 0, "blkio-weight": 300, "cpu-idle": "1"}))
+    assert r == {"memory": {"limit": 64 << 20, "swap": -1}, "cpu": {"quota": 20000, "shares": 512, "cpus": "0-1",
+                                                                   "idle": 1},
+                 "blockIO": {"weight": 300}, "pids": {"limit": 0}}
+    with pytest.raises(OciError, match="invalid value for cpu-share"):
+        lc._update_request(Ctx({"cpu-share": "-5"}))
+    monkeypatch.setattr(sys, "stdin", io.StringIO('{"pids": {"limit": 9}} trailing'))
+    assert lc._update_request(Ctx({"resources": "-"})) == {"pids": {"limit": 9}}
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    with pytest.raises(OciError):
+        lc._update_request(Ctx({"r": "-"}))
+
+
+def test_saved_resources_fallback(tmp_path):
+    from ociruntime.lifecycle_cgroups import _saved_resources
+    (tmp_path / "config.json").write_text(json.dumps({"linux": {"resources": {"pids": {"limit": 3}}}}))
+    assert _saved_resources({"bundle": str(tmp_path)}) == {"pids": {"limit": 3}}
+    assert _saved_resources({"bundle": str(tmp_path), "resources": {"cpu": {"shares": 2}}}) == {"cpu": {"shares": 2}}
+    assert _saved_resources({"bundle": str(tmp_path / "nope")}) == {}

@@ -1,0 +1,1 @@
+"""Client tests: podman/conmon and containerd/ctr driving ociruntime (see conftest.py)."""
