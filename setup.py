@@ -37,7 +37,7 @@ setup(
     version="0.1.0",
     description="OCI runtime-spec v1.3 container runtime, runc-compatible, Python with a small C core",
     license="Apache-2.0",
-    packages=["ociruntime", "ociruntime.testing"],
+    packages=["ociruntime", "ociruntime.cgroups", "ociruntime.testing"],
     package_data={"ociruntime": ["libexec/ociruntime-init"]},
     data_files=[("share/ociruntime/schemas", [os.path.join("schemas", f) for f in sorted(os.listdir("schemas"))
                                                if f.endswith(".json")])],

@@ -52,6 +52,7 @@ enum plan_op {
 #define MOUNT_KIND_BIND 1u
 #define MOUNT_KIND_RBIND 2u
 #define MOUNT_KIND_CGROUP_TMPFS 3u /* reserved */
+#define MOUNT_COPYUP 0x100u        /* or'd into kind: tmpcopyup, the tmpfs gets the directory's contents */
 
 #define UMASK_UNSET 0xffffffffu
 #define USER_SETGROUPS 1u          /* setgroups() is allowed (false in a userns with setgroups=deny) */

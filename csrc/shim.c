@@ -114,17 +114,158 @@ int oci_set_child_subreaper(void)
 }
 
 /* oci_seccomp_compile: the container's seccomp profile compiled to BPF in the parent with libseccomp
- * (as crun does); the init only loads the program (SECCOMP_SET_MODE_FILTER). Unknown syscall names
- * are skipped, as runc does (a profile may name syscalls this libseccomp or arch does not know). */
+ * (as crun does); the init only loads the program (SECCOMP_SET_MODE_FILTER). As runc
+ * (libcontainer/seccomp): a rule whose action equals the default action is skipped, unknown syscall
+ * names are skipped (a profile may name syscalls this libseccomp or arch does not know), libseccomp's
+ * binary-tree optimisation is used for more than 32 rules, and, unless the default action is
+ * permissive (ALLOW, LOG, TRACE), the program is prefixed with runc's -ENOSYS stub (patchbpf): a
+ * syscall numbered above the largest one the profile names, for its architecture, gets ENOSYS
+ * instead of the default action, so that libcs fall back from syscalls newer than the profile
+ * (clone3, faccessat2, …). Writes the stub then libseccomp's program to out_fd; 0 or -1 (err set). */
 #include <seccomp.h>
 #include <stdio.h>
+
+struct oci_sock_filter { uint16_t code; uint8_t jt, jf; uint32_t k; };
+enum { OCI_BPF_LD_ABS_W = 0x20, OCI_BPF_JA = 0x05, OCI_BPF_JEQ = 0x15, OCI_BPF_JGT = 0x25, OCI_BPF_JSET = 0x45,
+       OCI_BPF_RET = 0x06 };
+#define OCI_RET_ERRNO_ENOSYS (0x00050000U | ENOSYS)
+#define OCI_X32_SYSCALL_BIT 0x40000000U
+#define OCI_AUDIT_ARCH_X86_64 0xC000003EU
+#define OCI_STUB_MAX 512
+#define OCI_STUB_LABELS 64
+
+struct oci_stub {
+	struct oci_sock_filter ins[OCI_STUB_MAX];
+	int target[OCI_STUB_MAX]; /* label of a ja, -1 otherwise */
+	int label[OCI_STUB_LABELS];
+	unsigned int n, nlabels;
+	int overflow;
+};
+enum { OCI_L_FILTER, OCI_L_ENOSYS, OCI_L_FIRST };
+
+static void stub_ins(struct oci_stub *s, uint16_t code, uint8_t jt, uint8_t jf, uint32_t k, int target)
+{
+	if (s->n >= OCI_STUB_MAX) { s->overflow = 1; return; }
+	s->ins[s->n] = (struct oci_sock_filter){ code, jt, jf, k };
+	s->target[s->n++] = target;
+}
+static int stub_label(struct oci_stub *s)
+{
+	if (s->nlabels >= OCI_STUB_LABELS) { s->overflow = 1; return OCI_L_FILTER; }
+	s->label[s->nlabels] = -1;
+	return (int)s->nlabels++;
+}
+static void stub_ja(struct oci_stub *s, int label) { stub_ins(s, OCI_BPF_JA, 0, 0, 0, label); }
+static void stub_here(struct oci_stub *s, int label) { s->label[label] = (int)s->n; }
+/* nr > max: ENOSYS, else: the filter */
+static void stub_check_max(struct oci_stub *s, uint32_t max)
+{
+	stub_ins(s, OCI_BPF_JGT, 0, 1, max, -1);
+	stub_ja(s, OCI_L_ENOSYS);
+	stub_ja(s, OCI_L_FILTER);
+}
+
+struct oci_stub_arch { uint32_t audit; uint32_t max64, max32; int s390; };
+
+static int oci_seccomp_permissive(unsigned int action)
+{
+	unsigned int a = action & 0xFFFF0000U;
+	return a == SCMP_ACT_ALLOW || a == SCMP_ACT_LOG || a == (SCMP_ACT_TRACE(0) & 0xFFFF0000U);
+}
+
+/* runc patchbpf findLastSyscalls + generateEnosysStub (same decisions; every jump here is a short
+ * conditional over one instruction followed by an unconditional `ja`, so no 255-jump limit). */
+static int oci_seccomp_stub(struct oci_stub *s, unsigned int narchs, const char *const *archs,
+                            unsigned int nrules, const struct oci_sc_rule *rules)
+{
+	uint32_t tokens[32];
+	unsigned int ntok = 0;
+	struct oci_stub_arch groups[32];
+	unsigned int ngroups = 0;
+	memset(s, 0, sizeof(*s));
+	s->nlabels = OCI_L_FIRST;
+	s->label[OCI_L_FILTER] = s->label[OCI_L_ENOSYS] = -1;
+	/* the profile's architectures and, always (runc >= 1.2), the native one */
+	for (unsigned int i = 0; i <= narchs && ntok < 32; i++) {
+		uint32_t t = i < narchs ? seccomp_arch_resolve_name(archs[i]) : seccomp_arch_native();
+		int dup = 0;
+		for (unsigned int j = 0; j < ntok; j++) dup |= tokens[j] == t;
+		if (t && !dup) tokens[ntok++] = t;
+	}
+	for (unsigned int i = 0; i < ntok; i++) {
+		uint32_t t = tokens[i], largest = 0;
+		for (unsigned int r = 0; r < nrules; r++) {
+			int nr = seccomp_syscall_resolve_name_arch(t, rules[r].name);
+			if (nr >= 0 && (uint32_t)nr > largest) largest = (uint32_t)nr;
+		}
+		if (!largest) continue; /* no syscall of the profile on this arch (runc: same) */
+		int x32 = t == SCMP_ARCH_X32;
+		uint32_t audit = x32 ? OCI_AUDIT_ARCH_X86_64 : t;
+		if (x32) largest |= OCI_X32_SYSCALL_BIT; /* x32 numbers carry the bit; be sure */
+		unsigned int g = 0;
+		while (g < ngroups && groups[g].audit != audit) g++;
+		if (g == ngroups) {
+			groups[ngroups++] = (struct oci_stub_arch){ audit, 0, 0, t == SCMP_ARCH_S390 || t == SCMP_ARCH_S390X };
+		}
+		if (x32) groups[g].max32 = largest;
+		else groups[g].max64 = largest;
+	}
+	if (!ngroups) return 0;
+	int sec[32];
+	stub_ins(s, OCI_BPF_LD_ABS_W, 0, 0, 4, -1); /* seccomp_data.arch */
+	for (unsigned int g = 0; g < ngroups; g++) {
+		sec[g] = stub_label(s);
+		stub_ins(s, OCI_BPF_JEQ, 0, 1, groups[g].audit, -1);
+		stub_ja(s, sec[g]);
+	}
+	stub_ja(s, OCI_L_FILTER); /* another arch: the filter decides (bad arch) */
+	for (unsigned int g = 0; g < ngroups; g++) {
+		struct oci_stub_arch *a = &groups[g];
+		stub_here(s, sec[g]);
+		stub_ins(s, OCI_BPF_LD_ABS_W, 0, 0, 0, -1); /* seccomp_data.nr */
+		if (a->s390) { /* setup(2) = 0 multiplexes unknown syscalls on s390(x) */
+			stub_ins(s, OCI_BPF_JEQ, 0, 1, 0, -1);
+			stub_ja(s, OCI_L_ENOSYS);
+		}
+		if (a->audit != OCI_AUDIT_ARCH_X86_64) {
+			stub_check_max(s, a->max64);
+		} else if (a->max64 && a->max32) {
+			int l32 = stub_label(s);
+			stub_ins(s, OCI_BPF_JSET, 0, 1, OCI_X32_SYSCALL_BIT, -1);
+			stub_ja(s, l32);
+			stub_check_max(s, a->max64);
+			stub_here(s, l32);
+			stub_check_max(s, a->max32);
+		} else if (a->max64) {
+			stub_ins(s, OCI_BPF_JSET, 0, 1, OCI_X32_SYSCALL_BIT, -1); /* an x32 syscall: not ours */
+			stub_ja(s, OCI_L_FILTER);
+			stub_check_max(s, a->max64);
+		} else {
+			stub_ins(s, OCI_BPF_JSET, 1, 0, OCI_X32_SYSCALL_BIT, -1); /* an x86_64 syscall: not ours */
+			stub_ja(s, OCI_L_FILTER);
+			stub_check_max(s, a->max32);
+		}
+	}
+	stub_here(s, OCI_L_ENOSYS);
+	stub_ins(s, OCI_BPF_RET, 0, 0, OCI_RET_ERRNO_ENOSYS, -1);
+	stub_here(s, OCI_L_FILTER);
+	if (s->overflow) return -1;
+	for (unsigned int pc = 0; pc < s->n; pc++) {
+		if (s->target[pc] < 0) continue;
+		int to = s->label[s->target[pc]];
+		if (to <= (int)pc) return -1;
+		s->ins[pc].k = (uint32_t)(to - (int)pc - 1);
+	}
+	return 0;
+}
 
 int oci_seccomp_compile(int out_fd, unsigned int default_action, unsigned int narchs, const char *const *archs,
                         unsigned int nrules, const struct oci_sc_rule *rules, char *err, int errlen)
 {
+	struct oci_stub stub;
 	scmp_filter_ctx ctx = seccomp_init(default_action);
 	int rc;
-	if (!ctx) { snprintf(err, errlen, "seccomp_init failed"); return -1; }
+	if (!ctx) { snprintf(err, errlen, "seccomp_init failed (default action 0x%x)", default_action); return -1; }
 	/* we load the program ourselves: no NNP forced by libseccomp, no TSYNC attribute here */
 	seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
 	for (unsigned int i = 0; i < narchs; i++) {
@@ -133,13 +274,16 @@ int oci_seccomp_compile(int out_fd, unsigned int default_action, unsigned int na
 		rc = seccomp_arch_add(ctx, a);
 		if (rc < 0 && rc != -EEXIST) { snprintf(err, errlen, "add architecture %s: %s", archs[i], strerror(-rc)); goto fail; }
 	}
+	/* runc: binary tree for longer rule sets (libseccomp <= 2.5.4 misbehaves with it and 0 rules) */
+	if (nrules > 32) seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
 	for (unsigned int i = 0; i < nrules; i++) {
 		const struct oci_sc_rule *r = &rules[i];
+		if (r->action == default_action) continue; /* redundant: libseccomp refuses it (runc skips it) */
 		int nr = seccomp_syscall_resolve_name(r->name);
 		if (nr == __NR_SCMP_ERROR) continue;
-		if (r->action == default_action) continue; /* libseccomp refuses rules equal to the default */
 		struct scmp_arg_cmp cmp[6];
-		for (unsigned int k = 0; k < r->nargs && k < 6; k++) {
+		if (r->nargs > 6) { snprintf(err, errlen, "rule for %s: at most 6 argument conditions", r->name); goto fail; }
+		for (unsigned int k = 0; k < r->nargs; k++) {
 			cmp[k].arg = r->args[k].index;
 			cmp[k].op = (enum scmp_compare)r->args[k].op;
 			cmp[k].datum_a = r->args[k].value;
@@ -147,6 +291,21 @@ int oci_seccomp_compile(int out_fd, unsigned int default_action, unsigned int na
 		}
 		rc = seccomp_rule_add_array(ctx, r->action, nr, r->nargs, cmp);
 		if (rc < 0) { snprintf(err, errlen, "add rule for %s: %s", r->name, strerror(-rc)); goto fail; }
+	}
+	if (!oci_seccomp_permissive(default_action) && default_action != SCMP_ACT_ERRNO(ENOSYS)) {
+		if (oci_seccomp_stub(&stub, narchs, archs, nrules, rules) < 0) {
+			snprintf(err, errlen, "generate the -ENOSYS stub: too many architectures");
+			goto fail;
+		}
+		size_t len = stub.n * sizeof(stub.ins[0]);
+		const char *p = (const char *)stub.ins;
+		while (len) {
+			ssize_t w = write(out_fd, p, len);
+			if (w < 0 && errno == EINTR) continue;
+			if (w <= 0) { snprintf(err, errlen, "write the -ENOSYS stub: %s", strerror(errno)); goto fail; }
+			p += w;
+			len -= (size_t)w;
+		}
 	}
 	rc = seccomp_export_bpf(ctx, out_fd);
 	if (rc < 0) { snprintf(err, errlen, "export seccomp BPF: %s", strerror(-rc)); goto fail; }

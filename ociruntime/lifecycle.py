@@ -49,8 +49,9 @@ def _open(root, cid, lock=True):
 
 
 def state_json(st, status, indent=True, owner=None):
-    out = {"ociVersion": OCI_VERSION, "id": st["id"], "pid": st["pid"] if status != "stopped" else 0,
-           "status": status, "bundle": st["bundle"], "rootfs": st["rootfs"], "created": st["created"]}
+    out = {"ociVersion": OCI_VERSION, "id": st.get("id", ""), "pid": st["pid"] if status != "stopped" else 0,
+           "status": status, "bundle": st.get("bundle", ""), "rootfs": st.get("rootfs", ""),
+           "created": st.get("created", "")}
     if st.get("annotations"):
         out["annotations"] = dict(sorted(st["annotations"].items()))  # a Go map: sorted keys
     out["owner"] = owner if owner is not None else ""

@@ -217,6 +217,7 @@ def create(ctx, detach_checks=True):
             "cgroup_paths": cg_paths, "cgroup_made": cg_made, "new_ns": p.new_ns,
             "joined_pidns": any(f == planmod.CLONE_NEWPID for f, _ in p.joins),
             "seccomp": linux.get("seccomp"),  # exec'd processes get the container's filter, as in runc
+            "resources": linux.get("resources") or {},  # the baseline `update` merges into
             "owner": os.geteuid(),
         }
         _serve(sock, sp, p, st, cdir)

@@ -16,6 +16,7 @@ VERSION = 1
  OP_HOOK, OP_MKDIR, OP_CONSOLE, OP_SECCOMP) = range(1, 23)
 ROOTFS_READONLY, ROOTFS_NO_PIVOT, ROOTFS_NO_MOUNTNS = 1, 2, 4
 MOUNT_KIND_FS, MOUNT_KIND_BIND, MOUNT_KIND_RBIND = 0, 1, 2
+MOUNT_COPYUP = 0x100
 UMASK_UNSET = 0xFFFFFFFF
 USER_SETGROUPS = 1
 PROC_NNP, PROC_MKCWD, PROC_EXEC = 1, 2, 4
@@ -73,8 +74,8 @@ RECURSIVE_ATTRS = {
     "rstrictatime": (MOUNT_ATTR_STRICTATIME, MOUNT_ATTR__ATIME), "rnostrictatime": (0, MOUNT_ATTR__ATIME),
     "rnosymfollow": (MOUNT_ATTR_NOSYMFOLLOW, 0), "rsymfollow": (0, MOUNT_ATTR_NOSYMFOLLOW),
 }
-EXTENSIONS = {"tmpcopyup"}  # recognised, and refused clearly: copy-up is not implemented
-MOUNT_OPTIONS = sorted(set(MOUNT_FLAGS) | set(PROPAGATION) | set(RECURSIVE_ATTRS))  # what `features` advertises
+EXTENSIONS = {"tmpcopyup"}  # runc's extension: the tmpfs starts with a copy of the directory
+MOUNT_OPTIONS = sorted(set(MOUNT_FLAGS) | set(PROPAGATION) | set(RECURSIVE_ATTRS) | EXTENSIONS)
 
 CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
         "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
@@ -267,8 +268,6 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
         typ = m.get("type") or ""
         opts_ = m.get("options") or []
         flags, clear, props, aset, aclr, data, ext = parse_mount_options(opts_)
-        if ext:
-            raise ConfigError(ptr + "/options", f"mount option {sorted(ext)[0]!r} is not supported by this runtime")
         src = m.get("source") or ""
         is_bind = typ == "bind" or bool(flags & MS_BIND)
         if is_bind:
@@ -286,6 +285,10 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
         else:
             kind = MOUNT_KIND_FS
             fs = typ
+            if "tmpcopyup" in ext:
+                if typ != "tmpfs":
+                    raise ConfigError(ptr + "/options", "tmpcopyup needs a tmpfs mount")
+                kind |= MOUNT_COPYUP
         e.add(OP_MOUNT, e.s(src), e.s(dst), e.s(fs), e.s(",".join(data)), _u32(flags & ~MS_REMOUNT, kind),
               _u64(aset, aclr), _u32(len(props), *props))
 

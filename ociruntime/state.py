@@ -26,10 +26,10 @@ _OPTIONAL_TYPES = {"annotations": dict, "hooks": dict, "cgroup_paths": dict, "cg
 
 def _well_formed(st):
     """Never act on a state file we did not write (corrupt, hand-edited, another runtime's)."""
-    if not isinstance(st, dict):
+    if not isinstance(st, dict) or not isinstance(st.get("pid"), int) or isinstance(st.get("pid"), bool):
         return False
     for k, t in _STATE_TYPES.items():
-        if not isinstance(st.get(k), t) or isinstance(st.get(k), bool):
+        if k in st and (not isinstance(st[k], t) or isinstance(st[k], bool)):
             return False
     for k, t in _OPTIONAL_TYPES.items():
         if k in st and not isinstance(st[k], t):
@@ -251,13 +251,14 @@ def init_alive(st):
     if info is None:
         return False
     start, state = info
-    return start == st.get("init_start") and state not in ("Z", "X")
+    return start == st.get("init_start", -1) and state not in ("Z", "X")
 
 
 def spec_state(st, status):
     """The runtime-spec state object (hooks' stdin)."""
     from ociruntime import OCI_VERSION
-    out = {"ociVersion": OCI_VERSION, "id": st["id"], "status": status, "pid": st["pid"], "bundle": st["bundle"]}
+    out = {"ociVersion": OCI_VERSION, "id": st.get("id", ""), "status": status, "pid": st["pid"],
+           "bundle": st.get("bundle", "")}
     if status == "stopped":
         del out["pid"]  # REQUIRED only when created or running; runc omits it (omitempty)
     if st.get("annotations"):
@@ -270,10 +271,10 @@ def status_of(c, st):
     if st is None:
         return "stopped"
     if init_alive(st):
-        if c.has_fifo():
-            return "created"
-        from ociruntime import cgroups  # paused needs the freezer; cheap module
+        from ociruntime import cgroups  # paused is checked first, as runc does
         if cgroups.is_frozen(st):
             return "paused"
+        if c.has_fifo():
+            return "created"
         return "running"
     return "stopped"

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -127,8 +128,57 @@ static int remount_bind(const char *target, unsigned long flags)
 	return mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | flags | locked_flags(target), NULL);
 }
 
+/* tmpcopyup: copy a directory tree (owner, mode, symlinks, device nodes) fd to fd, never following
+ * a symlink; both ends are inside the container's root. */
+static void copy_tree(int src, int dst, const char *what)
+{
+	int d = dup(src);
+	if (d < 0) bail("tmpcopyup %s: dup", what);
+	DIR *dir = fdopendir(d);
+	if (!dir) bail("tmpcopyup %s: opendir", what);
+	struct dirent *e;
+	while ((e = readdir(dir))) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+		struct stat st;
+		if (fstatat(src, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) bail("tmpcopyup %s: stat %s", what, e->d_name);
+		if (S_ISDIR(st.st_mode)) {
+			if (mkdirat(dst, e->d_name, st.st_mode & 07777) < 0) bail("tmpcopyup %s: mkdir %s", what, e->d_name);
+			int s2 = openat(src, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			int d2 = openat(dst, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (s2 < 0 || d2 < 0) bail("tmpcopyup %s: open %s", what, e->d_name);
+			copy_tree(s2, d2, what);
+			close(s2);
+			close(d2);
+		} else if (S_ISREG(st.st_mode)) {
+			int in = openat(src, e->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+			int out = openat(dst, e->d_name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, st.st_mode & 07777);
+			if (in < 0 || out < 0) bail("tmpcopyup %s: open %s", what, e->d_name);
+			char buf[65536];
+			ssize_t n;
+			while ((n = read(in, buf, sizeof(buf))) > 0)
+				if (write_all(out, buf, n) < 0) bail("tmpcopyup %s: write %s", what, e->d_name);
+			if (n < 0) bail("tmpcopyup %s: read %s", what, e->d_name);
+			close(in);
+			close(out);
+		} else if (S_ISLNK(st.st_mode)) {
+			char target[PATH_MAX];
+			ssize_t n = readlinkat(src, e->d_name, target, sizeof(target) - 1);
+			if (n < 0) bail("tmpcopyup %s: readlink %s", what, e->d_name);
+			target[n] = 0;
+			if (symlinkat(target, dst, e->d_name) < 0) bail("tmpcopyup %s: symlink %s", what, e->d_name);
+		} else {
+			if (mknodat(dst, e->d_name, st.st_mode, st.st_rdev) < 0) bail("tmpcopyup %s: mknod %s", what, e->d_name);
+		}
+		if (fchownat(dst, e->d_name, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) < 0) bail("tmpcopyup %s: chown %s", what, e->d_name);
+		if (!S_ISLNK(st.st_mode) && fchmodat(dst, e->d_name, st.st_mode & 07777, 0) < 0) bail("tmpcopyup %s: chmod %s", what, e->d_name);
+	}
+	closedir(dir);
+}
+
 static void do_mount(struct mount_op *m)
 {
+	int copyup = (m->kind & MOUNT_COPYUP) != 0;
+	m->kind &= ~MOUNT_COPYUP;
 	int is_bind = m->kind == MOUNT_KIND_BIND || m->kind == MOUNT_KIND_RBIND;
 	int is_dir = 1;
 	uint64_t resolve = 0;
@@ -141,6 +191,11 @@ static void do_mount(struct mount_op *m)
 	 * (CVE-2019-19921, CVE-2023-27561, CVE-2025-54867) */
 	if (!is_bind && (strcmp(m->fstype, "proc") == 0 || strcmp(m->fstype, "sysfs") == 0))
 		resolve = OCI_RESOLVE_NO_SYMLINKS;
+	int lower = -1;
+	if (copyup) {
+		lower = open_in_root(g_rootfd, m->dst, O_RDONLY | O_DIRECTORY, 0);
+		if (lower < 0 && errno != ENOENT) bail("tmpcopyup: open %s", m->dst);
+	}
 	int tfd = mount_target(g_rootfd, m->dst, is_dir, resolve);
 	if (tfd < 0) bail("mount destination %s", m->dst);
 	char tp[64];
@@ -156,6 +211,17 @@ static void do_mount(struct mount_op *m)
 	/* re-open: the fd must now name the new mount, still inside the root */
 	tfd = open_in_root(g_rootfd, m->dst, O_PATH, resolve);
 	if (tfd < 0) bail("re-open mount destination %s", m->dst);
+	if (lower >= 0) {
+		int upper = open_in_root(g_rootfd, m->dst, O_RDONLY | O_DIRECTORY, resolve);
+		if (upper < 0) bail("tmpcopyup: open the new tmpfs on %s", m->dst);
+		struct stat st;
+		if (fstat(lower, &st) < 0) bail("tmpcopyup: stat %s", m->dst);
+		copy_tree(lower, upper, m->dst);
+		if (fchown(upper, st.st_uid, st.st_gid) < 0 || fchmod(upper, st.st_mode & 07777) < 0)
+			bail("tmpcopyup: set owner and mode of %s", m->dst);
+		close(upper);
+		close(lower);
+	}
 	fdpath(tp, sizeof(tp), tfd);
 	unsigned long extra = m->flags & ~(unsigned long)(MS_BIND | MS_REC | MS_REMOUNT);
 	if (is_bind && extra && remount_bind(tp, extra) < 0)

@@ -24,8 +24,12 @@ static void vreport(int with_errno, const char *fmt, va_list ap)
 	int n = vsnprintf(msg, sizeof(msg), fmt, ap);
 	if (n < 0) n = 0;
 	if ((size_t)n >= sizeof(msg)) n = sizeof(msg) - 1;
-	if (with_errno)
+	if (with_errno) {
+		/* Go's (runc's) wording is lower case: "no such file or directory"; clients match on it */
+		size_t at = (size_t)n + 2;
 		snprintf(msg + n, sizeof(msg) - n, ": %s", strerror(saved));
+		if (at < sizeof(msg) && msg[at] >= 'A' && msg[at] <= 'Z') msg[at] = (char)(msg[at] - 'A' + 'a');
+	}
 	if (g_sync_fd >= 0) {
 		struct sync_hdr h = { SYNC_ERROR, saved };
 		char buf[sizeof(h) + sizeof(msg)];

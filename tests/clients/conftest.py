@@ -1,9 +1,10 @@
 """Fixtures of the client tests: podman (+conmon) and containerd (+ctr, containerd-shim-runc-v2)
 driving ociruntime, everything inside one private mount namespace (see clients_env.py).
 
-* ``client_env`` (session): packages (apt-get install when missing; skip with the reason only if
-  apt fails), the scratch dir, the namespace, the busybox image in podman's private storage.
-* ``ctd_env`` (session): a private containerd started in that namespace (stopped by its pid at the
+* ``client_env`` (package scope: set up once for tests/clients and torn down as soon as its last
+  test ran): packages (apt-get install when missing; skip with the reason only if apt fails), the
+  scratch dir, the namespace, the busybox image in podman's private storage.
+* ``ctd_env`` (package): a private containerd started in that namespace (stopped by its pid at the
   end) and the same image imported with ``ctr image import``.
 * ``podman`` / ``ctr`` (function): the env plus a finalizer that removes what the test left
   (``podman rm -f``, ``ctr task rm -f`` + ``ctr container rm``) and then fails the test if a

@@ -286,11 +286,6 @@ def test_preserve_fds(podman):
     assert creates and "--preserve-fds 1" in creates[0], creates
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (text): init errors use glibc strerror ('No such file or directory', 'Permission denied') "
-    "where runc prints Go's lowercase errno text; argv: ociruntime --log-format=json --log "
-    "<userdata>/<exec-id>/oci-log exec --pid-file <...>/exec_pid --process <...>/exec-process-N "
-    "--detach <ID> with process.cwd=/nonexist; fix: lowercase strerror() in csrc/init/util.c vreport()"))
 def test_exec_error_texts_match_runc(podman):
     """podman shows the runtime's --log error for a failing exec; the text should be runc's."""
     texts = {}
@@ -365,16 +360,6 @@ def test_memory_and_pids_limit_in_cgroup(podman):
 
 # ------------------------------------------------------------------------------------ config
 
-TMPCOPYUP_BUG = pytest.mark.xfail(strict=True, reason=(
-    "BUG: create refuses the tmpcopyup mount option that podman puts on every --tmpfs mount and on the "
-    "/tmp, /var/tmp, /run tmpfs of --read-only (runc copies the directory's content up): argv "
-    "'ociruntime --log-format=json --log <userdata>/oci-log create --bundle <userdata> --pid-file "
-    "<userdata>/pidfile <ID>' with mount {\"destination\":\"/etc\",\"type\":\"tmpfs\",\"options\":"
-    "[\"size=1m\",\"rw\",\"rprivate\",\"nosuid\",\"nodev\",\"tmpcopyup\"]} exits 1 with "
-    "\"config.json: /mounts/1/options: mount option 'tmpcopyup' is not supported by this runtime\"; "
-    "runc runs it. Fix: implement copy-up (ociruntime/plan.py parse/refusal, csrc/init/rootfs.c)"))
-
-
 def test_read_only(podman):
     """--read-only without podman's extra tmpfs mounts (see test_read_only_default_tmpfs)."""
     r = podman.podman_run("--rm", "--read-only", "--read-only-tmpfs=false", IMAGE, "sh", "-c",
@@ -386,7 +371,6 @@ def test_read_only(podman):
     assert r.out.strip().splitlines()[-1].split(",")[0] == "ro", r
 
 
-@TMPCOPYUP_BUG
 def test_read_only_default_tmpfs(podman):
     """--read-only as podman does it by default: tmpfs on /tmp, /var/tmp and /run (tmpcopyup)."""
     r = podman.podman_run("--rm", "--read-only", IMAGE, "sh", "-c",
@@ -398,7 +382,6 @@ def test_read_only_default_tmpfs(podman):
     assert r.out.strip().splitlines()[-1].split(",")[0] == "ro", r
 
 
-@TMPCOPYUP_BUG
 def test_tmpfs_copyup(podman):
     """``--tmpfs /etc``: a tmpfs that starts with the image's /etc content (tmpcopyup)."""
     r = podman.podman_run("--rm", "--tmpfs", "/etc:size=1m", IMAGE, "sh", "-c",
@@ -477,7 +460,7 @@ VIEW_VARIANTS = {
     "ipc-shareable": ["--ipc", "shareable", "--shm-size", "2m"],
     "read-only-tmpfs": ["--read-only", "--tmpfs", "/scratch:size=1m"],
 }
-VIEW_MARKS = {"read-only-tmpfs": [TMPCOPYUP_BUG]}
+VIEW_MARKS = {}
 
 # Known, accepted differences (documented, not bugs for any client):
 # * userns: runc mounts /dev/mqueue while its fsgid is still unmapped, so the mqueue root shows

@@ -122,8 +122,7 @@ def test_recursive_attr_option(opt):
 
 
 def test_tables_cover_the_advertised_options():
-    # tmpcopyup is recognised but refused (not implemented), so it is not advertised
-    known = set(MOUNT_FLAG_TABLE) | set(PROPAGATION_TABLE) | set(RECURSIVE_TABLE)
+    known = set(MOUNT_FLAG_TABLE) | set(PROPAGATION_TABLE) | set(RECURSIVE_TABLE) | {"tmpcopyup"}
     assert set(plan.MOUNT_OPTIONS) == known
     assert plan.MOUNT_OPTIONS == sorted(plan.MOUNT_OPTIONS)
 
@@ -558,9 +557,6 @@ def test_encoder_refuses_nul():
     assert plan.Encoder.s("ü") == struct.pack("=I", 3) + "ü".encode() + b"\0"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: plan.build() drops the 'tmpcopyup' extension (the ext set from "
-                                       "parse_mount_options is never used and the init has no copy-up), yet "
-                                       "misc.features() advertises it through plan.MOUNT_OPTIONS")
 def test_tmpcopyup_is_not_silently_ignored(bundle):
     s = spec()
     s["mounts"].append({"destination": "/etc", "type": "tmpfs", "source": "tmpfs", "options": ["mode=755"]})
