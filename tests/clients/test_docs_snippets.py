@@ -1,4 +1,4 @@
-"""The client configuration snippets of the README (docs/clients.md until merged) must load.
+"""The client configuration snippets of the README (in README.md) must load.
 
 Blocks are found by their ``<!-- clients-test: NAME -->`` marker: the containerd CRI runtime table
 is loaded by containerd itself (``containerd --config F config dump``), the podman
