@@ -181,7 +181,15 @@ def create(ctx, detach_checks=True):
         early = {"id": cid, "pid": 0, "init_start": 0, "bundle": bundle, "rootfs": "", "created": "",
                  "cgroup_paths": cg_paths, "cgroup_made": cg_made}
         cdir.write_state(early, name=CREATING_FILE)
-        cgroups.set_resources(cg_paths, linux.get("resources") or {}, cid)
+        resources = linux.get("resources") or {}
+        late_pids = None
+        plimit = (resources.get("pids") or {}).get("limit")
+        if plimit is not None and 0 <= plimit < cgroups.SETUP_TASKS:
+            # a pids limit below what our two setup processes need: written once the init is the
+            # container's only task (after SYNC_PID), as runc writes it once its init is alone
+            late_pids = {"pids": {"limit": plimit}}
+            resources = {**resources, "pids": {}}
+        cgroups.set_resources(cg_paths, resources, cid)
         base = 3 + npreserve
         fds = {"sync": base, "plan": base + 1, "fifo": base + 2, "close_from": base}
         console_sock = None
@@ -220,7 +228,8 @@ def create(ctx, detach_checks=True):
             "resources": linux.get("resources") or {},  # the baseline `update` merges into
             "owner": os.geteuid(),
         }
-        _serve(sock, sp, p, st, cdir)
+        _serve(sock, sp, p, st, cdir, lambda: late_pids and cgroups.set_resources(cg_paths, late_pids, cid,
+                                                                                     skip_devices=True))
         ok = True
     except BaseException:
         sp.kill()
@@ -301,7 +310,7 @@ def forward_seccomp_fd(sock, fd, sc, state):
     _send(sock, planmod.SYNC_SECCOMP_ACK)
 
 
-def _serve(sock, sp, p, st, cdir):
+def _serve(sock, sp, p, st, cdir, after_pid=lambda: None):
     while True:
         typ, val, payload, fds = recv_msg(sock)
         if typ is None:
@@ -324,6 +333,7 @@ def _serve(sock, sp, p, st, cdir):
             info = proc_start_time(val)
             st["init_start"] = info[0] if info else 0
             cdir.write_state({**st, "created": st["created"]}, name=CREATING_FILE)
+            after_pid()  # stage-1 is gone: the init is the container's only process
         elif typ == planmod.SYNC_HOOKS_PLS:
             if p.hooks.get("prestart") or p.hooks.get("createRuntime"):
                 from ociruntime import hooks  # subprocess: imported only when there are hooks to run
