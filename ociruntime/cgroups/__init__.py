@@ -302,7 +302,7 @@ def kill_all(paths, sig):
     """Signal every process of the container's cgroup (runc signalAllProcesses): SIGKILL through
     cgroup.kill where the unified hierarchy has it (v2, and hybrid hosts), else freeze, signal
     each pid, thaw. Returns False when the cgroup no longer exists."""
-    import signal as _signal
+    import _signal  # the C module: `signal` costs enum on the delete path
     if not exists(paths):
         return False
     if sig == _signal.SIGKILL and paths.get(""):

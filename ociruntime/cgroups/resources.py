@@ -4,7 +4,6 @@ The managers read the spec's own JSON shape (``LinuxResources``); this module ho
 hierarchies share: the v1 -> v2 value conversions runc applies, the device rule list (the config's
 rules followed by runc's default allow list), and the merge ``update`` performs.
 """
-import copy
 import math
 
 from ociruntime.errors import OciError
@@ -156,6 +155,7 @@ def _upsert(lst, entry, fields):
 def merge_update(saved, new):
     """runc update.go: fold the LinuxResources of an update into the saved ones. Returns the new
     saved resources (what the cgroup then holds; devices are never updated)."""
+    import copy  # update only: keep create's imports lean
     r = copy.deepcopy(saved or {})
     new = new or {}
     nmem = new.get("memory") or {}
