@@ -400,3 +400,11 @@ int oci_bpf_dev_prog_attach(int prog_fd, int cgroup_fd, int replace_old)
 	}
 	return 0;
 }
+
+/* oci_umount: delete's cleanup of the mounts a container without a mount namespace made below its
+ * rootfs (they live in the runtime's own namespace). */
+#include <sys/mount.h>
+int oci_umount(const char *path, int flags)
+{
+	return umount2(path, flags) < 0 ? -errno : 0;
+}

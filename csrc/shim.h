@@ -7,3 +7,4 @@ int oci_seccomp_compile(int out_fd, unsigned int default_action, unsigned int na
                         unsigned int nrules, const struct oci_sc_rule *rules, char *err, int errlen);
 int oci_bpf_dev_prog_load(const void *insns, int ninsns, char *log, int loglen);
 int oci_bpf_dev_prog_attach(int prog_fd, int cgroup_fd, int replace_old);
+int oci_umount(const char *path, int flags);

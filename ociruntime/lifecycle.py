@@ -232,6 +232,8 @@ def delete(root, cid, force=False):
             _kill_cgroup(st, _signal.SIGKILL)
         from ociruntime import cgroups
         cgroups.destroy(st.get("cgroup_paths") or {}, st.get("cgroup_made") or [])
+        if st.get("host_mounts") and st.get("rootfs"):
+            _unmount_below(st["rootfs"])
         c.remove()
         hooks = st.get("hooks") or {}
         if hooks.get("poststop"):
@@ -243,6 +245,22 @@ def delete(root, cid, force=False):
                 log.warning(str(e))
     finally:
         c.close()
+
+
+def _unmount_below(rootfs):
+    """Unmount (lazily, deepest first) every mount at or below rootfs in our mount namespace: what a
+    container without its own mount namespace mounted there."""
+    def unescape(p):
+        return p.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+    with open("/proc/self/mountinfo") as f:
+        points = [unescape(line.split()[4]) for line in f]
+    root = os.path.realpath(rootfs)
+    mine = [p for p in points if p == root or p.startswith(root + "/")]
+    if not mine:
+        return
+    from ociruntime._shim import lib
+    for p in sorted(set(mine), key=len, reverse=True):
+        lib.oci_umount(p.encode(), 2)  # MNT_DETACH
 
 
 def _thaw(st):

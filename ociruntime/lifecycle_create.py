@@ -226,6 +226,8 @@ def create(ctx, detach_checks=True):
             "joined_pidns": any(f == planmod.CLONE_NEWPID for f, _ in p.joins),
             "seccomp": linux.get("seccomp"),  # exec'd processes get the container's filter, as in runc
             "resources": linux.get("resources") or {},  # the baseline `update` merges into
+            # no mount namespace: the mounts are in our own namespace, below the rootfs; delete undoes them
+            "host_mounts": not any(n.get("type") == "mount" for n in linux.get("namespaces") or ()),
             "owner": os.geteuid(),
         }
         _serve(sock, sp, p, st, cdir, lambda: late_pids and cgroups.set_resources(cg_paths, late_pids, cid,

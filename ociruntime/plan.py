@@ -248,15 +248,7 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
     rflags = (ROOTFS_READONLY if root.get("readonly") else 0) | (ROOTFS_NO_PIVOT if opts.get("no_pivot") else 0)
     has_mountns = bool(new & CLONE_NEWNS) or any(f == CLONE_NEWNS for f, _ in p.joins)
     if not has_mountns:
-        # runc would mount into the caller's own mount namespace (the host's) and leave it there
-        for key in ("mounts",):
-            if config.get(key):
-                raise ConfigError("/linux/namespaces", "a mount namespace is required for mounts: without one "
-                                  "they would be made in the runtime's own (host) mount namespace")
-        for key in ("maskedPaths", "readonlyPaths"):
-            if linux.get(key):
-                raise ConfigError(f"/linux/{key}", "a mount namespace is required for maskedPaths and "
-                                  "readonlyPaths")
+        # the mounts land below the rootfs in the runtime's own namespace; delete unmounts them
         rflags |= ROOTFS_NO_MOUNTNS
     e.add(OP_ROOTFS, e.s(rootfs), _u32(rprop, rflags))
 
@@ -292,7 +284,8 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
         e.add(OP_MOUNT, e.s(src), e.s(dst), e.s(fs), e.s(",".join(data)), _u32(flags & ~MS_REMOUNT, kind),
               _u64(aset, aclr), _u32(len(props), *props))
 
-    # devices (runc: skipped when /dev is a bind mount)
+    # devices (runc: skipped when /dev is a bind mount; and never made on the rootfs's own disk when
+    # there is no mount namespace to put a /dev tmpfs in)
     if has_mountns and not dev_bind:
         devs = {}
         for path, major, minor in DEFAULT_DEVICES:

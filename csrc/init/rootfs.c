@@ -323,7 +323,19 @@ static void parent_mount_private(const char *rootfs)
 
 void setup_rootfs(struct plan *p)
 {
-	if (p->root_flags & ROOTFS_NO_MOUNTNS) return;
+	if (p->root_flags & ROOTFS_NO_MOUNTNS) {
+		/* No mount namespace: the config's mounts land in the runtime's own namespace, under the
+		 * rootfs only (as runc does, minus touching the propagation of "/", which would change the
+		 * host's). `delete` unmounts everything below the rootfs again. */
+		umask(0);
+		g_rootfd = open(p->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (g_rootfd < 0) bail("open rootfs %s", p->rootfs);
+		for (uint32_t i = 0; i < p->nmounts; i++) do_mount(&p->mounts[i]);
+		for (uint32_t i = 0; i < p->ndevices; i++) make_device(&p->devices[i]);
+		for (uint32_t i = 0; i < p->nsymlinks; i++) make_symlink(&p->symlinks[i]);
+		umask(022);
+		return;
+	}
 	umask(0);
 	/* never let our mounts propagate to the host: rslave first; rootfsPropagation is applied to the new
 	 * root after pivot_root (so "unbindable" does not forbid the rootfs bind, and "shared" cannot leak
@@ -348,8 +360,11 @@ void setup_rootfs(struct plan *p)
 void finish_rootfs(struct plan *p)
 {
 	if (p->root_flags & ROOTFS_NO_MOUNTNS) {
-		/* no mount namespace (and so no mounts, see plan.py): only change root */
+		/* no mount namespace: no pivot_root in the host's namespace, only change root */
 		if (chroot(p->rootfs) < 0 || chdir("/") < 0) bail("chroot %s", p->rootfs);
+		close(g_rootfd);
+		g_rootfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (g_rootfd < 0) bail("open new root");
 		return;
 	}
 	if (fchdir(g_rootfd) < 0) bail("chdir to rootfs");
@@ -390,7 +405,6 @@ static int open_dev_null(void)
 
 void masked_and_readonly(struct plan *p)
 {
-	if (p->root_flags & ROOTFS_NO_MOUNTNS) return;
 	for (uint32_t i = 0; i < p->nreadonly; i++) {
 		const char *path = p->readonly[i];
 		int fd = open_in_root(g_rootfd, path, O_PATH, 0);

@@ -476,21 +476,14 @@ def test_build_does_not_modify_the_config(bundle):
 
 # --- build errors ----------------------------------------------------------------------------
 
-def test_mounts_need_a_mount_namespace(bundle):
+def test_mounts_without_a_mount_namespace_are_planned(bundle, tmp_path):
+    """No mount namespace: the mounts are still carried out, below the
+    rootfs in the runtime's own namespace (delete unmounts them; tests/integration/test_no_mountns.py)."""
     s = _cfg_no_mountns(bundle)
     s["mounts"] = [{"destination": "/proc", "type": "proc", "source": "proc"}]
-    with pytest.raises(ConfigError) as ei:
-        build(s, bundle)
-    assert ei.value.pointer == "/linux/namespaces"
-
-
-@pytest.mark.parametrize("key", ["maskedPaths", "readonlyPaths"])
-def test_masked_and_readonly_need_a_mount_namespace(bundle, key):
-    s = _cfg_no_mountns(bundle)
-    s["linux"][key] = ["/proc/kcore"]
-    with pytest.raises(ConfigError) as ei:
-        build(s, bundle)
-    assert ei.value.pointer == f"/linux/{key}"
+    p = build(s, bundle)
+    rc, out, err = check_plan(p.data, tmp_path)
+    assert rc == 0 and "mounts=1" in out, (out, err)
 
 
 def test_joined_mount_namespace_counts_as_one(bundle, tmp_path):
