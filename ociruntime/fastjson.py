@@ -29,31 +29,22 @@ def loads(s):
     """Decode a complete JSON document; ValueError on anything else."""
     if isinstance(s, (bytes, bytearray)):
         s = s.decode("utf-8")
-    i = 0
-    n = len(s)
-    while i < n and s[i] in _WS:
-        i += 1
-    try:
-        obj, end = _scanner(s, i)
-    except (StopIteration, SystemError):
-        # SystemError: CPython 3.11's _json reports errors through json.decoder, which we do not import
-        raise ValueError(f"invalid JSON at offset {i}") from None
-    while end < n and s[end] in _WS:
-        end += 1
-    if end != n:
-        raise ValueError(f"extra data at offset {end}")
-    return obj
+    return _decode(_scanner, s)
 
 
 def loads_with(s, pairs_hook, parse_constant, parse_float):
     """loads() with the hooks json.JSONDecoder takes (duplicate keys, NaN, overflowing floats)."""
-    scanner = _json.make_scanner(_Ctx(pairs_hook, parse_constant, parse_float))
+    return _decode(_json.make_scanner(_Ctx(pairs_hook, parse_constant, parse_float)), s)
+
+
+def _decode(scanner, s):
     i, n = 0, len(s)
     while i < n and s[i] in _WS:
         i += 1
     try:
         obj, end = scanner(s, i)
     except (StopIteration, SystemError):
+        # SystemError: CPython 3.11's _json reports errors through json.decoder, which we do not import
         raise ValueError(f"invalid JSON at offset {i}") from None
     while end < n and s[end] in _WS:
         end += 1

@@ -371,6 +371,22 @@ def _why_dead(sp):
     return "container init exited unexpectedly"
 
 
+def forward_signals(pid):
+    """Foreground run/exec: every signal we get goes on to pid (runc signals.go)."""
+    def fwd(signum, _frame):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+    for s in range(1, signal.NSIG):
+        if s in (signal.SIGCHLD, signal.SIGKILL, signal.SIGSTOP, signal.SIGWINCH, signal.SIGURG):
+            continue
+        try:
+            signal.signal(s, fwd)
+        except (OSError, ValueError):
+            pass
+
+
 def cmd_create(ctx):
     try:
         create(ctx)
@@ -407,19 +423,7 @@ def cmd_run(ctx):
         lib.oci_set_child_subreaper()
     pid = st["pid"]
     if not detach:
-        # forward signals to the init (runc signals.go)
-        def fwd(signum, _frame):
-            try:
-                os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
-        for s in range(1, signal.NSIG):
-            if s in (signal.SIGCHLD, signal.SIGKILL, signal.SIGSTOP, signal.SIGWINCH, signal.SIGURG):
-                continue
-            try:
-                signal.signal(s, fwd)
-            except (OSError, ValueError):
-                pass
+        forward_signals(pid)
     try:
         lifecycle.start(ctx.root, cid)
     except OciError as e:

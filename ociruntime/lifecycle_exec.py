@@ -202,18 +202,8 @@ def _exec(ctx):
 
 def wait_forwarding(pid):
     """Foreground: forward signals to pid, return its exit code (128+signal when killed)."""
-    def fwd(signum, _frame):
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-    for s in range(1, signal.NSIG):
-        if s in (signal.SIGCHLD, signal.SIGKILL, signal.SIGSTOP, signal.SIGWINCH, signal.SIGURG):
-            continue
-        try:
-            signal.signal(s, fwd)
-        except (OSError, ValueError):
-            pass
+    from ociruntime.lifecycle_create import forward_signals
+    forward_signals(pid)
     while True:
         try:
             _, status = os.waitpid(pid, 0)

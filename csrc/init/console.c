@@ -20,26 +20,6 @@
 #define TIOCGPTPEER _IO('T', 0x41)
 #endif
 
-static void send_fd(int sock, int fd, const char *name)
-{
-	char cbuf[CMSG_SPACE(sizeof(int))];
-	memset(cbuf, 0, sizeof(cbuf));
-	struct iovec iov = { (void *)name, strlen(name) };
-	struct msghdr msg = { 0 };
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	msg.msg_control = cbuf;
-	msg.msg_controllen = sizeof(cbuf);
-	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	ssize_t n;
-	do n = sendmsg(sock, &msg, MSG_NOSIGNAL); while (n < 0 && errno == EINTR);
-	if (n < 0) bail("send the console master to the console socket");
-}
-
 void setup_console(struct plan *p, int bind_dev_console)
 {
 	if (!p->has_console) return;
@@ -82,7 +62,7 @@ void setup_console(struct plan *p, int bind_dev_console)
 		close(target);
 		close(dev);
 	}
-	send_fd(p->console_fd, ptmx, "/dev/ptmx");
+	if (send_fd(p->console_fd, ptmx, "/dev/ptmx", 9) < 0) bail("send the console master to the console socket");
 	close(ptmx);
 	close(p->console_fd);
 	p->console_fd = -1;

@@ -58,6 +58,7 @@ void sync_send(uint32_t type, int32_t value, const void *payload, size_t len);
 /* receives one message of the expected type; payload (NUL-terminated, malloc'd) into *out if non-NULL */
 int32_t sync_expect(uint32_t type, char **out, size_t *outlen);
 int write_all(int fd, const void *buf, size_t len);
+int send_fd(int sock, int fd, const void *payload, size_t len);
 int run_hooks(struct plan *p, uint32_t kind, const char *state, size_t state_len);
 
 /* rootfs.c */

@@ -100,6 +100,28 @@ int32_t sync_expect(uint32_t type, char **out, size_t *outlen)
 	return h.value;
 }
 
+/* One sendmsg with exactly one fd (SCM_RIGHTS) and a non-empty payload (cli-contract.md §8.3). */
+int send_fd(int sock, int fd, const void *payload, size_t len)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	memset(cbuf, 0, sizeof(cbuf));
+	struct iovec iov = { (void *)payload, len };
+	struct msghdr msg;
+	memset(&msg, 0, sizeof(msg));
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = cbuf;
+	msg.msg_controllen = sizeof(cbuf);
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	ssize_t n;
+	do n = sendmsg(sock, &msg, MSG_NOSIGNAL); while (n < 0 && errno == EINTR);
+	return n < 0 ? -1 : 0;
+}
+
 int write_all(int fd, const void *buf, size_t len)
 {
 	const char *p = buf;
@@ -169,12 +191,10 @@ int run_hooks(struct plan *p, uint32_t kind, const char *state, size_t state_len
 				ssize_t n = read(out[0], buf, sizeof(buf));
 				if (n > 0) {
 					/* keep the last bytes: the end of the output says what went wrong */
-					if ((size_t)n >= sizeof(msg)) { memcpy(msg, buf + n - (sizeof(msg) - 1), sizeof(msg) - 1); mlen = sizeof(msg) - 1; }
-					else {
-						if (mlen + n >= sizeof(msg)) { size_t drop = mlen + n - (sizeof(msg) - 1); memmove(msg, msg + drop, mlen - drop); mlen -= drop; }
-						memcpy(msg + mlen, buf, n);
-						mlen += n;
-					}
+					/* buf is smaller than msg, so dropping from the front always makes room */
+					if (mlen + n >= sizeof(msg)) { size_t drop = mlen + n - (sizeof(msg) - 1); memmove(msg, msg + drop, mlen - drop); mlen -= drop; }
+					memcpy(msg + mlen, buf, n);
+					mlen += n;
 				} else if (n == 0) {
 					break; /* EOF: the hook (and whatever it started) closed its output */
 				}
