@@ -381,8 +381,15 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
 
     def setup_namespace(self):
         self.holder = NamespaceHolder(("mount",))
-        script = (f"set -e; mount --bind {self.p('run')} /run; mount --bind {self.p('varlib')} /var/lib; "
-                  f"mount --bind {self.p('tmp')} /tmp; mount -t tmpfs -o mode=1777,size=64m shm /dev/shm")
+        # the checkout (and its .venv) may live below a directory we cover (CI clones anywhere):
+        # keep it visible at its own path in the private namespace
+        repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        hidden = [repo] if repo.startswith(("/run/", "/var/lib/", "/tmp/", "/dev/shm/")) else []
+        keep = "".join(f"mkdir -p {self.p('keep')}{i}; mount --bind {d} {self.p('keep')}{i}; "
+                       for i, d in enumerate(hidden))
+        back = "".join(f"; mkdir -p {d}; mount --bind {self.p('keep')}{i} {d}" for i, d in enumerate(hidden))
+        script = (f"set -e; {keep}mount --bind {self.p('run')} /run; mount --bind {self.p('varlib')} /var/lib; "
+                  f"mount --bind {self.p('tmp')} /tmp; mount -t tmpfs -o mode=1777,size=64m shm /dev/shm{back}")
         r = self.run(["/bin/sh", "-c", script])
         if not r.ok:
             raise ClientSetupError(f"cannot set up the private mount namespace: {r}")

@@ -33,6 +33,8 @@ mkdir -p /dev/pts /dev/shm /dev/mqueue
 mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
 for d in /run /tmp /var/tmp /dev/shm; do mount -t tmpfs -o mode=1777 tmpfs $d; done
 chmod 755 /run
+# a checkout below one of those (CI clones anywhere, /tmp included) comes back through hostfs
+for d in {keep}; do mkdir -p $d && mount -t hostfs -o $d none $d; done
 mount -t mqueue mqueue /dev/mqueue
 mount -t cgroup2 -o nsdelegate cgroup2 /sys/fs/cgroup
 mount -t bpf bpf /sys/fs/bpf 2>/dev/null
@@ -45,6 +47,17 @@ echo $? > /run/share/rc.tmp && mv /run/share/rc.tmp /run/share/rc
 sync
 /bin/busybox poweroff -f
 """
+
+
+def _hidden_dirs():
+    """Host directories the guest's tmpfs mounts would hide but the tests need: the checkout (and so
+    its .venv) when it lives below /tmp, /var/tmp, /run or /dev/shm."""
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = []
+    for base in ("/tmp/", "/var/tmp/", "/run/", "/dev/shm/"):
+        if repo.startswith(base):
+            out.append(repo)
+    return out
 
 
 class Unavailable(Exception):
@@ -97,7 +110,7 @@ def run(command, timeout=900, mem="2048M", share=None, disk_mb=64, keep_share=Fa
     os.chmod(share, 0o755)
     init = os.path.join(share, "init.sh")
     with open(init, "w") as f:
-        f.write(INIT.replace("{share}", share))
+        f.write(INIT.replace("{share}", share).replace("{keep}", " ".join(_hidden_dirs())))
     os.chmod(init, 0o755)
     with open(os.path.join(share, "cmd.sh"), "w") as f:
         f.write(command + "\n")
