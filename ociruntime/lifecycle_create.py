@@ -167,6 +167,10 @@ def create(ctx, detach_checks=True):
     if listen_env:
         config.setdefault("process", {}).setdefault("env", []).extend(listen_env)
 
+    if ctx.g.get("systemd-cgroup") and not os.path.isdir("/run/systemd/system"):
+        # no systemd driver without a systemd to talk to: say so rather than fall back silently
+        raise OciError("--systemd-cgroup: systemd is not running on this host (no /run/systemd/system); "
+                       "use the cgroupfs driver (omit --systemd-cgroup)")
     store = Store(ctx.root)
     cdir = store.claim(cid)
     sp = Spawned()

@@ -868,3 +868,14 @@ def test_delete_after_the_bundle_is_gone(rt, make_bundle):
     rt.wait_status(cid, "stopped")
     rt.ok("delete", cid)
     assert os.listdir(rt.root) == []
+
+
+def test_systemd_cgroup_without_systemd_fails_clearly(rt, make_bundle):
+    """No systemd here: --systemd-cgroup must fail with a clear error, and leave nothing behind."""
+    if os.path.isdir("/run/systemd/system"):
+        pytest.skip("systemd runs on this host")
+    cid = rt.new_id("sysd")
+    b = make_bundle()
+    r = rt("create", "--bundle", str(b), cid, glob=("--systemd-cgroup",))
+    assert r.rc != 0 and "systemd is not running" in r.errtext
+    assert not os.path.exists(os.path.join(rt.root, cid))
