@@ -83,6 +83,25 @@ def write_pid_file(path, pid):
     os.rename(tmp, path)
 
 
+def send_pidfd(path, pid, payload):
+    """--pidfd-socket: a pidfd of the new process over SCM_RIGHTS (payload "standard" for the init,
+    "setns" for exec, as runc)."""
+    import _socket
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError as e:
+        raise OciError(f"--pidfd-socket requires >= v5.3 kernel: pidfd_open: {e.strerror}")
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+        s.sendmsg([payload], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("=i", fd))])
+    except OSError as e:
+        raise OciError(f"send pidfd to {path}: {e.strerror}")
+    finally:
+        s.close()
+        os.close(fd)
+
+
 def connect_console(path):
     """Connect to the --console-socket (AF_UNIX stream); the init sends the pty master on it."""
     import _socket
@@ -250,6 +269,14 @@ def create(ctx, detach_checks=True):
             os.close(sp.stage1_pidfd)
         if sock:
             sock.close()
+    if ok and ctx.flag("pidfd-socket"):
+        try:
+            send_pidfd(ctx.flag("pidfd-socket"), st["pid"], b"standard")
+        except OciError:
+            sp.kill()
+            cgroups.destroy_dirs(cg_made)
+            cdir.remove()
+            raise
     if ok and pid_file:
         try:
             write_pid_file(pid_file, st["pid"])

@@ -188,6 +188,9 @@ def _exec(ctx):
     finally:
         sock.close()
         os.close(pidfd)
+    if ctx.flag("pidfd-socket"):
+        from ociruntime.lifecycle_create import send_pidfd
+        send_pidfd(ctx.flag("pidfd-socket"), exec_pid, b"setns")
     if pid_file:
         write_pid_file(pid_file, exec_pid)
     if detach:
