@@ -41,7 +41,9 @@ enum plan_op {
 	OP_HOOK = 19,        /* u32 kind (HOOK_*), i32 timeout_s, str path, strv args, strv env */
 	OP_MKDIR = 20,       /* str path, u32 mode: mkdir -p inside the rootfs (after the mounts) */
 	OP_CONSOLE = 21,     /* u32 height, u32 width: allocate a pty in the container's devpts */
-	OP_SECCOMP = 22,     /* u32 flags (seccomp(2) SECCOMP_FILTER_FLAG_*), u32 n, n bytes of sock_filter */
+	OP_SECCOMP = 22,     /* u32 flags (seccomp(2) SECCOMP_FILTER_FLAG_*; bit 31 is ours: "SPEC_ALLOW was
+	                        implied, drop it if the kernel refuses it", stripped by the init), u32 n,
+	                        n bytes of sock_filter */
 };
 
 #define ROOTFS_READONLY 1u

@@ -76,6 +76,10 @@ def start(root, cid):
             raise StateError("cannot start an already running container")
         if status == "paused":
             raise StateError("cannot start a container in the paused state")
+        notify = None
+        if st.get("notify_socket") and os.environ.get("NOTIFY_SOCKET"):
+            from ociruntime import notify as notifymod
+            notify = notifymod.bind(c.path)
         try:
             fd = os.open(FIFO, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=c.fd)
         except OSError:
@@ -87,6 +91,8 @@ def start(root, cid):
             os.close(fd)
         os.unlink(FIFO, dir_fd=c.fd)
         _wait_exec(st)
+        if notify is not None:
+            notifymod.forward_ready(notify, st["pid"], os.environ["NOTIFY_SOCKET"])
         hooks = st.get("hooks") or {}
         if hooks.get("poststart"):
             from ociruntime import hooks as hookmod

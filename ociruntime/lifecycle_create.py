@@ -197,6 +197,9 @@ def create(ctx, detach_checks=True):
     sock = None
     ok = False
     try:
+        if os.environ.get("NOTIFY_SOCKET"):
+            from ociruntime import notify
+            notify.prepare(config, cdir.path)
         linux = config.get("linux") or {}
         cg_paths = cgroups.container_paths(linux.get("cgroupsPath"), cid)
         cg_made = cgroups.create(cg_paths)
@@ -249,6 +252,7 @@ def create(ctx, detach_checks=True):
             "joined_pidns": any(f == planmod.CLONE_NEWPID for f, _ in p.joins),
             "seccomp": linux.get("seccomp"),  # exec'd processes get the container's filter, as in runc
             "resources": linux.get("resources") or {},  # the baseline `update` merges into
+            "notify_socket": bool(os.environ.get("NOTIFY_SOCKET")),
             # no mount namespace: the mounts are in our own namespace, below the rootfs; delete undoes them
             "host_mounts": not any(n.get("type") == "mount" for n in linux.get("namespaces") or ()),
             "owner": os.geteuid(),
@@ -319,16 +323,17 @@ def recv_msg(sock):
     return typ, val, msg[8:], fds
 
 
-def forward_seccomp_fd(sock, fd, sc, state):
+def forward_seccomp_fd(sock, fd, sc, state, status="creating", process_pid=None):
     """runtime-spec config-linux.md#seccomp: connect to listenerPath, send the container process state
-    JSON with the notify fd (SCM_RIGHTS), then let the init go on."""
+    JSON with the notify fd (SCM_RIGHTS), then let the init go on. For exec, `pid` is the exec'd
+    process and `state` the container's (status running, the init's pid), as runc sends."""
     import _socket
     try:
         path = (sc or {}).get("listenerPath")
         if not path:
             raise SpawnError("seccomp notify fd received but linux.seccomp.listenerPath is not set")
-        msg = {"ociVersion": OCI_VERSION, "fds": ["seccompFd"], "pid": state["pid"],
-               "metadata": sc.get("listenerMetadata", ""), "state": spec_state(state, "creating")}
+        msg = {"ociVersion": OCI_VERSION, "fds": ["seccompFd"], "pid": process_pid or state["pid"],
+               "metadata": sc.get("listenerMetadata", ""), "state": spec_state(state, status)}
         s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
             s.connect(path)

@@ -166,7 +166,7 @@ def _exec(ctx):
                     raise SpawnError("exec setup exited unexpectedly")
                 break  # EOF after READY: the sync socket was closed by a successful execve
             if typ == planmod.SYNC_SECCOMP_FD and rfds:
-                forward_seccomp_fd(sock, rfds[0], seccomp, {**st, "pid": exec_pid})
+                forward_seccomp_fd(sock, rfds[0], seccomp, st, status="running", process_pid=exec_pid)
                 continue
             if typ == planmod.SYNC_ERROR:
                 raise SpawnError("unable to start container process: " + payload.decode(errors="replace"))

@@ -100,7 +100,7 @@ def features():
                 "operators": sorted(seccomp.OPS),
                 "archs": list(seccomp.ARCHS),
                 "knownFlags": sorted(seccomp.FLAGS),
-                "supportedFlags": sorted(seccomp.FLAGS),
+                "supportedFlags": seccomp.supported_flags(),
             },
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},

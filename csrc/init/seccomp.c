@@ -27,20 +27,7 @@ struct oci_sock_fprog { unsigned short len; const void *filter; };
 static void send_listener(int fd)
 {
 	struct sync_hdr h = { SYNC_SECCOMP_FD, 0 };
-	char cbuf[CMSG_SPACE(sizeof(int))];
-	memset(cbuf, 0, sizeof(cbuf));
-	struct iovec iov = { &h, sizeof(h) };
-	struct msghdr msg = { 0 };
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	msg.msg_control = cbuf;
-	msg.msg_controllen = sizeof(cbuf);
-	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	if (sendmsg(g_sync_fd, &msg, MSG_NOSIGNAL) < 0) bail("send the seccomp notify fd to the runtime");
+	if (send_fd(g_sync_fd, fd, &h, sizeof(h)) < 0) bail("send the seccomp notify fd to the runtime");
 	sync_expect(SYNC_SECCOMP_ACK, NULL, NULL);
 	close(fd);
 }
