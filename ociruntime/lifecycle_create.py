@@ -349,9 +349,14 @@ def forward_seccomp_fd(sock, fd, sc, state, status="creating", process_pid=None)
 
 
 def _serve(sock, sp, p, st, cdir, after_pid=lambda: None):
+    running = False  # RUN sent: the init finishes its setup and closes the socket when all is well
     while True:
         typ, val, payload, fds = recv_msg(sock)
         if typ is None:
+            if running:
+                info = proc_start_time(st["pid"])
+                if info and info[0] == st["init_start"] and info[1] not in ("Z", "X"):
+                    return
             raise SpawnError(_why_dead(sp))
         if typ == planmod.SYNC_SECCOMP_FD and fds:
             forward_seccomp_fd(sock, fds[0], p.seccomp, st)
@@ -391,7 +396,7 @@ def _serve(sock, sp, p, st, cdir, after_pid=lambda: None):
                 pass
             # startContainer hooks see "created" (runc): start has not finished when they run
             _send(sock, planmod.SYNC_RUN, 0, json.dumps(spec_state(st, "created")).encode())
-            return
+            running = True
         else:
             raise SpawnError(f"unexpected message 0x{typ:x} from the container init")
 

@@ -197,9 +197,9 @@ static void stage2_exec(struct plan *p)
 		if (setsid() < 0) bail("setsid");
 		setup_console(p, 0);
 	}
+	sync_send(SYNC_READY, 0, NULL, 0);
 	static char exe[PATH_MAX];
 	const char *path = process_setup(p, exe, sizeof(exe));
-	sync_send(SYNC_READY, 0, NULL, 0);
 	finish_and_exec(p, path);
 }
 
@@ -229,11 +229,13 @@ static void stage2(struct plan *p)
 	if (p->domainname && setdomainname(p->domainname, strlen(p->domainname)) < 0) bail("setdomainname %s", p->domainname);
 	write_sysctls(p);
 	masked_and_readonly(p);
-	static char exe[PATH_MAX];
-	const char *path = process_setup(p, exe, sizeof(exe));
-
+	/* READY/RUN before the process setup, as runc's procReady/procRun: the seccomp filter is loaded
+	 * in process_setup and may deny the socket calls; errors after RUN still reach the runtime, which
+	 * reads until we close the socket */
 	sync_send(SYNC_READY, 0, NULL, 0);
 	sync_expect(SYNC_RUN, &state, &state_len);
+	static char exe[PATH_MAX];
+	const char *path = process_setup(p, exe, sizeof(exe));
 	close(g_sync_fd);
 	g_sync_fd = -1;
 

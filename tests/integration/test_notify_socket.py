@@ -27,10 +27,11 @@ def test_notify_socket_ready_forwarded(tmp_path, rootfs_template):
     env = {**os.environ, "NOTIFY_SOCKET": host_path}
     out = open(tmp_path / "out", "w")
     try:
+        # the container inherits create's stdio: files, never a pipe we would wait on
         subprocess.run([OCI, "--root", root, "create", "--bundle", b.path, cid], env=env, check=True,
-                       stdout=out, stderr=subprocess.PIPE, timeout=30)
+                       stdout=out, stderr=out, timeout=30)
         inner = os.path.join(root, cid, "notify", "notify.sock")
-        start = subprocess.Popen([OCI, "--root", root, "start", cid], env=env, stderr=subprocess.PIPE)
+        start = subprocess.Popen([OCI, "--root", root, "start", cid], env=env, stderr=out)
         # start waits for READY: send it where the container would (the socket's host path)
         deadline = time.monotonic() + 10
         while not os.path.exists(inner) and time.monotonic() < deadline:
@@ -40,7 +41,7 @@ def test_notify_socket_ready_forwarded(tmp_path, rootfs_template):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         s.sendto(b"READY=1", inner)
         s.close()
-        assert start.wait(20) == 0, start.stderr.read()
+        assert start.wait(20) == 0, (tmp_path / "out").read_text()
         msg = host.recv(4096).decode()
         pid = int(subprocess.check_output([OCI, "--root", root, "state", cid]).decode().split('"pid": ')[1]
                   .split(",")[0])

@@ -469,8 +469,6 @@ def test_exec_gets_the_container_filter(oci_runtime, reference, sc_bundle):
 
 # --- known difference: the init's own sync messages after the filter --------------------------
 
-@pytest.mark.xfail(strict=True, reason="csrc/init/main.c exchanges SYNC_READY/SYNC_RUN with send/recv "
-                                       "after loading the filter; runc syncs 'ready' before seccomp")
 def test_profile_denying_socket_io_syscalls(oci_runtime, reference, sc_bundle):
     p = deny(["sendto", "recvfrom", "sendmsg", "recvmsg"])
     both(oci_runtime, reference, sc_bundle(p, "echo hi"))
