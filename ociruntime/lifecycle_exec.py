@@ -99,6 +99,27 @@ def build_process(ctx, st):
     return proc
 
 
+def exec_cgroup_paths(paths, specs):
+    """--cgroup [CTRL[,CTRL]:]PATH (repeatable): run in an existing sub-cgroup of the container's."""
+    out = dict(paths)
+    for spec in specs:
+        ctrls, sep, sub = spec.rpartition(":")
+        if not sub or sub.startswith("/") or ".." in sub.split("/"):
+            raise OciError(f"invalid --cgroup {spec!r}: want [controller[,controller]:]relative/path")
+        wanted = set(ctrls.split(",")) if sep else None
+        matched = False
+        for key, path in paths.items():
+            names = {"unified"} if key == "" else set(key.split(","))
+            if wanted is None or names & wanted:
+                out[key] = os.path.join(path, sub)
+                matched = True
+                if not os.path.isdir(out[key]):
+                    raise OciError(f"--cgroup {spec!r}: {out[key]} does not exist")
+        if not matched:
+            raise OciError(f"--cgroup {spec!r}: the container has no such controller")
+    return out
+
+
 def cmd_exec(ctx):
     try:
         return _exec(ctx)
@@ -157,7 +178,7 @@ def _exec(ctx):
     stage1, exec_pid = pid, None
     try:
         from ociruntime import cgroups
-        cgroups.apply(st.get("cgroup_paths") or {}, stage1)
+        cgroups.apply(exec_cgroup_paths(st.get("cgroup_paths") or {}, ctx.flag("cgroup") or ()), stage1)
         sock.send(struct.pack("=Ii", planmod.SYNC_GO, 0))
         while True:
             typ, val, payload, rfds = recv_msg(sock)

@@ -157,7 +157,11 @@ def pids(paths):
 def destroy(paths, made=()):
     """Remove the container's cgroup on every hierarchy, then the parents this container created
     (those that are now empty; a parent shared with other containers stays)."""
-    destroy_dirs(list(paths.values()))
+    subs = []
+    for path in paths.values():  # sub-cgroups made inside (exec --cgroup, nested managers) go first, as runc
+        for dirpath, dirnames, _files in os.walk(path, topdown=False):
+            subs += [os.path.join(dirpath, d) for d in dirnames]
+    destroy_dirs(subs + list(paths.values()))
     for d in sorted(set(made) - set(paths.values()), key=len, reverse=True):
         try:
             os.rmdir(d)

@@ -105,3 +105,33 @@ def test_pidfd_socket_create_and_exec(oci_runtime, make_test_bundle, oci_tmp):
         os.close(got2["fds"][0])
     finally:
         oci_runtime.delete(cid, force=True)
+
+
+def test_exec_into_a_sub_cgroup(oci_runtime, make_test_bundle):
+    """exec --cgroup PATH puts the process in an existing sub-cgroup of the container's (runc)."""
+    b = make_test_bundle(args=("sleep", "600"))
+    cid = oci_runtime.new_id()
+    oci_runtime.run(cid, b, detach=True).check()
+    made = []
+    try:
+        pid = oci_runtime.state(cid)["pid"]
+        with open(f"/proc/{pid}/cgroup") as f:
+            pids_path = [l.split(":", 2)[2].strip() for l in f if l.split(":")[1] == "pids"][0]
+        sub = os.path.join("/sys/fs/cgroup/pids", pids_path.lstrip("/"), "sub")
+        os.mkdir(sub)
+        made.append(sub)
+        r = oci_runtime.call("exec", "--cgroup", "pids:sub", cid, "cat", "/proc/self/cgroup")
+        assert r.rc == 0
+        out = r.stdout if isinstance(r.stdout, str) else r.stdout.decode()
+        assert any(l.split(":")[1] == "pids" and l.rstrip().endswith("/sub") for l in out.splitlines()), out
+        bad = oci_runtime.call("exec", "--cgroup", "pids:nope", cid, "true")
+        assert bad.rc == 255 and "does not exist" in (bad.stderr if isinstance(bad.stderr, str) else bad.stderr.decode())
+        assert oci_runtime.delete(cid, force=True).rc == 0
+        assert not os.path.exists(sub), "delete removes sub-cgroups too"
+    finally:
+        oci_runtime.delete(cid, force=True)
+        for d in made:
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
