@@ -197,9 +197,40 @@ def host_id(maps, cid):
     return None
 
 
+# Fields of config.md / config-linux.md this runtime does not apply yet: refused with a clear error,
+# never silently ignored (an empty value counts as absent).
+NOT_IMPLEMENTED = [
+    ("/process/apparmorProfile", ("process", "apparmorProfile"), "AppArmor profiles"),
+    ("/process/selinuxLabel", ("process", "selinuxLabel"), "SELinux process labels"),
+    ("/linux/mountLabel", ("linux", "mountLabel"), "SELinux mount labels"),
+    ("/process/scheduler", ("process", "scheduler"), "process scheduler settings"),
+    ("/process/ioPriority", ("process", "ioPriority"), "process I/O priority"),
+    ("/process/execCPUAffinity", ("process", "execCPUAffinity"), "execCPUAffinity"),
+    ("/process/commandLine", ("process", "commandLine"), "commandLine (Windows only)"),
+    ("/linux/personality", ("linux", "personality"), "personality"),
+    ("/linux/netDevices", ("linux", "netDevices"), "moving network devices (netDevices)"),
+    ("/linux/memoryPolicy", ("linux", "memoryPolicy"), "memoryPolicy"),
+    ("/linux/intelRdt", ("linux", "intelRdt"), "Intel RDT"),
+]
+
+
+def refuse_unimplemented(config, what="config"):
+    for pointer, (sect, key), name in NOT_IMPLEMENTED:
+        v = (config.get(sect) or {}).get(key) if sect != "process" or what == "config" else config.get(key)
+        if v not in (None, "", {}, []):
+            raise ConfigError(pointer if what == "config" else "/" + key,
+                              f"{name} are not supported by this runtime yet" if name.endswith("s")
+                              else f"{name} is not supported by this runtime yet")
+    for i, m in enumerate(config.get("mounts") or ()):
+        for k in ("uidMappings", "gidMappings"):
+            if m.get(k):
+                raise ConfigError(f"/mounts/{i}/{k}", "idmapped mounts are not supported by this runtime yet")
+
+
 def build(config, bundle, fds, opts, cgroup_paths=None):
     """config: validated dict; bundle: absolute dir; fds: dict(sync, fifo, console, close_from);
     opts: dict(no_pivot); cgroup_paths: {hierarchy dir name: host path} for cgroup mounts."""
+    refuse_unimplemented(config)
     e = Encoder()
     p = Plan()
     linux = config.get("linux") or {}
@@ -365,6 +396,10 @@ def _seccomp_record(e, sc):
 
 def build_exec(proc, fds, joins, seccomp=None):
     """Plan for `exec`: join the container's namespaces (user first, done by the init), no rootfs work."""
+    for pointer, (sect, key), name in NOT_IMPLEMENTED:
+        if sect == "process" and proc.get(key) not in (None, "", {}, []):
+            raise ConfigError("/" + key, f"{name} {'are' if name.endswith('s') else 'is'} not supported by "
+                              "this runtime yet", source="process")
     e = Encoder()
     e.add(OP_FDS, _u32(fds["sync"]), _i32(fds.get("fifo", -1), fds.get("console", -1)), _u32(fds["close_from"]))
     for flag, path in joins:
