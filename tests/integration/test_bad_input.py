@@ -1008,11 +1008,6 @@ def test_32_hook_path_relative(env):
     create_fails(env, b, "/hooks/prestart/0/path", "absolute")
 
 
-HOOK_STDERR_BUG = ("BUG: csrc/init/util.c run_hooks lets a createContainer hook write to the caller's stderr "
-                   "(a second stderr line) and reports an exec failure only as 'exit status 127'; capture the "
-                   "hook's output and the exec errno as hooks.py does")
-
-
 @pytest.mark.parametrize("kind", ["prestart", "createRuntime", "createContainer"])
 def test_32_hook_not_executable(env, request, kind):
     hook = os.path.join(env.tmp, "hook.sh")
@@ -1093,11 +1088,6 @@ def _own_cgroup(hier):
             if ctrls == hier:
                 return path
     return None
-
-
-CGROUP_ROLLBACK_BUG = ("BUG: lifecycle_create.create rolls back with cgroups.destroy(cg_paths, cg_made) even when "
-                       "cgroups.create() refused a pre-existing cgroup: it rmdirs the foreign cgroup (frozen case) "
-                       "or retries rmdir on EBUSY for 5 s (non-empty case); roll back only the dirs it made")
 
 
 def test_33_cgroup_not_empty(env):

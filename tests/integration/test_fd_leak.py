@@ -188,11 +188,6 @@ def test_create_with_log_file_does_not_leak_it(env):
     assert not _allowed_init_fds(cid, fds, 0), fds
 
 
-HOOK_FD_BUG = ("BUG: csrc/init/util.c run_hooks() forks+execs createContainer hooks without closing fds >= 3; "
-               "the sync socket and exec fifo were dup2()ed into the init without O_CLOEXEC, so the hook inherits "
-               "the runtime's sync socket, <root>/<id>/exec.fifo and the container's --preserve-fds fds")
-
-
 @pytest.mark.parametrize("kind", ["prestart", "createRuntime", "createContainer", "poststart"])
 def test_runtime_hooks_see_only_stdio(env, request, kind):
     """Hooks get the state on stdin and nothing else of the runtime's (nor the container's preserved fds)."""
