@@ -195,7 +195,6 @@ def create(ctx, detach_checks=True):
     sp = Spawned()
     cg_paths, cg_made = {}, []
     sock = None
-    ok = False
     try:
         if os.environ.get("NOTIFY_SOCKET"):
             from ociruntime import notify
@@ -259,7 +258,13 @@ def create(ctx, detach_checks=True):
         }
         _serve(sock, sp, p, st, cdir, lambda: late_pids and cgroups.set_resources(cg_paths, late_pids, cid,
                                                                                      skip_devices=True))
-        ok = True
+        if ctx.flag("pidfd-socket"):
+            send_pidfd(ctx.flag("pidfd-socket"), st["pid"], b"standard")
+        if pid_file:
+            try:
+                write_pid_file(pid_file, st["pid"])
+            except OSError as e:
+                raise OciError(f"write pid file {pid_file}: {e.strerror}")
     except BaseException:
         sp.kill()
         try:
@@ -273,22 +278,6 @@ def create(ctx, detach_checks=True):
             os.close(sp.stage1_pidfd)
         if sock:
             sock.close()
-    if ok and ctx.flag("pidfd-socket"):
-        try:
-            send_pidfd(ctx.flag("pidfd-socket"), st["pid"], b"standard")
-        except OciError:
-            sp.kill()
-            cgroups.destroy_dirs(cg_made)
-            cdir.remove()
-            raise
-    if ok and pid_file:
-        try:
-            write_pid_file(pid_file, st["pid"])
-        except OSError as e:
-            sp.kill()
-            cgroups.destroy_dirs(cg_made)
-            cdir.remove()
-            raise OciError(f"write pid file {pid_file}: {e.strerror}")
     cdir.close()
     return st
 
