@@ -352,13 +352,13 @@ def test_events_stats(oci_runtime, make_test_bundle):
 def test_events_stream_oom_and_end(oci_runtime, make_test_bundle):
     cid = new_id(oci_runtime, "v2o-")
     b = bundle(make_test_bundle, cid, {"memory": {"limit": 33554432, "swap": 33554432}},
-               args=["sh", "-c", 'sleep 1; (x=$(head -c 100000000 /dev/zero | tr "\\000" a)); sleep 1'])
+               args=["sh", "-c", 'sleep 1; (x=$(head -c 60000000 /dev/zero | tr "\\000" a)); sleep 1'])
     create_ok(oci_runtime, cid, b)
     p = subprocess.Popen(oci_runtime.argv("events", "--interval", "200ms", cid), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE)
     try:
         assert oci_runtime.start(cid).rc == 0
-        out, err = p.communicate(timeout=60)  # ends by itself once the cgroup is empty
+        out, err = p.communicate(timeout=180)  # ends by itself once the cgroup is empty (slow UML CPU)
         events = [json.loads(line) for line in out.decode().splitlines()]
         types = [e["type"] for e in events]
         assert "oom" in types and "stats" in types, (types, err)
