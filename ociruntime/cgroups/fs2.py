@@ -13,6 +13,7 @@ from ociruntime.cgroups.files import CgroupError
 from ociruntime.cgroups.resources import (KERNEL_MEMORY_WARNING, Resources, blkio_weight_to_io,
                                           device_rules, swap_to_v2)
 from ociruntime.errors import OciError
+from ociruntime.cgroups.fs1 import set_cpuset, set_pids  # identical files and values on v2
 
 
 def enable_controllers(path, mount):
@@ -162,20 +163,6 @@ def set_cpu(path, r):
         files.write(path, "cpu.max", s)
         if burst:
             files.write(path, "cpu.max.burst", burst)
-
-
-def set_cpuset(path, r):
-    if r.cpuset_cpus:
-        files.write(path, "cpuset.cpus", r.cpuset_cpus)
-    if r.cpuset_mems:
-        files.write(path, "cpuset.mems", r.cpuset_mems)
-
-
-def set_pids(path, r):
-    if r.pids_limit is None:
-        return
-    val = str(r.pids_limit) if r.pids_limit > 0 else ("1" if r.pids_limit == 0 else "max")
-    files.write(path, "pids.max", val)
 
 
 def set_hugetlb(path, r):

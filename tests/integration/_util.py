@@ -146,35 +146,9 @@ def memfd_inits():
 
 
 def cgroup_dirs_named(names, base=CGROUP_BASE, max_depth=4):
-    """Directories named like one of ``names`` under /sys/fs/cgroup/<hierarchy>/, up to max_depth
-    levels below the hierarchy."""
-    names = set(names)
-    found = []
-
-    def walk(d, depth):
-        try:
-            it = os.scandir(d)
-        except OSError:
-            return
-        with it:
-            for e in it:
-                try:
-                    if not e.is_dir(follow_symlinks=False):
-                        continue
-                except OSError:
-                    continue
-                if e.name in names:
-                    found.append(e.path)
-                if depth < max_depth:
-                    walk(e.path, depth + 1)
-
-    try:
-        hier = [e.path for e in os.scandir(base) if e.is_dir(follow_symlinks=False)]
-    except OSError:
-        return found
-    for h in hier:
-        walk(h, 1)
-    return found
+    """Directories under ``base/*/`` whose basename is in ``names`` (the testing package's walker)."""
+    from ociruntime.testing.runtime import cgroup_dirs_named as walk
+    return walk(names, base, max_depth)
 
 
 def reap_zombie_children(only_comm_prefix=("ociruntime:",)):
