@@ -202,6 +202,9 @@ def create(ctx, detach_checks=True):
         linux = config.get("linux") or {}
         cg_paths = cgroups.container_paths(linux.get("cgroupsPath"), cid)
         cg_made = cgroups.create(cg_paths)
+        # overlaps the kernel's first-migration grace period with the work below (after the mkdirs:
+        # the waiting writer holds cgroup_mutex, which mkdir needs too)
+        cgroups.prewarm_attach()
         # if this process is killed from here on, `delete` finds what to clean up in creating.json
         early = {"id": cid, "pid": 0, "init_start": 0, "bundle": bundle, "rootfs": "", "created": "",
                  "cgroup_paths": cg_paths, "cgroup_made": cg_made}

@@ -130,6 +130,8 @@ def cmd_exec(ctx):
 
 
 def _exec(ctx):
+    from ociruntime import cgroups
+    cgroups.prewarm_attach()  # see there: hides the grace period of the cgroup.procs write below
     from ociruntime.lifecycle_create import spawn, write_pid_file, connect_console, recv_msg, forward_seccomp_fd
     c, st = _open(ctx.root, ctx.args[0], lock=False)
     status = status_of(c, st)

@@ -42,8 +42,19 @@ def _own():
     return own
 
 
+_HIERARCHIES = None
+
+
 def hierarchies():
-    """{key: (mountpoint, own path)}; key = mountpoint basename for v1 ('cpu', 'systemd', …), '' for v2."""
+    """{key: (mountpoint, own path)}; key = mountpoint basename for v1 ('cpu', 'systemd', …), '' for v2.
+    Read once per process (mountinfo and /proc/self/cgroup do not change under a CLI call)."""
+    global _HIERARCHIES
+    if _HIERARCHIES is None:
+        _HIERARCHIES = _hierarchies()
+    return dict(_HIERARCHIES)
+
+
+def _hierarchies():
     own = _own()
     out = {}
     for mp, fstype, opts in _mounts():
@@ -136,6 +147,39 @@ def _procs(path):
             return [int(x) for x in f.read().split()]
     except OSError:
         return []
+
+
+def prewarm_attach():
+    """Start, in a background thread, the kernel's slow path of the first cgroup migration, so that
+    `apply` a few milliseconds later is fast.
+
+    Every write to cgroup.procs takes the global cgroup_threadgroup_rwsem for writing, and a writer
+    that finds it idle first waits a whole RCU grace period (rcu_sync_enter: ~10-20 ms here, the
+    largest single cost of a create on a v1/hybrid host, paid by runc too). A writer arriving while
+    the previous one is still in its exit grace period does not wait. So we write "0" (ourselves)
+    into our own cgroup's cgroup.procs - a no-op move that changes nothing - while the main thread
+    loads and checks the config, builds the plan and spawns the init; the real writes then find the
+    semaphore warm. Only where the init is placed by cgroup.procs writes at all (any v1 hierarchy).
+    Errors are ignored: the real write reports its own."""
+    try:
+        hs = hierarchies()
+    except OSError:
+        return
+    target = next((os.path.join(mp, own.lstrip("/"), "cgroup.procs") for key, (mp, own) in hs.items() if key), None)
+    if target is None:
+        return
+
+    def warm():
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
+    import _thread
+    _thread.start_new_thread(warm, ())
 
 
 def apply(paths, pid):

@@ -722,3 +722,44 @@ def test_saved_resources_fallback(tmp_path):
     assert _saved_resources({"bundle": str(tmp_path)}) == {"pids": {"limit": 3}}
     assert _saved_resources({"bundle": str(tmp_path), "resources": {"cpu": {"shares": 2}}}) == {"cpu": {"shares": 2}}
     assert _saved_resources({"bundle": str(tmp_path / "nope")}) == {}
+
+
+def _prewarm_with(monkeypatch, tmp_path, hier):
+    import time as _time
+    from ociruntime import cgroups as cg
+    monkeypatch.setattr(cg, "hierarchies", lambda: hier)
+    cg.prewarm_attach()
+    deadline = _time.monotonic() + 5
+    procs = tmp_path / "own" / "cgroup.procs"
+    while _time.monotonic() < deadline and procs.exists() and not procs.read_text():
+        _time.sleep(0.01)
+    return procs
+
+
+def test_prewarm_writes_zero_to_own_v1_cgroup(monkeypatch, tmp_path):
+    # "0" = the writing process itself, into the cgroup it is already in: a no-op move whose only
+    # effect is the kernel's rwsem grace period, started early (see prewarm_attach)
+    (tmp_path / "own").mkdir()
+    (tmp_path / "own" / "cgroup.procs").write_text("")
+    procs = _prewarm_with(monkeypatch, tmp_path, {"": ("/nonexistent", "/"), "pids": (str(tmp_path), "/own")})
+    assert procs.read_text() == "0"
+
+
+def test_prewarm_skipped_on_pure_v2(monkeypatch, tmp_path):
+    # pure v2: nothing is placed by cgroup.procs writes, a warm-up would only delay the clone
+    (tmp_path / "own").mkdir()
+    (tmp_path / "own" / "cgroup.procs").write_text("")
+    procs = _prewarm_with(monkeypatch, tmp_path, {"": (str(tmp_path), "/own")})
+    import time as _time
+    _time.sleep(0.1)
+    assert procs.read_text() == ""
+
+
+def test_prewarm_leaves_own_cgroup_unchanged():
+    import subprocess
+    import sys
+    code = ("import time; from ociruntime import cgroups as cg\n"
+            "before = open('/proc/self/cgroup').read(); cg.prewarm_attach(); time.sleep(0.3)\n"
+            "assert open('/proc/self/cgroup').read() == before\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr

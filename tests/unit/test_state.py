@@ -219,7 +219,7 @@ def test_write_state_replaces_by_rename(store):
         c.close()
 
 
-@pytest.mark.parametrize("fail_at", ["write", "fsync", "rename"])
+@pytest.mark.parametrize("fail_at", ["write", "close", "rename"])
 def test_write_state_failure_leaves_no_temp_and_keeps_old(store, monkeypatch, fail_at):
     c = store.claim("c1")
     try:
