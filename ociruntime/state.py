@@ -50,10 +50,17 @@ def validate_id(cid):
 
 
 def default_root():
+    """runc shouldHonorXDGRuntimeDir: $XDG_RUNTIME_DIR/ociruntime when euid != 0, or euid 0 inside a
+    user namespace with $USER unset or not "root"; real root always uses /run/ociruntime."""
     xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if os.geteuid() != 0 and xdg:
+    if xdg and (os.geteuid() != 0 or (os.environ.get("USER") != "root" and _in_userns())):
         return os.path.join(xdg, "ociruntime")
     return "/run/ociruntime"
+
+
+def _in_userns():
+    from ociruntime.cgroups import running_in_userns
+    return running_in_userns()
 
 
 class Store:
