@@ -119,7 +119,8 @@ def with_own(all_paths, paths):
     if len(paths) == len(all_paths):
         return paths
     h = hierarchies()
-    return {k: paths.get(k) or os.path.join(h[k][0], h[k][1].lstrip("/")) for k in all_paths if k in h}
+    return {k: paths.get(k) or os.path.normpath(os.path.join(h[k][0], h[k][1].lstrip("/"))) for k in all_paths
+            if k in h}
 
 
 def create(paths, rootless=False):
