@@ -253,6 +253,12 @@ def create(ctx, detach_checks=True):
         sp.stage1, sp.stage1_pidfd = pid, pidfd
         # the cgroup seam: the init is in its cgroup before it runs anything of the user's
         cgroups.apply(cg_paths, pid, rootless=cg_lax)
+        if cg_lax and not cg_paths and not (p.new_ns & planmod.CLONE_NEWPID or
+                                            any(f == planmod.CLONE_NEWPID for f, _ in p.joins)):
+            from ociruntime.log import log
+            log.warning("Creating a rootless container with no cgroup and no private pid namespace. Such "
+                        "configuration is strongly discouraged (as it is impossible to properly kill all "
+                        "container's processes)")
         _send(sock, planmod.SYNC_GO)
         st = {
             "id": cid, "pid": 0, "init_start": 0, "bundle": bundle, "rootfs": p.rootfs,
