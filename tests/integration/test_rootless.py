@@ -311,3 +311,36 @@ def test_rootless_differential_runc(user, variant):
         user.run(RUNC, "delete", "--force", rid)
         user.ids.remove(rid)
     assert ours.stdout == theirs.stdout, f"runc:\n{theirs.stdout}\nociruntime:\n{ours.stdout}"
+
+
+@pytest.mark.skipif(not os.access(RUNC, os.X_OK), reason="runc (the reference runtime) is not installed")
+def test_rootless_limit_without_cgroup_fails_as_runc(user):
+    """A memory limit the rootless user cannot apply (no delegated cgroup): both refuse it the same way."""
+    b = user.bundle(["true"], mutate=lambda s: s["linux"].__setitem__("resources", {"memory": {"limit": 1 << 26}}))
+    frag = "cannot set memory limit: container could not join or create cgroup"
+    cid = user.new_id()
+    snap = user.snapshot(cid)
+    ours = user.rt("run", "--bundle", b, cid)
+    rid = user.new_id("runc")
+    try:
+        theirs = user.run(RUNC, "run", "--bundle", b, rid)
+    finally:
+        user.run(RUNC, "delete", "--force", rid)
+        user.ids.remove(rid)
+    assert theirs.rc != 0 and frag in theirs.stderr, theirs
+    assert ours.rc != 0 and frag in ours.error_msg(), ours
+    snap.assert_clean()
+
+
+def test_rootless_delete_force_of_a_running_container(user):
+    b = user.bundle(["sleep", "60"])
+    cid = user.new_id()
+    user.rt("run", "--detach", "--bundle", b, cid).check()
+    st = user.state(cid)
+    assert st["status"] == "running"
+    snap = user.snapshot(cid)
+    r = user.rt("delete", cid)
+    assert r.rc != 0 and "is not stopped: running" in r.error_msg(), r
+    user.rt("delete", "--force", cid).check()
+    assert wait_for(lambda: not pid_alive(st["pid"])), "the container init survived delete --force"
+    snap.assert_clean()
