@@ -100,9 +100,13 @@ class User:
     def argv(self, *args):
         return [SETPRIV, f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups", *map(str, args)]
 
-    def run(self, *args, timeout=30, stdout=None):
+    def run(self, *args, timeout=30, stdout=None, cgroup_procs=None):
+        """cgroup_procs: a cgroup.procs file the command is moved into first (by root, before setpriv)."""
+        argv = self.argv(*args)
+        if cgroup_procs:
+            argv = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', cgroup_procs, *argv]
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            p = subprocess.Popen(self.argv(*args), stdin=subprocess.DEVNULL, stdout=stdout or out, stderr=err,
+            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout or out, stderr=err,
                                  env=self.env(), cwd=self.tmp)
             try:
                 rc = p.wait(timeout=timeout)
@@ -344,3 +348,45 @@ def test_rootless_delete_force_of_a_running_container(user):
     user.rt("delete", "--force", cid).check()
     assert wait_for(lambda: not pid_alive(st["pid"])), "the container init survived delete --force"
     snap.assert_clean()
+
+
+def _v1_pids_hierarchy():
+    from ociruntime import cgroups
+    h = cgroups.hierarchies()
+    return h.get("pids")
+
+
+@pytest.mark.skipif(_v1_pids_hierarchy() is None,
+                    reason="no cgroup v1 pids hierarchy on this host (the delegation below is v1's)")
+def test_rootless_uses_a_delegated_cgroup(user):
+    """A hierarchy the user may write to (here: a pids cgroup root made and chowned to the user, the
+    way a delegation hands one out) is used: the container's cgroup is made there, its limit applied,
+    and delete removes it. The hierarchies the user may not write to are skipped."""
+    mp, own = _v1_pids_hierarchy()
+    deleg = os.path.join(mp, own.lstrip("/"), f"ocit-deleg-{uuid.uuid4().hex[:10]}")
+    os.mkdir(deleg)
+    try:
+        for f in ("", "cgroup.procs", "tasks"):
+            os.chown(os.path.join(deleg, f), user.uid, user.gid)
+        procs = os.path.join(deleg, "cgroup.procs")
+        b = user.bundle(["sleep", "60"], mutate=lambda s: s["linux"].__setitem__("resources",
+                                                                                 {"pids": {"limit": 50}}))
+        cid = user.new_id()
+        user.rt("create", "--bundle", b, cid, cgroup_procs=procs).check()
+        pid = user.state(cid)["pid"]
+        ctr = os.path.join(deleg, cid)
+        with open(os.path.join(ctr, "pids.max")) as f:
+            assert f.read().strip() == "50"
+        with open(os.path.join(ctr, "cgroup.procs")) as f:
+            assert [int(x) for x in f.read().split()] == [pid]
+        assert json.loads(user.rt("ps", "--format", "json", cid).check().stdout) == [pid]
+        r = user.rt("pause", cid)  # no freezer hierarchy the user may write to
+        assert r.rc != 0 and "cgroups not configured" in r.error_msg(), r
+        user.rt("delete", "--force", cid).check()
+        assert not os.path.exists(ctr)
+    finally:
+        for cid in user.ids:  # a failed assertion above: the container goes before its cgroup
+            user.rt("delete", "--force", cid)
+        for d in (os.path.join(deleg, x) for x in os.listdir(deleg) if os.path.isdir(os.path.join(deleg, x))):
+            os.rmdir(d)
+        os.rmdir(deleg)
