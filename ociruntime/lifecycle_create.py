@@ -14,7 +14,8 @@ import time
 
 from ociruntime import OCI_VERSION, cgroups, fastjson as json, plan as planmod
 from ociruntime.errors import OciError, SpawnError
-from ociruntime.state import Store, proc_start_time, validate_id, spec_state, FIFO, CREATING_FILE
+from ociruntime.state import (Store, proc_start_time, validate_id, spec_state, FIFO, CREATING_FILE,
+                              DEFAULT_ROOT)
 
 LIBEXEC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "libexec", "ociruntime-init")
 
@@ -195,6 +196,9 @@ def create(ctx, detach_checks=True):
                        "use the cgroupfs driver (omit --systemd-cgroup)")
     # the rootless cgroup manager (global --rootless, auto: euid != 0 or in a user namespace)
     rootless = cgroups.rootless_mode(ctx.g.get("rootless"))
+    if not ctx.g.get("root") and ctx.root != DEFAULT_ROOT:
+        from ociruntime.state import prepare_xdg_root
+        prepare_xdg_root(ctx.root)
     store = Store(ctx.root)
     cdir = store.claim(cid)
     sp = Spawned()

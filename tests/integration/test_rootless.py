@@ -197,7 +197,7 @@ def test_rootless_create_start_state_exec_kill_delete(user):
         user.rt("create", "--bundle", b, cid, stdout=f).check()
     # the default state root of an unprivileged user, private to it
     st_root = os.stat(user.root)
-    assert (st_root.st_uid, st_root.st_mode & 0o077) == (user.uid, 0)
+    assert (st_root.st_uid, st_root.st_mode & 0o7777) == (user.uid, 0o1700)  # sticky: kept by XDG cleaners
     st = user.state(cid)
     assert st["status"] == "created" and st["id"] == cid
     pid = st["pid"]

@@ -316,3 +316,16 @@ def test_rootless_config_needs_a_user_namespace():
         validate.check_rootless(default_spec())
     assert ei.value.pointer == "/linux/namespaces"
     assert "rootless container requires user namespaces" in str(ei.value)
+
+
+def test_prepare_xdg_root_is_private_and_sticky(tmp_path):
+    root = tmp_path / "xdg" / "ociruntime"
+    state.prepare_xdg_root(str(root))
+    assert root.stat().st_mode & 0o7777 == 0o1700
+    root.chmod(0o700)
+    state.prepare_xdg_root(str(root))  # an existing root gets the sticky bit back
+    assert root.stat().st_mode & 0o7777 == 0o1700
+    f = tmp_path / "file"
+    f.write_text("")
+    with pytest.raises(OciError, match=r"cannot create state root .*must be writable by the user"):
+        state.prepare_xdg_root(str(f / "ociruntime"))
