@@ -156,12 +156,14 @@ def _usage(cmd=None):
             lines.append(f"   {name:<10} {c[6]}")
         lines += [
             "", "GLOBAL OPTIONS:",
-            "   --root value        root directory for storage of container state (default: \"/run/ociruntime\")",
+            "   --root value        root directory for storage of container state (default: \"/run/ociruntime\",",
+            "                       or \"$XDG_RUNTIME_DIR/ociruntime\" when run as a non-root user)",
             "   --log value         set the log file to write ociruntime logs to (default is stderr)",
             "   --log-format value  set the log format ('text' (default), or 'json') (default: \"text\")",
             "   --debug             enable debug logging",
             "   --systemd-cgroup    enable systemd cgroup support (cgroupsPath as slice:prefix:name)",
-            "   --rootless value    ignore cgroup permission errors ('true', 'false', or 'auto') (default: \"auto\")",
+            "   --rootless value    ignore cgroup permission errors ('true', 'false', or 'auto': true when",
+            "                       run as a non-root user or inside a user namespace) (default: \"auto\")",
             "   --help, -h          show help",
             "   --version, -v       print the version",
         ]

@@ -5,6 +5,7 @@ process that has joined or created the container's namespaces. Any failure befor
 released rolls back exactly what this call made (runtime.md: "as if the operation were never
 attempted"): the init and its helper are killed, the cgroups and the state dir removed.
 """
+import errno
 import fcntl
 import os
 import _signal as signal  # the C module: `signal` costs enum at start-up
@@ -13,7 +14,8 @@ import time
 
 from ociruntime import OCI_VERSION, cgroups, fastjson as json, plan as planmod
 from ociruntime.errors import OciError, SpawnError
-from ociruntime.state import Store, proc_start_time, validate_id, spec_state, FIFO, CREATING_FILE
+from ociruntime.state import (Store, proc_start_time, validate_id, spec_state, FIFO, CREATING_FILE,
+                              DEFAULT_ROOT)
 
 LIBEXEC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "libexec", "ociruntime-init")
 
@@ -119,6 +121,8 @@ def _load_config(bundle):
     doc = cfgmod.load(os.path.join(bundle, "config.json"))
     schema.validate_config(doc)
     validate.check_config(doc, bundle, for_create=True)
+    if os.geteuid() != 0:
+        validate.check_rootless(doc)
     return doc
 
 
@@ -190,6 +194,11 @@ def create(ctx, detach_checks=True):
         # no systemd driver without a systemd to talk to: say so rather than fall back silently
         raise OciError("--systemd-cgroup: systemd is not running on this host (no /run/systemd/system); "
                        "use the cgroupfs driver (omit --systemd-cgroup)")
+    # the rootless cgroup manager (global --rootless, auto: euid != 0 or in a user namespace)
+    rootless = cgroups.rootless_mode(ctx.g.get("rootless"))
+    if not ctx.g.get("root") and ctx.root != DEFAULT_ROOT:
+        from ociruntime.state import prepare_xdg_root
+        prepare_xdg_root(ctx.root)
     store = Store(ctx.root)
     cdir = store.claim(cid)
     sp = Spawned()
@@ -201,10 +210,15 @@ def create(ctx, detach_checks=True):
             notify.prepare(config, cdir.path)
         linux = config.get("linux") or {}
         cg_paths = cgroups.container_paths(linux.get("cgroupsPath"), cid)
-        cg_made = cgroups.create(cg_paths)
+        # rootless without an explicit cgroupsPath: hierarchies we may not create or join are
+        # skipped (runc); a limit that needs one of them still fails
+        cg_lax = rootless and not linux.get("cgroupsPath")
+        cg_all = dict(cg_paths)
+        cg_made = cgroups.create(cg_paths, rootless=cg_lax)
         # overlaps the kernel's first-migration grace period with the work below (after the mkdirs:
         # the waiting writer holds cgroup_mutex, which mkdir needs too)
-        cgroups.prewarm_attach()
+        if any(cg_paths):  # a v1 hierarchy: the init is placed by cgroup.procs writes
+            cgroups.prewarm_attach()
         # if this process is killed from here on, `delete` finds what to clean up in creating.json
         early = {"id": cid, "pid": 0, "init_start": 0, "bundle": bundle, "rootfs": "", "created": "",
                  "cgroup_paths": cg_paths, "cgroup_made": cg_made}
@@ -217,7 +231,7 @@ def create(ctx, detach_checks=True):
             # container's only task (after SYNC_PID), as runc writes it once its init is alone
             late_pids = {"pids": {"limit": plimit}}
             resources = {**resources, "pids": {}}
-        cgroups.set_resources(cg_paths, resources, cid)
+        cgroups.set_resources(cg_paths, resources, cid, rootless=rootless)
         base = 3 + npreserve
         fds = {"sync": base, "plan": base + 1, "fifo": base + 2, "close_from": base}
         console_sock = None
@@ -229,7 +243,9 @@ def create(ctx, detach_checks=True):
                 console_sock = internal.detach()
         if console_sock is not None:
             fds["console"] = base + 3
-        p = planmod.build(config, bundle, fds, {"no_pivot": ctx.flag("no-pivot")}, cg_paths)
+        p = planmod.build(config, bundle, fds, {"no_pivot": ctx.flag("no-pivot"),
+                                                "rootless_euid": os.geteuid() != 0},
+                          cgroups.with_own(cg_all, cg_paths))
 
         os.mkfifo(FIFO, 0o622, dir_fd=cdir.fd)
         os.chmod(FIFO, 0o622, dir_fd=cdir.fd)
@@ -244,7 +260,13 @@ def create(ctx, detach_checks=True):
         child_sock.close()
         sp.stage1, sp.stage1_pidfd = pid, pidfd
         # the cgroup seam: the init is in its cgroup before it runs anything of the user's
-        cgroups.apply(cg_paths, pid)
+        cgroups.apply(cg_paths, pid, rootless=cg_lax)
+        if cg_lax and not cg_paths and not (p.new_ns & planmod.CLONE_NEWPID or
+                                            any(f == planmod.CLONE_NEWPID for f, _ in p.joins)):
+            from ociruntime.log import log
+            log.warning("Creating a rootless container with no cgroup and no private pid namespace. Such "
+                        "configuration is strongly discouraged (as it is impossible to properly kill all "
+                        "container's processes)")
         _send(sock, planmod.SYNC_GO)
         st = {
             "id": cid, "pid": 0, "init_start": 0, "bundle": bundle, "rootfs": p.rootfs,
@@ -258,6 +280,7 @@ def create(ctx, detach_checks=True):
             # no mount namespace: the mounts are in our own namespace, below the rootfs; delete undoes them
             "host_mounts": not any(n.get("type") == "mount" for n in linux.get("namespaces") or ()),
             "owner": os.geteuid(),
+            "rootless": rootless,  # exec: cgroup join errors are ignored, as at create
         }
         _serve(sock, sp, p, st, cdir, lambda: late_pids and cgroups.set_resources(cg_paths, late_pids, cid,
                                                                                      skip_devices=True))
@@ -290,15 +313,49 @@ def _send(sock, typ, value=0, payload=b""):
 
 
 def _write_maps(pid, p):
+    rootless_euid = os.geteuid() != 0
+    if rootless_euid and p.gid_map == [{"containerID": 0, "hostID": os.getegid(), "size": 1}]:
+        # an unprivileged process may map its own gid only once setgroups is denied (user_namespaces(7));
+        # any other gid mapping goes through newgidmap, which decides (runc requiresRootOrMappingTool)
+        try:
+            _write_proc(pid, "setgroups", b"deny")
+        except OSError as e:
+            raise SpawnError(f"write setgroups of the container: {e.strerror}")
     for name, maps in (("uid_map", p.uid_map), ("gid_map", p.gid_map)):
         data = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps)
-        fd = os.open(f"/proc/{pid}/{name}", os.O_WRONLY | os.O_CLOEXEC)
         try:
-            os.write(fd, data.encode())
+            _write_proc(pid, name, data.encode())
         except OSError as e:
-            raise SpawnError(f"write {name} of the container: {e.strerror}")
-        finally:
-            os.close(fd)
+            if not (rootless_euid and e.errno == errno.EPERM):
+                raise SpawnError(f"write {name} of the container: {e.strerror}")
+            # not ours to map alone (more than our own id): the setuid helper checks /etc/sub[ug]id
+            _map_with_tool("newuidmap" if name == "uid_map" else "newgidmap", pid, maps)
+
+
+def _write_proc(pid, name, data):
+    fd = os.open(f"/proc/{pid}/{name}", os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def _map_with_tool(tool, pid, maps):
+    """newuidmap/newgidmap PID (ID HOSTID SIZE)... as runc does for a rootless multi-id mapping."""
+    import shutil
+    import subprocess
+    path = shutil.which(tool)
+    if not path:
+        raise SpawnError(f"the {tool[3:6]} mapping needs {tool} (package uidmap) when running rootless "
+                         f"and mapping more than your own id")
+    argv = [path, str(pid)] + [str(v) for m in maps for v in (m["containerID"], m["hostID"], m["size"])]
+    try:
+        r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    except OSError as e:
+        raise SpawnError(f"{tool}: {e.strerror}")
+    if r.returncode != 0:
+        out = " ".join(r.stdout.decode(errors="replace").split())
+        raise SpawnError(f"{tool} failed (exit status {r.returncode}): {out}")
 
 
 def recv_msg(sock):

@@ -120,6 +120,22 @@ def exec_cgroup_paths(paths, specs):
     return out
 
 
+def _setgroups_allowed(pid, joins, additional_gids):
+    """Whether the exec'd process may call setgroups (runc setupUser: not when rootless, nor in a
+    user namespace whose setgroups is "deny"). A rootless exec asking for extra groups fails, as runc."""
+    if os.geteuid() != 0:
+        if additional_gids:
+            raise OciError("cannot set any additional groups in a rootless container")
+        return False
+    if any(flag == planmod.CLONE_NEWUSER for flag, _ in joins):
+        try:
+            with open(f"/proc/{pid}/setgroups") as f:
+                return f.read().strip() != "deny"
+        except OSError:
+            pass
+    return True
+
+
 def cmd_exec(ctx):
     try:
         return _exec(ctx)
@@ -170,7 +186,9 @@ def _exec(ctx):
             own_console, theirs = conmod.socketpair()
             console_fd = theirs.detach()
     seccomp = st.get("seccomp")
-    data = planmod.build_exec(proc, fds, namespace_joins(st["pid"]), seccomp)
+    joins = namespace_joins(st["pid"])
+    setgroups = _setgroups_allowed(st["pid"], joins, (proc.get("user") or {}).get("additionalGids"))
+    data = planmod.build_exec(proc, fds, joins, seccomp, setgroups=setgroups)
     sock, child = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     slots = [child.fileno(), None] + ([console_fd] if console_fd is not None else [])
     pid, pidfd = spawn(data, slots, base)
@@ -180,7 +198,9 @@ def _exec(ctx):
     stage1, exec_pid = pid, None
     try:
         from ociruntime import cgroups
-        cgroups.apply(exec_cgroup_paths(st.get("cgroup_paths") or {}, ctx.flag("cgroup") or ()), stage1)
+        # rootless: a hierarchy we may not join is skipped, as runc ignores join errors there
+        cgroups.apply(exec_cgroup_paths(st.get("cgroup_paths") or {}, ctx.flag("cgroup") or ()), stage1,
+                      rootless=bool(st.get("rootless")))
         sock.send(struct.pack("=Ii", planmod.SYNC_GO, 0))
         while True:
             typ, val, payload, rfds = recv_msg(sock)

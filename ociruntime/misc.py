@@ -50,20 +50,20 @@ def default_spec(rootless=False):
         },
     }
     if rootless:
+        # runc specconv.ToRootless: no network namespace, a user namespace mapping only our own ids,
+        # /sys as a read-only rbind (sysfs needs a network namespace of our own), no uid=/gid= mount
+        # options, no cgroup limits
         uid, gid = os.geteuid(), os.getegid()
-        spec["root"]["readonly"] = True
-        spec["process"]["terminal"] = True
         lx = spec["linux"]
-        lx["namespaces"] = [n for n in lx["namespaces"] if n["type"] != "network"] + [{"type": "user"}]
+        lx["namespaces"] = [n for n in lx["namespaces"] if n["type"] not in ("network", "user")] + [{"type": "user"}]
         lx["uidMappings"] = [{"containerID": 0, "hostID": uid, "size": 1}]
         lx["gidMappings"] = [{"containerID": 0, "hostID": gid, "size": 1}]
         del lx["resources"]
-        spec["mounts"] = [m for m in spec["mounts"] if m["destination"] != "/sys/fs/cgroup"]
         for m in spec["mounts"]:
             if m["destination"] == "/sys":
                 m.update({"type": "none", "source": "/sys", "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]})
-            if m["destination"] == "/dev/pts":
-                m["options"] = [o for o in m["options"] if o != "gid=5"]
+            elif "options" in m:
+                m["options"] = [o for o in m["options"] if not o.startswith(("uid=", "gid="))]
     return spec
 
 

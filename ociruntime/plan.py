@@ -349,7 +349,9 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
         e.add(OP_DOMAINNAME, e.s(config["domainname"]))
     for k, v in (linux.get("sysctl") or {}).items():
         e.add(OP_SYSCTL, e.s(_nul_free(k, "/linux/sysctl")), e.s(_nul_free(v, f"/linux/sysctl/{k}")))
-    _process_records(e, proc, 0)
+    # rootless (euid != 0): the runtime denies setgroups in the new user namespace (or newgidmap
+    # decides), so the init never calls setgroups, as runc (additionalGids silently not applied)
+    _process_records(e, proc, 0, setgroups=not opts.get("rootless_euid"))
     hooks = config.get("hooks") or {}
     for kind, name in ((HOOK_CREATE_CONTAINER, "createContainer"), (HOOK_START_CONTAINER, "startContainer")):
         for h in hooks.get(name) or ():
@@ -363,7 +365,7 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
     return p
 
 
-def _process_records(e, proc, extra_flags):
+def _process_records(e, proc, extra_flags, setgroups=True):
     """rlimits, capabilities, user, console and the process itself: shared by create and exec."""
     cwd = proc.get("cwd") or "/"
     for i, r in enumerate(proc.get("rlimits") or ()):
@@ -375,7 +377,7 @@ def _process_records(e, proc, extra_flags):
     groups = user.get("additionalGids") or []
     umask = user.get("umask")
     e.add(OP_USER, _u32(user.get("uid", 0), user.get("gid", 0), UMASK_UNSET if umask is None else umask,
-                        USER_SETGROUPS, len(groups), *groups))
+                        USER_SETGROUPS if setgroups else 0, len(groups), *groups))
     env = [_nul_free(v, f"/process/env/{i}") for i, v in enumerate(proc.get("env") or ())]
     args = [_nul_free(v, f"/process/args/{i}") for i, v in enumerate(proc.get("args") or ())]
     pflags = (PROC_NNP if proc.get("noNewPrivileges") else 0) | extra_flags
@@ -394,8 +396,9 @@ def _seccomp_record(e, sc):
     return notify
 
 
-def build_exec(proc, fds, joins, seccomp=None):
-    """Plan for `exec`: join the container's namespaces (user first, done by the init), no rootfs work."""
+def build_exec(proc, fds, joins, seccomp=None, setgroups=True):
+    """Plan for `exec`: join the container's namespaces (user first, done by the init), no rootfs work.
+    setgroups=False: the container's user namespace denies setgroups (rootless): it is not called."""
     for pointer, (sect, key), name in NOT_IMPLEMENTED:
         if sect == "process" and proc.get(key) not in (None, "", {}, []):
             raise ConfigError("/" + key, f"{name} {'are' if name.endswith('s') else 'is'} not supported by "
@@ -407,7 +410,7 @@ def build_exec(proc, fds, joins, seccomp=None):
     e.add(OP_NS_NEW, _u32(0))
     if "oomScoreAdj" in proc:
         e.add(OP_OOM_SCORE_ADJ, _i32(proc["oomScoreAdj"]))
-    _process_records(e, proc, PROC_EXEC)
+    _process_records(e, proc, PROC_EXEC, setgroups=setgroups)
     _seccomp_record(e, seccomp)
     return e.bytes()
 

@@ -49,11 +49,33 @@ def validate_id(cid):
     return cid
 
 
+DEFAULT_ROOT = "/run/ociruntime"
+
+
 def default_root():
+    """runc shouldHonorXDGRuntimeDir: $XDG_RUNTIME_DIR/ociruntime when euid != 0, or euid 0 inside a
+    user namespace with $USER unset or not "root"; real root always uses /run/ociruntime."""
     xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if os.geteuid() != 0 and xdg:
+    if xdg and (os.geteuid() != 0 or (os.environ.get("USER") != "root" and _in_userns())):
         return os.path.join(xdg, "ociruntime")
-    return "/run/ociruntime"
+    return DEFAULT_ROOT
+
+
+def prepare_xdg_root(root):
+    """The default root under $XDG_RUNTIME_DIR (no --root given): made 0700 with the sticky bit, which
+    keeps the XDG runtime-dir cleaner (files untouched for 6 h may go, basedir-spec) away from it, as
+    runc does for $XDG_RUNTIME_DIR/runc."""
+    try:
+        os.makedirs(root, 0o700, exist_ok=True)
+        os.chmod(root, 0o1700)
+    except OSError as e:
+        raise OciError(f"cannot create state root {root}: {e.strerror} (the path in $XDG_RUNTIME_DIR must be "
+                       f"writable by the user)")
+
+
+def _in_userns():
+    from ociruntime.cgroups import running_in_userns
+    return running_in_userns()
 
 
 class Store:

@@ -395,6 +395,15 @@ def _check_user_namespace(doc, ctx):
         _check_id_map(maps, ("linux", key))
 
 
+def check_rootless(doc):
+    """Run as an unprivileged user (euid != 0): the container needs a user namespace (runc
+    validate/rootless.go); its mappings are checked by _check_user_namespace."""
+    linux = doc.get("linux") if isinstance(doc.get("linux"), dict) else {}
+    if not any(isinstance(n, dict) and n.get("type") == "user" for n in linux.get("namespaces") or ()):
+        _fail("rootless container requires user namespaces (run as a non-root user: add a user namespace "
+              "with uidMappings/gidMappings, e.g. from `spec --rootless`)", "linux", "namespaces")
+
+
 def _check_uts(doc, ctx):
     for key in ("hostname", "domainname"):
         if doc.get(key) and "uts" not in ctx.ns:

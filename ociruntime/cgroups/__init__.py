@@ -90,28 +90,65 @@ def container_paths(cgroups_path, cid):
     return out
 
 
-def create(paths):
+# --- rootless -----------------------------------------------------------------------------------------
+
+_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+_FALSE = ("0", "f", "F", "FALSE", "false", "False")
+_IGNORABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def running_in_userns():
+    """True unless we are in the initial user namespace (its uid_map is the identity over all ids)."""
+    try:
+        with open("/proc/self/uid_map") as f:
+            return f.read().split() != ["0", "0", "4294967295"]
+    except OSError:
+        return False
+
+
+def rootless_mode(value):
+    """runc's global --rootless (true|false|auto, Go ParseBool spellings): whether to use the rootless
+    cgroup manager, which ignores permission errors on hierarchies it could not create or join.
+    auto: yes when euid != 0, or euid 0 inside a user namespace (runc shouldUseRootlessCgroupManager)."""
+    v = value or "auto"
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    if v != "auto":
+        raise OciError(f'strconv.ParseBool: parsing "{v}": invalid syntax')
+    return os.geteuid() != 0 or running_in_userns()
+
+
+def _ignorable(rootless, e):
+    return rootless and isinstance(e, OSError) and e.errno in _IGNORABLE
+
+
+def with_own(all_paths, paths):
+    """Every hierarchy of ``all_paths``: the container's directory where it has one, else our own
+    cgroup, where a rootless init stays (for the container's /sys/fs/cgroup mount)."""
+    if len(paths) == len(all_paths):
+        return paths
+    h = hierarchies()
+    return {k: paths.get(k) or os.path.normpath(os.path.join(h[k][0], h[k][1].lstrip("/"))) for k in all_paths
+            if k in h}
+
+
+def create(paths, rootless=False):
     """mkdir -p each path; returns the list of directories this call created (for rollback).
-    An existing non-empty or frozen cgroup is refused (runc factory_linux.go)."""
+    An existing non-empty or frozen cgroup is refused (runc factory_linux.go).
+    rootless: a hierarchy where we may not create the directory (EACCES/EPERM/EROFS) is dropped
+    from ``paths`` (in place) instead of failing, as runc's rootless manager does without an
+    explicit cgroupsPath; a limit that needs it then fails in set_resources."""
     made = []
     try:
-        for key, path in paths.items():
-            if os.path.isdir(path):
-                if _procs(path):
-                    raise OciError(f"cgroup {path} is not empty: container's cgroup must be empty")
-                if is_path_frozen(path):
-                    raise OciError(f"cgroup {path} is frozen")
-                continue
-            todo = []
-            d = path
-            while not os.path.isdir(d):
-                todo.append(d)
-                d = os.path.dirname(d)
-            for d in reversed(todo):
-                os.mkdir(d, 0o755)
-                made.append(d)
-                if key:
-                    _inherit_cpuset(d)
+        for key, path in list(paths.items()):
+            try:
+                _create_one(key, path, made)
+            except OSError as e:
+                if not _ignorable(rootless, e):
+                    raise
+                del paths[key]
         if is_v2(paths):
             # runc CreateCgroupPath: the leaf gets the controllers' files only when every
             # ancestor delegates them
@@ -124,6 +161,25 @@ def create(paths):
         destroy_dirs(made)
         raise
     return made
+
+
+def _create_one(key, path, made):
+    if os.path.isdir(path):
+        if _procs(path):
+            raise OciError(f"cgroup {path} is not empty: container's cgroup must be empty")
+        if is_path_frozen(path):
+            raise OciError(f"cgroup {path} is frozen")
+        return
+    todo = []
+    d = path
+    while not os.path.isdir(d):
+        todo.append(d)
+        d = os.path.dirname(d)
+    for d in reversed(todo):
+        os.mkdir(d, 0o755)
+        made.append(d)
+        if key:
+            _inherit_cpuset(d)
 
 
 def _inherit_cpuset(d):
@@ -182,12 +238,17 @@ def prewarm_attach():
     _thread.start_new_thread(warm, ())
 
 
-def apply(paths, pid):
-    for path in paths.values():
+def apply(paths, pid, rootless=False):
+    """Put pid into each hierarchy. rootless: a hierarchy we may not join is dropped from ``paths``
+    (in place), as runc's rootless manager does."""
+    for key, path in list(paths.items()):
         try:
             with open(os.path.join(path, "cgroup.procs"), "w") as f:
                 f.write(str(pid))
         except OSError as e:
+            if _ignorable(rootless, e):
+                del paths[key]
+                continue
             raise OciError(f"add pid {pid} to cgroup {path}: {e.strerror}")
 
 
@@ -270,9 +331,10 @@ def _warn(msg):
 SETUP_TASKS = 2  # the container's init and the helper that clones it
 
 
-def set_resources(paths, resources, cid=None, skip_devices=False, warn=None):
+def set_resources(paths, resources, cid=None, skip_devices=False, warn=None, rootless=False):
     """Apply a linux.resources dict to the container's cgroups (create: right after the
-    directories exist and before the init is placed in them; update: with skip_devices)."""
+    directories exist and before the init is placed in them; update: with skip_devices).
+    rootless: errors of the device controller are ignored (runc: "not expected to work")."""
     from ociruntime.cgroups.files import CgroupError
     warn = warn or _warn
     if not skip_devices:
@@ -285,10 +347,12 @@ def set_resources(paths, resources, cid=None, skip_devices=False, warn=None):
     try:
         if is_v2(paths):
             from ociruntime.cgroups import fs2
-            fs2.set_resources(paths[""], resources or {}, warn, skip_devices=skip_devices)
+            fs2.set_resources(paths[""], resources or {}, warn, skip_devices=skip_devices,
+                              ignore_devices=rootless)
         else:
             from ociruntime.cgroups import fs1
-            fs1.set_resources(paths, resources or {}, warn, skip_devices=skip_devices)
+            fs1.set_resources(paths, resources or {}, warn, skip_devices=skip_devices,
+                              ignore_devices=rootless)
     except CgroupError as e:
         raise OciError(f"error setting cgroup config: {e}")
 

@@ -238,8 +238,9 @@ def set_rdma(path, r):
         files.write(path, "rdma.max", rdma_line(dev, handles, objects))
 
 
-def set_resources(paths, res, warn, skip_devices=False):
-    """Apply ``res`` (a LinuxResources dict) to the container's v1 cgroups."""
+def set_resources(paths, res, warn, skip_devices=False, ignore_devices=False):
+    """Apply ``res`` (a LinuxResources dict) to the container's v1 cgroups. ignore_devices (rootless):
+    the device rules are tried, and their failure (or a devices hierarchy we have no path in) ignored."""
     r = Resources(res)
     if r.unified:
         raise OciError("invalid configuration: cannot use unified on cgroup v1")
@@ -261,6 +262,13 @@ def set_resources(paths, res, warn, skip_devices=False):
         if not needed:
             continue
         path = controller_path(paths, ctrl)
+        if ctrl == "devices" and ignore_devices:
+            if path:
+                try:
+                    devices.set_v1(path, device_rules(res))
+                except (OciError, OSError):
+                    pass
+            continue
         if not path:
             raise NoPath(f"cannot set {ctrl} limit: container could not join or create cgroup")
         if ctrl == "devices":

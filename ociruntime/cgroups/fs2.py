@@ -201,7 +201,7 @@ def set_unified(path, unified):
             raise OciError(f"unable to set unified resource {key!r}: {e}")
 
 
-def set_resources(path, res, warn, skip_devices=False):
+def set_resources(path, res, warn, skip_devices=False, ignore_devices=False):
     """Apply ``res`` (a LinuxResources dict) to the container's v2 cgroup directory."""
     from ociruntime.cgroups.fs1 import rdma_line
     r = Resources(res)
@@ -215,7 +215,11 @@ def set_resources(path, res, warn, skip_devices=False):
     set_io(path, r)
     set_cpu(path, r)
     if not skip_devices:
-        devices.set_v2(path, device_rules(res))
+        try:
+            devices.set_v2(path, device_rules(res))
+        except (OciError, OSError):
+            if not ignore_devices:  # rootless: the BPF device filter needs privileges we lack
+                raise
     set_cpuset(path, r)
     set_hugetlb(path, r)
     for dev, (handles, objects) in r.rdma.items():
