@@ -275,9 +275,10 @@ void prepare_idmapped_mounts(struct plan *p)
 		unsigned sf = AT_EMPTY_PATH | ((m->idmap_flags & IDMAP_RECURSIVE) ? OCI_AT_RECURSIVE : 0);
 		if (sys_mount_setattr(tree, "", sf, &a) < 0) {
 			if (errno == EINVAL)
-				bailx("/mounts/%u: cannot idmap the mount of %s on %s: its filesystem does not support "
+				bailx("/mounts/%u: cannot idmap the mount of %s on %s: its filesystem%s does not support "
 				      "idmapped mounts on this kernel (mount_setattr MOUNT_ATTR_IDMAP: Invalid argument)",
-				      m->idmap_index, m->src, m->dst);
+				      m->idmap_index, m->src, m->dst,
+				      (m->idmap_flags & IDMAP_RECURSIVE) ? " (or that of a mount below it)" : "");
 			bail("/mounts/%u: set the id mapping of %s (for %s)", m->idmap_index, m->src, m->dst);
 		}
 		m->tree_fd = tree;
