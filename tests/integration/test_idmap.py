@@ -217,3 +217,21 @@ def test_features_advertise_idmap(env):
     feats = json.loads(r.stdout)
     assert feats["linux"]["mountExtensions"]["idmap"]["enabled"] is True
     assert {"idmap", "ridmap"} <= set(feats["mountOptions"])
+
+
+def test_idmap_in_a_joined_user_namespace(env):
+    """Joining a user namespace by path: `idmap` without mappings uses that namespace's mapping."""
+    data = _data_dir(env)
+    a = env.bundle(args=("sleep", "30"), mutate=_userns)
+    cid_a = env.running(a)
+    pid_a = env.rt.init_pid(cid_a)
+
+    def mutate(spec):
+        spec["linux"]["namespaces"].append({"type": "user", "path": f"/proc/{pid_a}/ns/user"})
+        spec["mounts"] += [_bind("/d", data, options=("bind", "idmap")), _bind("/n", data)]
+    b = env.bundle(args=("sh", "-c", _stat(["/d/f", "/n/f"])), mutate=mutate)
+    for d in ("d", "n"):
+        os.mkdir(os.path.join(b.rootfs, d))
+    _, out = env.run_to_completion(b)
+    st = _parse_stat(out)
+    assert st["/d/f"] == "1000:2000" and st["/n/f"] == "65534:65534", out
