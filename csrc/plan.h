@@ -44,6 +44,11 @@ enum plan_op {
 	OP_SECCOMP = 22,     /* u32 flags (seccomp(2) SECCOMP_FILTER_FLAG_*; bit 31 is ours: "SPEC_ALLOW was
 	                        implied, drop it if the kernel refuses it", stripped by the init), u32 n,
 	                        n bytes of sock_filter */
+	OP_MOUNT_IDMAP = 30, /* i32 userns_fd, u32 flags (IDMAP_*), u32 config_index: makes the OP_MOUNT just before
+	                        it (a bind mount) idmapped: stage-1, still in the runtime's user and mount
+	                        namespaces, clones the source with open_tree() and sets MOUNT_ATTR_IDMAP with
+	                        the user namespace userns_fd (an fd slot the runtime filled); the container
+	                        init moves the detached tree onto the destination */
 };
 
 #define ROOTFS_READONLY 1u
@@ -55,6 +60,8 @@ enum plan_op {
 #define MOUNT_KIND_RBIND 2u
 #define MOUNT_KIND_CGROUP_TMPFS 3u /* reserved */
 #define MOUNT_COPYUP 0x100u        /* or'd into kind: tmpcopyup, the tmpfs gets the directory's contents */
+
+#define IDMAP_RECURSIVE 1u         /* "ridmap": MOUNT_ATTR_IDMAP on every mount of an rbind tree, not just the top */
 
 #define UMASK_UNSET 0xffffffffu
 #define USER_SETGROUPS 1u          /* setgroups() is allowed (false in a userns with setgroups=deny) */

@@ -108,6 +108,38 @@ int oci_spawn(int exec_fd, char *const argv[], const int *fds, int nfds, int bas
 	return pid;
 }
 
+/* oci_userns_helper: a child born in a new user namespace that only waits (idmapped mounts need a user
+ * namespace carrying each mount's mapping; the caller writes its uid_map/gid_map, opens
+ * /proc/<pid>/ns/user and ends it by pid). No Python runs in it: between clone and _exit it only blocks
+ * signals and reads a pipe, which also ends it should the caller die (EOF). Returns the pid (the pipe's
+ * write end in *hold_fd) or -errno. */
+int oci_userns_helper(int *hold_fd)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0) return -errno;
+	struct oci_clone_args ca;
+	memset(&ca, 0, sizeof(ca));
+	ca.flags = CLONE_NEWUSER;
+	ca.exit_signal = SIGCHLD;
+	pid_t pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
+	if (pid < 0 && (errno == ENOSYS || errno == E2BIG))
+		pid = (pid_t)syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0);
+	if (pid < 0) { int e = errno; close(p[0]); close(p[1]); return -e; }
+	if (pid == 0) {
+		sigset_t all;
+		sigfillset(&all);
+		sigprocmask(SIG_SETMASK, &all, NULL);
+		close(p[1]);
+		char c;
+		while (read(p[0], &c, 1) < 0 && errno == EINTR)
+			;
+		_exit(0);
+	}
+	close(p[0]);
+	*hold_fd = p[1];
+	return pid;
+}
+
 int oci_set_child_subreaper(void)
 {
 	return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0 ? -errno : 0;

@@ -1,6 +1,7 @@
 /* shim.h - the whole cffi surface (parent side only; never runs in the container). */
 int oci_spawn(int exec_fd, char *const argv[], const int *fds, int nfds, int base, int cgroup_fd, int *pidfd_out);
 int oci_set_child_subreaper(void);
+int oci_userns_helper(int *hold_fd);
 struct oci_sc_arg { unsigned int index; unsigned int op; unsigned long long value; unsigned long long value2; };
 struct oci_sc_rule { const char *name; unsigned int action; unsigned int nargs; struct oci_sc_arg args[6]; };
 int oci_seccomp_compile(int out_fd, unsigned int default_action, unsigned int narchs, const char *const *archs,

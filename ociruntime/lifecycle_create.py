@@ -204,6 +204,7 @@ def create(ctx, detach_checks=True):
     sp = Spawned()
     cg_paths, cg_made = {}, []
     sock = None
+    userns_fds = []
     try:
         if os.environ.get("NOTIFY_SOCKET"):
             from ociruntime import notify
@@ -243,9 +244,11 @@ def create(ctx, detach_checks=True):
                 console_sock = internal.detach()
         if console_sock is not None:
             fds["console"] = base + 3
+        fds["idmap_base"] = base + 3 + (console_sock is not None)
         p = planmod.build(config, bundle, fds, {"no_pivot": ctx.flag("no-pivot"),
                                                 "rootless_euid": os.geteuid() != 0},
                           cgroups.with_own(cg_all, cg_paths))
+        userns_fds = idmap_userns_fds(p.idmap_userns)
 
         os.mkfifo(FIFO, 0o622, dir_fd=cdir.fd)
         os.chmod(FIFO, 0o622, dir_fd=cdir.fd)
@@ -254,9 +257,11 @@ def create(ctx, detach_checks=True):
         import _socket  # the C module: `socket` costs enum & co at start-up
         sock, child_sock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
         slots = [child_sock.fileno(), None, fifo_fd] + ([console_sock] if console_sock is not None else [])
+        slots += userns_fds
         pid, pidfd = spawn(p.data, slots, base)
-        for fd in (fifo_fd,) + ((console_sock,) if console_sock is not None else ()):
+        for fd in (fifo_fd,) + ((console_sock,) if console_sock is not None else ()) + tuple(userns_fds):
             os.close(fd)
+        userns_fds = []
         child_sock.close()
         sp.stage1, sp.stage1_pidfd = pid, pidfd
         # the cgroup seam: the init is in its cgroup before it runs anything of the user's
@@ -292,6 +297,8 @@ def create(ctx, detach_checks=True):
             except OSError as e:
                 raise OciError(f"write pid file {pid_file}: {e.strerror}")
     except BaseException:
+        for fd in userns_fds:
+            os.close(fd)
         sp.kill()
         try:
             cgroups.destroy_dirs(cg_made)  # only what this call made: a pre-existing cgroup stays
@@ -306,6 +313,52 @@ def create(ctx, detach_checks=True):
             sock.close()
     cdir.close()
     return st
+
+
+def idmap_userns_fds(requests):
+    """One user namespace fd per distinct mapping of the idmapped mounts (plan.Plan.idmap_userns), in
+    order. A mapping's namespace is made by a helper child born in a new user namespace (C, see
+    oci_userns_helper): we write its maps, keep an fd of its namespace and end it by pid at once (the
+    fd keeps the namespace alive), as runc does. A joined user namespace is opened by path."""
+    fds = []
+    try:
+        for key, ptr in requests:
+            if key[0] == "path":
+                try:
+                    fds.append(os.open(key[1], os.O_RDONLY | os.O_CLOEXEC))
+                except OSError as e:
+                    raise OciError(f"open user namespace {key[1]} for the idmapped mount {ptr}: {e.strerror}")
+            else:
+                fds.append(_mapped_userns(key[1], key[2], ptr))
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return fds
+
+
+def _mapped_userns(uids, gids, ptr):
+    from ociruntime._shim import ffi, lib
+    from ociruntime.errors import ConfigError
+    hold = ffi.new("int *", -1)
+    pid = lib.oci_userns_helper(hold)
+    if pid < 0:
+        raise SpawnError(f"create a user namespace for the idmapped mount {ptr}: {os.strerror(-pid)}")
+    try:
+        for name, maps in (("uid_map", uids), ("setgroups", None), ("gid_map", gids)):
+            data = "deny" if maps is None else "".join(f"{c} {h} {n}\n" for c, h, n in maps)
+            fd = os.open(f"/proc/{pid}/{name}", os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, data.encode())
+            except OSError as e:
+                raise ConfigError(ptr, f"the kernel refused the idmapped mount's {name}: {e.strerror}")
+            finally:
+                os.close(fd)
+        return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(hold[0])
 
 
 def _send(sock, typ, value=0, payload=b""):

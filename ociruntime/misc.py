@@ -82,6 +82,14 @@ def cmd_spec(ctx):
     return 0
 
 
+def _kernel_at_least(major, minor):
+    try:
+        parts = os.uname().release.split(".")
+        return (int(parts[0]), int(parts[1].split("-")[0])) >= (major, minor)
+    except (ValueError, IndexError):
+        return False
+
+
 def features():
     """What this build implements, no more (runtime-spec features.md)."""
     from ociruntime import plan, seccomp
@@ -105,7 +113,8 @@ def features():
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},
-            "mountExtensions": {"idmap": {"enabled": False}},
+            # idmapped bind mounts (mounts[].uidMappings/gidMappings, idmap/ridmap): mount_setattr, Linux 5.12
+            "mountExtensions": {"idmap": {"enabled": _kernel_at_least(5, 12)}},
         },
         "annotations": {"org.opencontainers.runc.version": __version__,
                         "io.github.ociruntime.version": __version__},

@@ -14,9 +14,11 @@ VERSION = 1
 (OP_FDS, OP_NS_JOIN, OP_NS_NEW, OP_TIMENS, OP_OOM_SCORE_ADJ, OP_ROOTFS, OP_MOUNT, OP_DEVICE, OP_SYMLINK,
  OP_MASK, OP_READONLY, OP_HOSTNAME, OP_DOMAINNAME, OP_SYSCTL, OP_RLIMIT, OP_CAPS, OP_USER, OP_PROCESS,
  OP_HOOK, OP_MKDIR, OP_CONSOLE, OP_SECCOMP) = range(1, 23)
+OP_MOUNT_IDMAP = 30
 ROOTFS_READONLY, ROOTFS_NO_PIVOT, ROOTFS_NO_MOUNTNS = 1, 2, 4
 MOUNT_KIND_FS, MOUNT_KIND_BIND, MOUNT_KIND_RBIND = 0, 1, 2
 MOUNT_COPYUP = 0x100
+IDMAP_RECURSIVE = 1
 UMASK_UNSET = 0xFFFFFFFF
 USER_SETGROUPS = 1
 PROC_NNP, PROC_MKCWD, PROC_EXEC = 1, 2, 4
@@ -74,7 +76,9 @@ RECURSIVE_ATTRS = {
     "rstrictatime": (MOUNT_ATTR_STRICTATIME, MOUNT_ATTR__ATIME), "rnostrictatime": (0, MOUNT_ATTR__ATIME),
     "rnosymfollow": (MOUNT_ATTR_NOSYMFOLLOW, 0), "rsymfollow": (0, MOUNT_ATTR_NOSYMFOLLOW),
 }
-EXTENSIONS = {"tmpcopyup"}  # runc's extension: the tmpfs starts with a copy of the directory
+# tmpcopyup (runc's extension): the tmpfs starts with a copy of the directory; idmap/ridmap (config.md):
+# an idmapped bind mount (ridmap: the mapping on every mount of an rbind tree), never passed to mount(2)
+EXTENSIONS = {"tmpcopyup", "idmap", "ridmap"}
 MOUNT_OPTIONS = sorted(set(MOUNT_FLAGS) | set(PROPAGATION) | set(RECURSIVE_ATTRS) | EXTENSIONS)
 
 CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
@@ -188,6 +192,9 @@ class Plan:
         self.hooks = {}
         self.terminal = False
         self.cgroup_mounts = False
+        # idmapped mounts: one user namespace per distinct mapping, in fd slots idmap_base + index;
+        # each entry: (("maps", uid tuples, gid tuples) or ("path", userns path), JSON pointer of a mount)
+        self.idmap_userns = []
 
 
 def host_id(maps, cid):
@@ -221,10 +228,10 @@ def refuse_unimplemented(config, what="config"):
             raise ConfigError(pointer if what == "config" else "/" + key,
                               f"{name} are not supported by this runtime yet" if name.endswith("s")
                               else f"{name} is not supported by this runtime yet")
-    for i, m in enumerate(config.get("mounts") or ()):
-        for k in ("uidMappings", "gidMappings"):
-            if m.get(k):
-                raise ConfigError(f"/mounts/{i}/{k}", "idmapped mounts are not supported by this runtime yet")
+
+
+def _maps_key(maps):
+    return tuple((m["containerID"], m["hostID"], m["size"]) for m in maps)
 
 
 def build(config, bundle, fds, opts, cgroup_paths=None):
@@ -312,8 +319,13 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
                 if typ != "tmpfs":
                     raise ConfigError(ptr + "/options", "tmpcopyup needs a tmpfs mount")
                 kind |= MOUNT_COPYUP
+        idmap = _idmap_userns(p, m, ptr, is_bind, ext, linux, new)
         e.add(OP_MOUNT, e.s(src), e.s(dst), e.s(fs), e.s(",".join(data)), _u32(flags & ~MS_REMOUNT, kind),
               _u64(aset, aclr), _u32(len(props), *props))
+        if idmap is not None:
+            base = fds.get("idmap_base") or max(v for k, v in fds.items() if k != "close_from") + 1
+            e.add(OP_MOUNT_IDMAP, _i32(base + idmap),
+                  _u32(IDMAP_RECURSIVE if "ridmap" in ext else 0, i))
 
     # devices (runc: skipped when /dev is a bind mount; and never made on the rootfs's own disk when
     # there is no mount namespace to put a /dev tmpfs in)
@@ -363,6 +375,36 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
     p.terminal = bool(proc.get("terminal"))
     p.data = e.bytes()
     return p
+
+
+def _idmap_userns(p, m, ptr, is_bind, ext, linux, new_ns):
+    """Index (into p.idmap_userns) of the user namespace an idmapped mount uses, or None. As runc: the
+    mount's own uidMappings/gidMappings; with only the idmap/ridmap option, the container's user
+    namespace mapping (the same mapping for a new one, the namespace itself for a joined one)."""
+    uid_m, gid_m = m.get("uidMappings"), m.get("gidMappings")
+    if uid_m is None and gid_m is None and not ext & {"idmap", "ridmap"}:
+        return None
+    where = ptr + ("/uidMappings" if uid_m is not None else "/gidMappings" if gid_m is not None else "/options")
+    if not is_bind:
+        raise ConfigError(where, "idmapped mounts are only supported for bind mounts (options bind or rbind)")
+    if uid_m is not None or gid_m is not None:
+        for k, v in (("uidMappings", uid_m), ("gidMappings", gid_m)):
+            if not v:
+                raise ConfigError(f"{ptr}/{k}", "an idmapped mount needs both uidMappings and gidMappings, "
+                                  "each with at least one entry")
+        key = ("maps", _maps_key(uid_m), _maps_key(gid_m))
+    elif new_ns & CLONE_NEWUSER:
+        key = ("maps", _maps_key(linux.get("uidMappings") or ()), _maps_key(linux.get("gidMappings") or ()))
+    else:
+        path = next((n.get("path") for n in linux.get("namespaces") or () if n["type"] == "user"), None)
+        if not path:
+            raise ConfigError(where, "an idmap mount without uidMappings/gidMappings needs a user namespace")
+        key = ("path", path)
+    for idx, (k, _) in enumerate(p.idmap_userns):
+        if k == key:
+            return idx
+    p.idmap_userns.append((key, ptr))
+    return len(p.idmap_userns) - 1
 
 
 def _process_records(e, proc, extra_flags, setgroups=True):

@@ -333,12 +333,21 @@ def _check_mounts(doc, ctx):
         src = m.get("source")
         if isinstance(src, str):
             _no_nul(src, _ptr("mounts", i, "source"), "mount source")
+        opts = m.get("options") or ()
+        idmap_opt = "idmap" in opts or "ridmap" in opts
+        has_maps = m.get("uidMappings") is not None or m.get("gidMappings") is not None
+        if (idmap_opt or has_maps) and not (m.get("type") == "bind" or "bind" in opts or "rbind" in opts):
+            # runc checkIDMapMounts: MOUNT_ATTR_IDMAP is only applied to a clone of a bind mount's source
+            _fail("idmapped mounts are only supported for bind mounts (options bind or rbind)", "mounts", i,
+                  "uidMappings" if m.get("uidMappings") is not None else
+                  "gidMappings" if m.get("gidMappings") is not None else "options")
         for key in ("uidMappings", "gidMappings"):
             maps = m.get(key)
             if maps is not None:
+                if not maps:
+                    _fail(f"an idmapped mount needs at least one {key} entry", "mounts", i, key)
                 _check_id_map(maps, ("mounts", i, key))
-        opts = m.get("options") or ()
-        if ("idmap" in opts or "ridmap" in opts) and m.get("uidMappings") is None and "user" not in ctx.ns:
+        if idmap_opt and not has_maps and "user" not in ctx.ns:
             _fail("an idmap mount needs uidMappings/gidMappings or a user namespace", "mounts", i, "options")
 
 

@@ -184,7 +184,10 @@ static void dump(const struct plan *p)
 		printf(",\"flags\":%u,\"kind\":%u,\"attr_set\":%llu,\"attr_clr\":%llu,\"pflags\":[", m->flags, m->kind,
 		       (unsigned long long)m->attr_set, (unsigned long long)m->attr_clr);
 		for (uint32_t k = 0; k < m->npflags; k++) printf("%s%u", k ? "," : "", m->pflags[k]);
-		printf("]}");
+		printf("]");
+		if (m->idmap_fd >= 0)
+			printf(",\"idmap\":{\"fd\":%d,\"flags\":%u,\"index\":%u}", m->idmap_fd, m->idmap_flags, m->idmap_index);
+		printf("}");
 	}
 	printf("],\"devices\":[");
 	for (uint32_t i = 0; i < p->ndevices; i++) {

@@ -15,6 +15,9 @@ struct mount_op {
 	uint32_t flags, kind, npflags;
 	const uint32_t *pflags; /* unaligned copy, see plan.c */
 	uint64_t attr_set, attr_clr;
+	int idmap_fd;           /* OP_MOUNT_IDMAP: user namespace fd of the mapping, -1: not idmapped */
+	uint32_t idmap_flags, idmap_index;
+	int tree_fd;            /* the idmapped detached tree stage-1 made, moved into place by the init */
 };
 struct device_op { const char *path; uint32_t mode, major, minor, uid, gid, bind; };
 struct pair { const char *a, *b; };
@@ -67,6 +70,7 @@ void finish_rootfs(struct plan *p);         /* after createContainer hooks: pivo
 void masked_and_readonly(struct plan *p);   /* after pivot_root */
 void write_sysctls(struct plan *p);
 int open_in_root(int rootfd, const char *path, int flags, uint64_t resolve);
+void prepare_idmapped_mounts(struct plan *p); /* stage-1, in the runtime's namespaces */
 
 /* seccomp.c */
 void load_seccomp(struct plan *p);

@@ -257,6 +257,8 @@ static void stage1(struct plan *p)
 	}
 	/* Not dumpable while we hold host fds and join namespaces (CVE-2016-9962). */
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) bail("prctl(PR_SET_DUMPABLE)");
+	/* idmapped mounts need the runtime's privileges over the source's filesystem: before any join */
+	prepare_idmapped_mounts(p);
 	join_namespaces(p);
 	if (p->new_ns & CLONE_NEWUSER) {
 		/* The user namespace alone first: the runtime (still privileged in the parent user namespace)
@@ -313,8 +315,10 @@ int main(int argc, char **argv)
 		struct plan p;
 		char err[256];
 		if (plan_decode(buf, st.st_size, &p, err, sizeof(err)) < 0) { printf("error: %s\n", err); return 1; }
-		printf("ok mounts=%u devices=%u masked=%u readonly=%u args=%u env=%u hooks=%u joins=%u ns=0x%x\n",
-		       p.nmounts, p.ndevices, p.nmasked, p.nreadonly, p.args.n, p.env.n, p.nhooks, p.njoins, p.new_ns);
+		uint32_t nidmap = 0;
+		for (uint32_t i = 0; i < p.nmounts; i++) nidmap += p.mounts[i].idmap_fd >= 0;
+		printf("ok mounts=%u devices=%u masked=%u readonly=%u args=%u env=%u hooks=%u joins=%u ns=0x%x idmapped=%u\n",
+		       p.nmounts, p.ndevices, p.nmasked, p.nreadonly, p.args.n, p.env.n, p.nhooks, p.njoins, p.new_ns, nidmap);
 		return 0;
 	}
 	if (argc < 3) {

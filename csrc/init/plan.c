@@ -100,7 +100,20 @@ int plan_decode(const uint8_t *buf, size_t len, struct plan *p, char *err, size_
 			if (!pf) return fail(err, errlen, "out of memory");
 			for (uint32_t k = 0; k < m->npflags; k++) pf[k] = u32(&q);
 			m->pflags = pf;
+			m->idmap_fd = m->tree_fd = -1;
 			p->nmounts++;
+			break;
+		}
+		case OP_MOUNT_IDMAP: {
+			if (!p->nmounts) return fail(err, errlen, "plan: idmap record %u without a mount before it", i);
+			struct mount_op *m = &p->mounts[p->nmounts - 1];
+			if (m->idmap_fd >= 0) return fail(err, errlen, "plan: mount %u has two idmap records", p->nmounts - 1);
+			int32_t fd = i32(&q);
+			m->idmap_flags = u32(&q);
+			m->idmap_index = u32(&q);
+			if (q.bad || fd < 0 || (m->idmap_flags & ~IDMAP_RECURSIVE))
+				return fail(err, errlen, "plan: idmap record %u malformed", i);
+			m->idmap_fd = fd;
 			break;
 		}
 		case OP_DEVICE: {

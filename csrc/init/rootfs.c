@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -19,6 +21,9 @@
 #include <unistd.h>
 
 #define PROC_SUPER_MAGIC 0x9fa0
+#ifndef NS_GET_NSTYPE
+#define NS_GET_NSTYPE _IO(0xb7, 0x3)
+#endif
 #define IN_ROOT (OCI_RESOLVE_IN_ROOT | OCI_RESOLVE_NO_MAGICLINKS)
 
 static int g_rootfd = -1;
@@ -196,11 +201,21 @@ static void do_mount(struct mount_op *m)
 		lower = open_in_root(g_rootfd, m->dst, O_RDONLY | O_DIRECTORY, 0);
 		if (lower < 0 && errno != ENOENT) bail("tmpcopyup: open %s", m->dst);
 	}
+	if (m->tree_fd >= 0) { /* idmapped: the detached tree stage-1 made; its root tells file or directory */
+		struct stat st;
+		if (fstat(m->tree_fd, &st) < 0) bail("stat the idmapped mount of %s (for %s)", m->src, m->dst);
+		is_dir = S_ISDIR(st.st_mode);
+	}
 	int tfd = mount_target(g_rootfd, m->dst, is_dir, resolve);
 	if (tfd < 0) bail("mount destination %s", m->dst);
 	char tp[64];
 	fdpath(tp, sizeof(tp), tfd);
-	if (is_bind) {
+	if (m->tree_fd >= 0) {
+		if (sys_move_mount(m->tree_fd, "", tfd, "", OCI_MOVE_MOUNT_F_EMPTY_PATH | OCI_MOVE_MOUNT_T_EMPTY_PATH) < 0)
+			bail("mount the idmapped mount of %s on %s", m->src, m->dst);
+		close(m->tree_fd);
+		m->tree_fd = -1;
+	} else if (is_bind) {
 		unsigned long bf = MS_BIND | (m->kind == MOUNT_KIND_RBIND ? MS_REC : 0);
 		if (mount(m->src, tp, NULL, bf, NULL) < 0) bail("bind mount %s on %s", m->src, m->dst);
 	} else {
@@ -235,6 +250,44 @@ static void do_mount(struct mount_op *m)
 			bail("set recursive mount attributes of %s", m->dst);
 	}
 	close(tfd);
+}
+
+/* Idmapped bind mounts (mounts[].uidMappings/gidMappings, the idmap/ridmap options), made in stage-1
+ * while it is still in the runtime's user and mount namespaces: MOUNT_ATTR_IDMAP needs CAP_SYS_ADMIN over
+ * the source's filesystem (the host's user namespace) and over the mapping's user namespace, which a
+ * container init in its own user namespace lacks. The source is cloned into a detached tree
+ * (OPEN_TREE_CLONE, with AT_RECURSIVE for rbind), the tree gets the mapping (recursively for ridmap),
+ * and the container init inherits the tree's fd and moves it onto the destination (do_mount). The
+ * user namespace fds are slots the runtime filled; they are closed here. */
+void prepare_idmapped_mounts(struct plan *p)
+{
+	for (uint32_t i = 0; i < p->nmounts; i++) {
+		struct mount_op *m = &p->mounts[i];
+		if (m->idmap_fd < 0) continue;
+		int t = ioctl(m->idmap_fd, NS_GET_NSTYPE);
+		if (t != CLONE_NEWUSER)
+			bailx("/mounts/%u: the id mapping's fd %d is not a user namespace", m->idmap_index, m->idmap_fd);
+		unsigned of = OCI_OPEN_TREE_CLONE | OCI_OPEN_TREE_CLOEXEC;
+		if ((m->kind & ~MOUNT_COPYUP) == MOUNT_KIND_RBIND) of |= OCI_AT_RECURSIVE;
+		int tree = sys_open_tree(AT_FDCWD, m->src, of);
+		if (tree < 0) bail("/mounts/%u: clone the bind mount source %s", m->idmap_index, m->src);
+		struct oci_mount_attr a = { OCI_MOUNT_ATTR_IDMAP, 0, 0, (uint64_t)m->idmap_fd };
+		unsigned sf = AT_EMPTY_PATH | ((m->idmap_flags & IDMAP_RECURSIVE) ? OCI_AT_RECURSIVE : 0);
+		if (sys_mount_setattr(tree, "", sf, &a) < 0) {
+			if (errno == EINVAL)
+				bailx("/mounts/%u: cannot idmap the mount of %s on %s: its filesystem%s does not support "
+				      "idmapped mounts on this kernel (mount_setattr MOUNT_ATTR_IDMAP: Invalid argument)",
+				      m->idmap_index, m->src, m->dst,
+				      (m->idmap_flags & IDMAP_RECURSIVE) ? " (or that of a mount below it)" : "");
+			bail("/mounts/%u: set the id mapping of %s (for %s)", m->idmap_index, m->src, m->dst);
+		}
+		m->tree_fd = tree;
+	}
+	for (uint32_t i = 0; i < p->nmounts; i++)
+		if (p->mounts[i].idmap_fd >= 0) {
+			close(p->mounts[i].idmap_fd); /* mounts sharing a mapping share the fd: EBADF after the first */
+			p->mounts[i].idmap_fd = -1;
+		}
 }
 
 static void make_device(struct device_op *d)

@@ -37,11 +37,13 @@ def test_empty_values_count_as_absent(tmp_path):
     plan.build(s, str(tmp_path), {"sync": 3, "close_from": 3}, {}, {})
 
 
-def test_idmapped_mounts_refused(tmp_path):
+def test_idmapped_mounts_no_longer_refused(tmp_path):
+    """mounts[].uidMappings/gidMappings are implemented: planned as an OP_MOUNT_IDMAP record."""
     s = default_spec()
     (tmp_path / "rootfs").mkdir()
-    s["mounts"].append({"destination": "/x", "type": "bind", "source": str(tmp_path),
-                        "options": ["bind"], "uidMappings": [{"containerID": 0, "hostID": 1, "size": 1}]})
-    with pytest.raises(ConfigError) as ei:
-        plan.build(s, str(tmp_path), {"sync": 3, "close_from": 3}, {}, {})
-    assert ei.value.pointer.endswith("/uidMappings")
+    s["mounts"].append({"destination": "/x", "type": "bind", "source": str(tmp_path), "options": ["bind"],
+                        "uidMappings": [{"containerID": 0, "hostID": 1, "size": 1}],
+                        "gidMappings": [{"containerID": 0, "hostID": 1, "size": 1}]})
+    p = plan.build(s, str(tmp_path), {"sync": 3, "close_from": 3}, {}, {})
+    assert len(p.idmap_userns) == 1
+    assert plan.OP_MOUNT_IDMAP.to_bytes(4, "little") in p.data

@@ -122,7 +122,7 @@ def test_recursive_attr_option(opt):
 
 
 def test_tables_cover_the_advertised_options():
-    known = set(MOUNT_FLAG_TABLE) | set(PROPAGATION_TABLE) | set(RECURSIVE_TABLE) | {"tmpcopyup"}
+    known = set(MOUNT_FLAG_TABLE) | set(PROPAGATION_TABLE) | set(RECURSIVE_TABLE) | {"tmpcopyup", "idmap", "ridmap"}
     assert set(plan.MOUNT_OPTIONS) == known
     assert plan.MOUNT_OPTIONS == sorted(plan.MOUNT_OPTIONS)
 
@@ -133,11 +133,16 @@ def test_none_and_empty():
 
 
 def test_unknown_options_are_fs_data_in_order():
-    opts = ["nosuid", "mode=755", "size=65536k", "newinstance", "ro", "uid=0", "X-mount.mkdir", "idmap"]
+    opts = ["nosuid", "mode=755", "size=65536k", "newinstance", "ro", "uid=0", "X-mount.mkdir", "idmapx"]
     flags, clear, prop, aset, aclr, data, ext = plan.parse_mount_options(opts)
     assert flags == MS_NOSUID | MS_RDONLY
-    assert data == ["mode=755", "size=65536k", "newinstance", "uid=0", "X-mount.mkdir", "idmap"]
+    assert data == ["mode=755", "size=65536k", "newinstance", "uid=0", "X-mount.mkdir", "idmapx"]
     assert (prop, aset, aclr, ext) == ([], 0, 0, set())
+
+
+def test_idmap_options_are_extensions():
+    # config.md: idmap/ridmap "SHOULD NOT be passed to the underlying mount(2) call"
+    assert plan.parse_mount_options(["rbind", "idmap", "ridmap"])[5:] == ([], {"idmap", "ridmap"})
 
 
 def test_options_are_case_sensitive():
@@ -310,6 +315,13 @@ def full(bundle):
                         "options": ["rbind", "ro", "rprivate", "rnosuid", "rnoatime", "nodev"]})
     s["mounts"].append({"destination": "/plain", "type": "none", "source": os.path.join(bundle, "data"),
                         "options": ["bind", "remount", "shared", "slave"]})
+    # idmapped: explicit maps (recursive), the container's maps (idmap alone), the first maps again
+    idm = {"uidMappings": [{"containerID": 1000, "hostID": 3000, "size": 2}],
+           "gidMappings": [{"containerID": 2000, "hostID": 4000, "size": 1}]}
+    s["mounts"].append({"destination": "/idm", "type": "bind", "source": "data", "options": ["rbind", "ridmap"],
+                        **idm})
+    s["mounts"].append({"destination": "/idm2", "source": "data", "options": ["bind", "idmap"]})
+    s["mounts"].append({"destination": "/idm3", "type": "bind", "source": "data", "options": ["bind"], **idm})
     s["hooks"] = {
         "prestart": [{"path": "/bin/prestart"}],
         "createContainer": [{"path": "/bin/cc1", "args": ["cc1", "x"], "env": ["A=1"], "timeout": 7},
@@ -431,8 +443,8 @@ ROUND_TRIP = [
     ("runc-spec", lambda b: spec(), {},
      dict(mounts=7, devices=6, masked=10, readonly=5, args=1, env=2, hooks=0, joins=0, ns=_ns(*DEFAULT_NS))),
     ("full", full, {},
-     dict(mounts=9, devices=9, masked=10, readonly=5, args=4, env=4, hooks=3, joins=2,
-          ns=_ns("pid", "mount", "uts", "user", "time"))),
+     dict(mounts=12, devices=9, masked=10, readonly=5, args=4, env=4, hooks=3, joins=2,
+          ns=_ns("pid", "mount", "uts", "user", "time"), idmapped=3)),
     ("dev-bind", _cfg_dev_bind, {},
      dict(mounts=8, devices=0, masked=10, readonly=5, args=1, env=2, hooks=0, joins=0, ns=_ns(*DEFAULT_NS))),
     ("no-mountns", _cfg_no_mountns, {},
@@ -458,7 +470,7 @@ def test_check_plan_counts(bundle, tmp_path, name, factory, cg, want):
     rc, out, err = check_plan(p.data, tmp_path)
     assert rc == 0, out + err
     assert out.count("\n") == 1
-    assert counts(out) == want
+    assert counts(out) == {"idmapped": 0, **want}
 
 
 def test_build_is_deterministic(bundle):
@@ -548,6 +560,44 @@ def test_encoder_refuses_nul():
     assert plan.Encoder.s("ab") == struct.pack("=I", 3) + b"ab\0"
     assert plan.Encoder.s("") == struct.pack("=I", 1) + b"\0"
     assert plan.Encoder.s("ü") == struct.pack("=I", 3) + "ü".encode() + b"\0"
+
+
+def _idmap_cfg(bundle, **mount):
+    s = spec()
+    s["mounts"].append({"destination": "/x", "type": "bind", "source": "data", "options": ["bind"], **mount})
+    return s
+
+
+MAPS = {"uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}],
+        "gidMappings": [{"containerID": 0, "hostID": 2000, "size": 1}]}
+
+
+@pytest.mark.parametrize("mount,pointer,reason", [
+    ({"type": "tmpfs", "source": "tmpfs", "options": [], **MAPS}, "uidMappings", "only supported for bind mounts"),
+    ({"type": "tmpfs", "source": "tmpfs", "options": ["idmap"]}, "options", "only supported for bind mounts"),
+    ({"uidMappings": [], "gidMappings": MAPS["gidMappings"]}, "uidMappings", "both uidMappings and gidMappings"),
+    ({"uidMappings": MAPS["uidMappings"], "gidMappings": []}, "gidMappings", "both uidMappings and gidMappings"),
+    ({"options": ["rbind", "ridmap"]}, "options", "needs a user namespace"),
+])
+def test_idmap_refused_in_build(bundle, mount, pointer, reason):
+    with pytest.raises(ConfigError) as ei:
+        build(_idmap_cfg(bundle, **mount), bundle)
+    n = len(spec()["mounts"])
+    assert ei.value.pointer == f"/mounts/{n}/{pointer}" and reason in ei.value.reason
+
+
+def test_idmap_joined_userns_uses_the_namespace_itself(bundle):
+    s = _idmap_cfg(bundle, options=["bind", "idmap"])
+    s["linux"]["namespaces"].append({"type": "user", "path": "/proc/1/ns/user"})
+    p = build(s, bundle)
+    assert [k for k, _ in p.idmap_userns] == [("path", "/proc/1/ns/user")]
+
+
+def test_idmap_mappings_without_userns_and_without_option(bundle):
+    # runc: the mappings alone make the mount idmapped; no user namespace is needed
+    p = build(_idmap_cfg(bundle, **MAPS), bundle)
+    assert [k for k, _ in p.idmap_userns] == [("maps", ((0, 1000, 1),), ((0, 2000, 1),))]
+    assert p.data.count(struct.pack("=I", plan.OP_MOUNT_IDMAP)) >= 1
 
 
 def test_tmpcopyup_is_not_silently_ignored(bundle):
@@ -646,6 +696,17 @@ def test_round_trip_all_fields(plan_dump, bundle, tmp_path):
                           "pflags": [MS_PRIVATE | MS_REC]}
     assert m["/plain"]["kind"] == 1 and m["/plain"]["flags"] == MS_BIND     # MS_REMOUNT is not passed
     assert m["/plain"]["pflags"] == [MS_SHARED, MS_SLAVE]
+    # idmapped mounts: fd slots after the fixed ones (sync 3, fifo 5), one per distinct mapping
+    idx = {x["destination"]: i for i, x in enumerate(cfg["mounts"])}
+    assert "idmap" not in m["/data"] and "idmap" not in m["/proc"]
+    assert m["/idm"]["idmap"] == {"fd": 6, "flags": 1, "index": idx["/idm"]}
+    assert m["/idm"]["kind"] == 2 and m["/idm"]["data"] == ""        # ridmap is never mount(2) data
+    assert m["/idm2"]["idmap"] == {"fd": 7, "flags": 0, "index": idx["/idm2"]}
+    assert m["/idm3"]["idmap"] == {"fd": 6, "flags": 0, "index": idx["/idm3"]}
+    p = build(cfg, bundle)
+    assert p.idmap_userns == [
+        (("maps", ((1000, 3000, 2),), ((2000, 4000, 1),)), f"/mounts/{idx['/idm']}"),
+        (("maps", ((0, 100000, 65536),), ((0, 200000, 65536),)), f"/mounts/{idx['/idm2']}")]
 
     devs = {x["path"]: x for x in d["devices"]}
     assert set(devs) == {"/dev/null", "/dev/random", "/dev/full", "/dev/tty", "/dev/zero", "/dev/urandom",
@@ -772,7 +833,8 @@ def test_round_trip_exec_plan(plan_dump, tmp_path):
     data = plan.build_exec(proc, dict(FDS), joins)
     rc, out, err = check_plan(data, tmp_path)
     assert rc == 0, out + err
-    assert counts(out) == dict(mounts=0, devices=0, masked=0, readonly=0, args=2, env=1, hooks=0, joins=3, ns=0)
+    assert counts(out) == dict(mounts=0, devices=0, masked=0, readonly=0, args=2, env=1, hooks=0, joins=3, ns=0,
+                              idmapped=0)
     d = decode(plan_dump, data, tmp_path)
     assert d["joins"] == [{"flag": f, "path": p_} for f, p_ in joins]
     assert d["rootfs"] is None and d["mounts"] == [] and d["mkdirs"] == []
@@ -809,7 +871,10 @@ def small_plan(tmp_path_factory):
            "process": {"cwd": "/", "args": ["a", "b"], "env": ["E=1"], "oomScoreAdj": 1, "terminal": True,
                        "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 1, "hard": 2}],
                        "capabilities": {"bounding": ["CAP_KILL"]}, "user": {"uid": 1, "gid": 2, "additionalGids": [3]}},
-           "mounts": [{"destination": "/p", "type": "proc", "source": "proc", "options": ["rprivate"]}],
+           "mounts": [{"destination": "/p", "type": "proc", "source": "proc", "options": ["rprivate"]},
+                      {"destination": "/i", "type": "bind", "source": "rootfs", "options": ["bind"],
+                       "uidMappings": [{"containerID": 0, "hostID": 1, "size": 1}],
+                       "gidMappings": [{"containerID": 0, "hostID": 1, "size": 1}]}],
            "hooks": {"createContainer": [{"path": "/h", "args": ["h"], "env": ["X=1"]}]},
            "linux": {"namespaces": [{"type": "mount"}, {"type": "network", "path": "/n"}],
                      "timeOffsets": {"monotonic": {"secs": 1}}, "sysctl": {"k": "v"},
@@ -918,6 +983,8 @@ def _fds():
 
 
 PROCESS_OK = rec(plan.OP_PROCESS, s(b"/") + u32(1) + s(b"true") + u32(0) + u32(0))
+MOUNT_OK = rec(plan.OP_MOUNT, s(b"/a") + s(b"/d") + s(b"") + s(b"") + u32(0, 1) + struct.pack("=QQ", 0, 0) + u32(0))
+IDMAP_OK = rec(plan.OP_MOUNT_IDMAP, struct.pack("=i", 6) + u32(1, 3))
 
 MALFORMED = {
     "empty file": b"",
@@ -980,6 +1047,12 @@ MALFORMED = {
     "seccomp length 0xfffffff8": _plan_with(rec(plan.OP_SECCOMP, u32(0, 0xFFFFFFF8) + b"\0" * 8)),
     "seccomp too many instructions": _plan_with(rec(plan.OP_SECCOMP, u32(0, 65536 * 8) + b"\0" * (65536 * 8))),
     "seccomp trailing bytes": _plan_with(rec(plan.OP_SECCOMP, u32(0, 8) + b"\0" * 9)),
+    "idmap without a mount": _plan_with(rec(plan.OP_MOUNT_IDMAP, struct.pack("=i", 6) + u32(0, 0))),
+    "idmap negative fd": _plan_with(MOUNT_OK, rec(plan.OP_MOUNT_IDMAP, struct.pack("=i", -1) + u32(0, 0))),
+    "idmap unknown flag": _plan_with(MOUNT_OK, rec(plan.OP_MOUNT_IDMAP, struct.pack("=i", 6) + u32(2, 0))),
+    "idmap twice": _plan_with(MOUNT_OK, IDMAP_OK, IDMAP_OK),
+    "idmap short": _plan_with(MOUNT_OK, rec(plan.OP_MOUNT_IDMAP, struct.pack("=i", 6) + u32(0))),
+    "idmap long": _plan_with(MOUNT_OK, rec(plan.OP_MOUNT_IDMAP, struct.pack("=i", 6) + u32(0, 0, 0))),
 }
 
 
@@ -1003,6 +1076,7 @@ def test_well_formed_hand_made_plans_accepted(tmp_path):
         "16 propagation flags": _plan_with(rec(plan.OP_MOUNT, s(b"a") + s(b"/d") + s(b"") + s(b"") + u32(0, 0) +
                                                struct.pack("=QQ", 0, 0) + u32(16) + u32(*([0] * 16)))),
         "process twice": _plan_with(PROCESS_OK, PROCESS_OK),
+        "idmapped mounts": _plan_with(MOUNT_OK, IDMAP_OK, MOUNT_OK, MOUNT_OK, IDMAP_OK),
         "console": _plan_with(rec(plan.OP_CONSOLE, u32(24, 80))),
         "seccomp, one instruction": _plan_with(rec(plan.OP_SECCOMP, u32(0, 8) + struct.pack("=HBBI", 6, 0, 0, 0x7FFF0000))),
         "seccomp, 65535 instructions": _plan_with(rec(plan.OP_SECCOMP, u32(0, 65535 * 8) + b"\0" * (65535 * 8))),

@@ -85,6 +85,9 @@ def _hand_made():
                                                    s(b"b") + struct.pack("=I", 0) + struct.pack("=I", 0))
     yield b"OCIP" + struct.pack("=II", 1, 1) + rec(plan.OP_USER, struct.pack("=IIIII", 0, 0, 0, 1, 2) +
                                                    struct.pack("=II", 5, 6))
+    if hasattr(plan, "OP_MOUNT_IDMAP"):
+        mount = rec(plan.OP_MOUNT, s(b"/a") + s(b"/d") + s(b"") + s(b"") + struct.pack("=IIQQI", 0, 1, 0, 0, 0))
+        yield b"OCIP" + struct.pack("=II", 1, 2) + mount + rec(plan.OP_MOUNT_IDMAP, struct.pack("=iII", 6, 1, 0))
     for name, payload in (("OP_CONSOLE", struct.pack("=II", 24, 80)),
                           ("OP_SECCOMP", struct.pack("=II", 0, 8) + struct.pack("=HBBI", 6, 0, 0, 0x7FFF0000))):
         if hasattr(plan, name):
