@@ -44,6 +44,8 @@ enum plan_op {
 	OP_SECCOMP = 22,     /* u32 flags (seccomp(2) SECCOMP_FILTER_FLAG_*; bit 31 is ours: "SPEC_ALLOW was
 	                        implied, drop it if the kernel refuses it", stripped by the init), u32 n,
 	                        n bytes of sock_filter */
+	OP_NETDEV = 32,      /* u32 n: linux.netDevices has n entries; stage-1 hands the runtime a NETLINK_ROUTE
+	                        socket opened in the container's network namespace (SYNC_NETDEV_FD) */
 };
 
 #define ROOTFS_READONLY 1u
@@ -72,6 +74,8 @@ enum plan_op {
  *   spawn, cgroup apply  --GO-->  join/unshare
  *                        <--USERMAP_PLS (new userns)
  *   write uid/gid maps   --USERMAP_ACK-->
+ *                        <--NETDEV_FD (linux.netDevices: netlink socket in the new netns)
+ *   move the devices     --NETDEV_ACK-->
  *                        <--PID (init pid)               clone(CLONE_PARENT) -> mounts
  *                        <--------------------------------HOOKS_PLS
  *   prestart/createRuntime --HOOKS_ACK (state json)----->  createContainer hooks, pivot_root, ...
@@ -90,6 +94,9 @@ enum sync_msg {
 	SYNC_RUN = 0x47,         /* python -> init: state saved; payload = state json for startContainer hooks */
 	SYNC_SECCOMP_FD = 0x48,  /* init -> python: the seccomp notify fd (SCM_RIGHTS); python forwards it */
 	SYNC_SECCOMP_ACK = 0x49, /* python -> init: forwarded to listenerPath */
+	SYNC_NETDEV_FD = 0x4a,   /* stage-1 -> python: a NETLINK_ROUTE socket in the container's network namespace
+	                            (SCM_RIGHTS); python moves linux.netDevices in and configures them with it */
+	SYNC_NETDEV_ACK = 0x4b,  /* python -> stage-1: devices moved, addresses set, links up */
 	SYNC_ERROR = 0x4f,       /* any -> python: payload = one-line error text */
 };
 

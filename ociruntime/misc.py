@@ -106,6 +106,7 @@ def features():
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},
             "mountExtensions": {"idmap": {"enabled": False}},
+            "netDevices": {"enabled": True},
         },
         "annotations": {"org.opencontainers.runc.version": __version__,
                         "io.github.ociruntime.version": __version__},

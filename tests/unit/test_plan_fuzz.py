@@ -58,6 +58,7 @@ def _seed_configs(bundle):
     lx["timeOffsets"] = {"monotonic": {"secs": 1, "nanosecs": 2}}
     lx["sysctl"] = {"kernel.msgmax": "1"}
     lx["devices"] = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]
+    lx["netDevices"] = {"eth0": {"name": "c%d"}, "veth1": {}}
     full["mounts"].append({"destination": "/b", "type": "bind", "source": bundle,
                            "options": ["rbind", "rro", "rprivate", "rnoatime"]})
     full["hooks"] = {"createContainer": [{"path": "/h", "args": ["h", "1"], "env": ["A=1"], "timeout": 3}],
@@ -85,7 +86,7 @@ def _hand_made():
                                                    s(b"b") + struct.pack("=I", 0) + struct.pack("=I", 0))
     yield b"OCIP" + struct.pack("=II", 1, 1) + rec(plan.OP_USER, struct.pack("=IIIII", 0, 0, 0, 1, 2) +
                                                    struct.pack("=II", 5, 6))
-    for name, payload in (("OP_CONSOLE", struct.pack("=II", 24, 80)),
+    for name, payload in (("OP_CONSOLE", struct.pack("=II", 24, 80)), ("OP_NETDEV", struct.pack("=I", 1)),
                           ("OP_SECCOMP", struct.pack("=II", 0, 8) + struct.pack("=HBBI", 6, 0, 0, 0x7FFF0000))):
         if hasattr(plan, name):
             yield b"OCIP" + struct.pack("=II", 1, 1) + rec(getattr(plan, name), payload)
