@@ -13,8 +13,8 @@ netlink socket stays bound to the namespace it was made in. With it:
 Like runc, the link is set down before it leaves, nothing is done on delete (the spec: the runtime
 MUST NOT move devices out; when the namespace goes away the kernel returns physical devices to the
 initial namespace and destroys virtual ones). Unlike runc, a create that fails after devices were
-moved puts them back (name, addresses, up state), as far as the kernel allows: runtime.md asks for an
-error to leave things "as if the operation were never attempted".
+moved puts them back (name, permanent addresses, up state): runtime.md asks for an error to leave
+things "as if the operation were never attempted".
 
 pyroute2 (about 0.2 s to import) is imported here only, and this module only for a config that has
 netDevices.
@@ -63,7 +63,7 @@ class Mover:
 
     def __init__(self, devices):
         self.devices = dict(devices)   # host name -> name in the container (may be a template)
-        self.host = self.ctr = None
+        self.host = self.ctr = self.ctr_priv = None
         self.ns_fd = -1
         self.moved = []                # dicts: host, index (host), cindex, addrs, was_up, moved
         self.closed = False
@@ -71,6 +71,7 @@ class Mover:
     def move(self, nl_fd):
         from pyroute2.iproute.linux import IPRoute
         try:
+            os.set_inheritable(nl_fd, False)
             self.ns_fd = _ioctl_fd(nl_fd, SIOCGSKNS)
         except OSError as e:
             os.close(nl_fd)
@@ -141,12 +142,12 @@ class Mover:
 
     def rollback(self):
         """Best effort, newest first: back into our namespace under the host name, with its permanent
-        addresses and its up state. Needs rights over our namespace on the container's socket, which a
-        container with its own user namespace does not give: then the kernel's rule applies (physical
-        devices go to the initial namespace when the container's namespace dies, virtual ones go away)."""
+        addresses and its up state. Moving a device into our namespace takes rights over it on the
+        sending socket's opener: stage-1's socket has them unless the container has its own user
+        namespace; then a socket made in the container's namespace with our credentials (a short
+        `ociruntime-init --netns-socket` helper, C) does it."""
         if self.host is None:
             return
-        own = -1
         try:
             own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
@@ -155,10 +156,8 @@ class Mover:
             for rec in reversed(self.moved):
                 try:
                     if rec["moved"]:
-                        if rec["cindex"] is None:
+                        if rec["cindex"] is None or not self._move_back(rec, own):
                             continue
-                        self.ctr.link("set", index=rec["cindex"], state="down")
-                        self.ctr.link("set", index=rec["cindex"], net_ns_fd=own, ifname=rec["host"])
                         idx = self.host.link_lookup(ifname=rec["host"])
                         if not idx:
                             continue
@@ -178,11 +177,33 @@ class Mover:
         finally:
             os.close(own)
 
+    def _move_back(self, rec, own):
+        for attempt in (0, 1):
+            ipr = self.ctr if attempt == 0 else self._privileged_ctr()
+            if ipr is None:
+                return False
+            try:
+                ipr.link("set", index=rec["cindex"], state="down")
+                ipr.link("set", index=rec["cindex"], net_ns_fd=own, ifname=rec["host"])
+                return True
+            except Exception as e:
+                if getattr(e, "code", None) != _errno.EPERM:
+                    return False
+        return False
+
+    def _privileged_ctr(self):
+        if self.ctr_priv is None and self.ns_fd >= 0:
+            fd = _netns_socket(self.ns_fd)
+            if fd >= 0:
+                from pyroute2.iproute.linux import IPRoute
+                self.ctr_priv = IPRoute(fileno=fd, groups=0)
+        return self.ctr_priv
+
     def close(self):
         if self.closed:
             return
         self.closed = True
-        for ipr in (self.ctr, self.host):
+        for ipr in (self.ctr, self.ctr_priv, self.host):
             if ipr is not None:
                 try:
                     ipr.close()
@@ -191,6 +212,45 @@ class Mover:
         if self.ns_fd >= 0:
             os.close(self.ns_fd)
             self.ns_fd = -1
+
+
+def _netns_socket(ns_fd):
+    """A NETLINK_ROUTE socket in the namespace ns_fd with our credentials, from the sealed init run as
+    `ociruntime-init --netns-socket 3 4` (setns + socket in C: no Python enters the namespace); -1 if
+    that fails."""
+    import _socket
+    from ociruntime import lifecycle_create
+    from ociruntime._shim import ffi, lib
+    mine, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+    fd = -1
+    try:
+        init_fd = lifecycle_create.sealed_init()
+        try:
+            keep = [ffi.new("char[]", a) for a in (b"ociruntime-init", b"--netns-socket", b"3", b"4")]
+            argv = ffi.new("char *[]", keep + [ffi.NULL])
+            pidfd = ffi.new("int *", -1)
+            pid = lib.oci_spawn(init_fd, argv, ffi.new("int[]", [ns_fd, theirs.fileno()]), 2, 3, -1, pidfd)
+        finally:
+            os.close(init_fd)
+        theirs.close()
+        if pid < 0:
+            return -1
+        if pidfd[0] >= 0:
+            os.close(pidfd[0])
+        try:
+            _msg, anc, _f, _a = mine.recvmsg(16, _socket.CMSG_SPACE(4), _socket.MSG_CMSG_CLOEXEC)
+            for level, typ, data in anc:
+                if level == _socket.SOL_SOCKET and typ == _socket.SCM_RIGHTS and len(data) >= 4:
+                    fd = int.from_bytes(data[:4], "little")
+        finally:
+            os.waitpid(pid, 0)
+    except OSError:
+        return -1
+    finally:
+        mine.close()
+        if theirs.fileno() >= 0:
+            theirs.close()
+    return fd
 
 
 def _ioctl_fd(fd, req):

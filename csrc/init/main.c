@@ -336,6 +336,17 @@ int main(int argc, char **argv)
 		       p.nmounts, p.ndevices, p.nmasked, p.nreadonly, p.args.n, p.env.n, p.nhooks, p.njoins, p.new_ns);
 		return 0;
 	}
+	if (argc == 4 && strcmp(argv[1], "--netns-socket") == 0) {
+		/* helper for the runtime (ociruntime/netdev.py rollback): a NETLINK_ROUTE socket in the network
+		 * namespace of fd argv[2], made with the runtime's own credentials (the one stage-1 made carries
+		 * those of a container's user namespace), sent on the unix socket argv[3]. Silent: the runtime
+		 * sees a failure as no fd. */
+		int ns = atoi(argv[2]), out = atoi(argv[3]);
+		if (setns(ns, CLONE_NEWNET) < 0) return 1;
+		int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_ROUTE);
+		if (fd < 0 || send_fd(out, fd, "n", 1) < 0) return 1;
+		return 0;
+	}
 	if (argc < 3) {
 		dprintf(2, "ociruntime-init: this program is started by ociruntime, not by hand\n");
 		return 2;

@@ -173,12 +173,7 @@ def test_joined_namespace_keeps_the_device_after_delete(env, hostns):
 
 def test_container_with_its_own_user_namespace(env, hostns):
     hostns.veth("nd0", "np0")
-
-    def userns(spec):
-        spec["linux"]["namespaces"].append({"type": "user"})
-        spec["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 0, "size": 65536}]
-        spec["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 0, "size": 65536}]
-    b = netdev_bundle(env, {"nd0": {"name": "ctr0"}}, args=("ip", "-o", "addr", "show", "ctr0"), mutate=userns)
+    b = netdev_bundle(env, {"nd0": {"name": "ctr0"}}, args=("ip", "-o", "addr", "show", "ctr0"), mutate=_userns)
     r = hostns.rt("run", "--bundle", b.path, env.new_id()).check()
     assert GLOBAL4 in r.stdout and GLOBAL6 in r.stdout, r.stdout
 
@@ -250,14 +245,24 @@ def test_invalid_names(env, hostns, devices, pointer, reason):
 
 # ------------------------------------------------------------------------------------ failures after the move
 
-@pytest.mark.parametrize("case", ["hook", "second-device"])
+def _userns(spec):
+    spec["linux"]["namespaces"].append({"type": "user"})
+    spec["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 0, "size": 65536}]
+    spec["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 0, "size": 65536}]
+
+
+@pytest.mark.parametrize("case", ["hook", "hook-userns", "second-device"])
 def test_failure_after_the_move_puts_devices_back(env, hostns, case):
     """runtime.md: a failed create leaves things as if it was never attempted. The device was in the
-    container's namespace already: it comes back with its name, addresses, MTU, MAC and up state."""
+    container's namespace already: it comes back with its name, addresses, MTU, MAC and up state (with
+    a user namespace too, where the socket stage-1 made has no rights over the runtime's namespace)."""
     hostns.veth("nd0", "np0")
-    if case == "hook":
-        b = netdev_bundle(env, {"nd0": {"name": "ctr0"}},
-                          mutate=lambda s: s.update(hooks={"createRuntime": [{"path": "/bin/false"}]}))
+    if case.startswith("hook"):
+        def failing_hook(spec):
+            spec["hooks"] = {"createRuntime": [{"path": "/bin/false"}]}
+            if case == "hook-userns":
+                _userns(spec)
+        b = netdev_bundle(env, {"nd0": {"name": "ctr0"}}, mutate=failing_hook)
         reason = "createRuntime hook"
     else:
         b = netdev_bundle(env, {"nd0": {"name": "ctr0"}, "lo": {"name": "lo2"}})   # lo cannot move
