@@ -516,8 +516,8 @@ def _check_net_devices(doc, ctx):
     for host_name, d in devs.items():
         if not _valid_ifname(host_name, template_ok=False):
             _fail(f"invalid network device name {host_name!r}", "linux", "netDevices", host_name)
-        new = d.get("name")
-        if new is not None and not _valid_ifname(new, template_ok=True):
+        new = d.get("name")  # "" counts as absent: runc's omitempty field
+        if new and not _valid_ifname(new, template_ok=True):
             _fail(f"invalid network device name {new!r}", "linux", "netDevices", host_name, "name")
         target = new or host_name
         if "%" in target:

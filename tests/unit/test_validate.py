@@ -125,6 +125,7 @@ def test_minimal_is_valid_without_process(bundle):
         {"names": ["y"], "action": "SCMP_ACT_NOTIFY"}], "listenerPath": "/run/agent.sock"}),
     mutate(linux__netDevices={"eth1": {"name": "eth%d"}, "veth0": {}}),
     mutate(linux__netDevices={"a": {"name": "b"}, "b": {"name": "a"}, "c": {"name": "x%d"}, "d": {"name": "x%d"}}),
+    mutate(linux__netDevices={"eth0": {"name": ""}, "a" * 15: {"name": "%d" + "b" * 13}}),
     mutate(**{"linux__netDevices": {"eth0": {}},
               "linux__namespaces": list(ns("pid", "ipc", "uts", "mount", network="/var/run/netns/x"))}),
     mutate(linux__intelRdt={"closID": "/"}),
