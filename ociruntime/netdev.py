@@ -73,11 +73,15 @@ class Mover:
         try:
             os.set_inheritable(nl_fd, False)
             self.ns_fd = _ioctl_fd(nl_fd, SIOCGSKNS)
-        except OSError as e:
-            os.close(nl_fd)
-            raise OciError(f"network devices: get the container's network namespace: {e.strerror.lower()}")
-        self.ctr = IPRoute(fileno=nl_fd, groups=0)   # owns nl_fd from here on
-        self.host = IPRoute(groups=0)
+            self.ctr = IPRoute(fileno=nl_fd, groups=0)   # owns nl_fd from here on
+        except Exception as e:
+            if self.ctr is None:
+                os.close(nl_fd)
+            raise OciError(f"network devices: use the container's network namespace: {_err(e)}")
+        try:
+            self.host = IPRoute(groups=0)
+        except Exception as e:
+            raise OciError(f"network devices: netlink socket in the runtime's network namespace: {_err(e)}")
         ctr_links = self._ctr_links()
         taken = set()
         for link in ctr_links.values():
