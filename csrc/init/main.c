@@ -6,7 +6,8 @@
  * stage-1 ("ociruntime:[1:SETUP]", child of the runtime, host namespaces): waits for GO (the runtime
  *   has put it into its cgroup), joins namespaces by path, unshares the user namespace alone and asks
  *   the runtime to write the id maps, unshares the other namespaces, hands the runtime a netlink
- *   socket there if it has network devices to move, then clone(CLONE_PARENT)s the init so that it lands in the new pid/time namespaces while staying the runtime's child.
+ *   socket there if it has network devices to move, then clone(CLONE_PARENT)s the init so that it
+ *   lands in the new pid/time namespaces while staying the runtime's child.
  * stage-2 ("ociruntime:[2:INIT]", the container init): rootfs, hooks, pivot_root, masked paths,
  *   hostname, sysctls, rlimits, creds, caps, cwd, then READY; after RUN it drops the sync socket,
  *   blocks on the exec fifo until `start`, runs startContainer hooks and execve()s the process.
