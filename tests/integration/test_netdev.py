@@ -127,9 +127,14 @@ def test_name_templates_and_kept_names(env, hostns):
         hostns.veth(f"nd{i}", f"np{i}", with_addrs=False)
     hostns.veth("keep0", "kp0", with_addrs=False)
     b = netdev_bundle(env, {"nd0": {"name": "eth%d"}, "nd1": {"name": "eth%d"}, "keep0": {}},
-                      args=("sh", "-c", "ls /sys/class/net"))
+                      args=("sh", "-c", "ls /sys/class/net; echo ==; ip -o link show"))
     r = hostns.rt("run", "--bundle", b.path, env.new_id()).check()
-    assert set(r.stdout.split()) == {"lo", "eth0", "eth1", "keep0"}, r.stdout
+    names, links = r.stdout.split("==\n")
+    assert set(names.split()) == {"lo", "eth0", "eth1", "keep0"}, r.stdout
+    # they were down in the runtime's namespace: the runtime MUST set them up
+    flags = {m.group(1).split("@")[0]: m.group(2).split(",")
+             for m in re.finditer(r"^\d+: ([^:]+): <([^>]*)>", links, re.M)}
+    assert all("UP" in flags[n] for n in ("eth0", "eth1", "keep0")), links
 
 
 def test_moved_before_create_runtime_hooks_and_gone_while_created(env, hostns):
