@@ -49,6 +49,8 @@ enum plan_op {
 	                        namespaces, clones the source with open_tree() and sets MOUNT_ATTR_IDMAP with
 	                        the user namespace userns_fd (an fd slot the runtime filled); the container
 	                        init moves the detached tree onto the destination */
+	OP_NETDEV = 32,      /* u32 n: linux.netDevices has n entries; stage-1 hands the runtime a NETLINK_ROUTE
+	                        socket opened in the container's network namespace (SYNC_NETDEV_FD) */
 };
 
 #define ROOTFS_READONLY 1u
@@ -79,6 +81,8 @@ enum plan_op {
  *   spawn, cgroup apply  --GO-->  join/unshare
  *                        <--USERMAP_PLS (new userns)
  *   write uid/gid maps   --USERMAP_ACK-->
+ *                        <--NETDEV_FD (linux.netDevices: netlink socket in the new netns)
+ *   move the devices     --NETDEV_ACK-->
  *                        <--PID (init pid)               clone(CLONE_PARENT) -> mounts
  *                        <--------------------------------HOOKS_PLS
  *   prestart/createRuntime --HOOKS_ACK (state json)----->  createContainer hooks, pivot_root, ...
@@ -97,6 +101,9 @@ enum sync_msg {
 	SYNC_RUN = 0x47,         /* python -> init: state saved; payload = state json for startContainer hooks */
 	SYNC_SECCOMP_FD = 0x48,  /* init -> python: the seccomp notify fd (SCM_RIGHTS); python forwards it */
 	SYNC_SECCOMP_ACK = 0x49, /* python -> init: forwarded to listenerPath */
+	SYNC_NETDEV_FD = 0x4a,   /* stage-1 -> python: a NETLINK_ROUTE socket in the container's network namespace
+	                            (SCM_RIGHTS); python moves linux.netDevices in and configures them with it */
+	SYNC_NETDEV_ACK = 0x4b,  /* python -> stage-1: devices moved, addresses set, links up */
 	SYNC_ERROR = 0x4f,       /* any -> python: payload = one-line error text */
 };
 

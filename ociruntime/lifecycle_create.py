@@ -152,6 +152,7 @@ def _preserved_fds(ctx):
 class Spawned:
     def __init__(self):
         self.stage1 = self.stage1_pidfd = self.init_pid = None
+        self.netdev = None  # netdev.Mover when the config has linux.netDevices
 
     def kill(self):
         for pid in (self.init_pid, self.stage1):
@@ -189,6 +190,10 @@ def create(ctx, detach_checks=True):
             raise OciError("cannot use console socket if runc will not detach or allocate tty")
     if listen_env:
         config.setdefault("process", {}).setdefault("env", []).extend(listen_env)
+    net_devices = (config.get("linux") or {}).get("netDevices")
+    if net_devices:
+        from ociruntime import netdev  # pyroute2: only for a config that moves network devices
+        netdev.check_host(net_devices)
 
     if ctx.g.get("systemd-cgroup") and not os.path.isdir("/run/systemd/system"):
         # no systemd driver without a systemd to talk to: say so rather than fall back silently
@@ -249,6 +254,8 @@ def create(ctx, detach_checks=True):
                                                 "rootless_euid": os.geteuid() != 0},
                           cgroups.with_own(cg_all, cg_paths))
         userns_fds = idmap_userns_fds(p.idmap_userns)
+        if p.net_devices:
+            sp.netdev = netdev.Mover(p.net_devices)
 
         os.mkfifo(FIFO, 0o622, dir_fd=cdir.fd)
         os.chmod(FIFO, 0o622, dir_fd=cdir.fd)
@@ -300,6 +307,8 @@ def create(ctx, detach_checks=True):
         for fd in userns_fds:
             os.close(fd)
         sp.kill()
+        if sp.netdev:
+            sp.netdev.rollback()  # we still hold the container's network namespace: devices go back
         try:
             cgroups.destroy_dirs(cg_made)  # only what this call made: a pre-existing cgroup stays
         except OciError:
@@ -307,6 +316,8 @@ def create(ctx, detach_checks=True):
         cdir.remove()
         raise
     finally:
+        if sp.netdev:
+            sp.netdev.close()
         if sp.stage1_pidfd and sp.stage1_pidfd >= 0:
             os.close(sp.stage1_pidfd)
         if sock:
@@ -462,6 +473,14 @@ def _serve(sock, sp, p, st, cdir, after_pid=lambda: None):
             raise SpawnError(_why_dead(sp))
         if typ == planmod.SYNC_SECCOMP_FD and fds:
             forward_seccomp_fd(sock, fds[0], p.seccomp, st)
+            continue
+        if typ == planmod.SYNC_NETDEV_FD and fds and sp.netdev:
+            # runc's point (after the namespaces exist, before the rootfs and every hook): move the
+            # devices in, through the netlink socket stage-1 opened in the container's namespace
+            for fd in fds[1:]:
+                os.close(fd)
+            sp.netdev.move(fds[0])
+            _send(sock, planmod.SYNC_NETDEV_ACK)
             continue
         for fd in fds:
             os.close(fd)

@@ -115,6 +115,7 @@ def features():
             "intelRdt": {"enabled": False},
             # idmapped bind mounts (mounts[].uidMappings/gidMappings, idmap/ridmap): mount_setattr, Linux 5.12
             "mountExtensions": {"idmap": {"enabled": _kernel_at_least(5, 12)}},
+            "netDevices": {"enabled": True},
         },
         "annotations": {"org.opencontainers.runc.version": __version__,
                         "io.github.ociruntime.version": __version__},

@@ -15,6 +15,7 @@ VERSION = 1
  OP_MASK, OP_READONLY, OP_HOSTNAME, OP_DOMAINNAME, OP_SYSCTL, OP_RLIMIT, OP_CAPS, OP_USER, OP_PROCESS,
  OP_HOOK, OP_MKDIR, OP_CONSOLE, OP_SECCOMP) = range(1, 23)
 OP_MOUNT_IDMAP = 30
+OP_NETDEV = 32
 ROOTFS_READONLY, ROOTFS_NO_PIVOT, ROOTFS_NO_MOUNTNS = 1, 2, 4
 MOUNT_KIND_FS, MOUNT_KIND_BIND, MOUNT_KIND_RBIND = 0, 1, 2
 MOUNT_COPYUP = 0x100
@@ -27,6 +28,7 @@ HOOK_CREATE_CONTAINER, HOOK_START_CONTAINER = 1, 2
 SYNC_GO, SYNC_USERMAP_PLS, SYNC_USERMAP_ACK, SYNC_PID, SYNC_HOOKS_PLS, SYNC_HOOKS_ACK, SYNC_READY, SYNC_RUN = \
     range(0x40, 0x48)
 SYNC_SECCOMP_FD, SYNC_SECCOMP_ACK = 0x48, 0x49
+SYNC_NETDEV_FD, SYNC_NETDEV_ACK = 0x4A, 0x4B
 SYNC_ERROR = 0x4F
 
 # --- kernel constants ----------------------------------------------------------------------------
@@ -195,6 +197,7 @@ class Plan:
         # idmapped mounts: one user namespace per distinct mapping, in fd slots idmap_base + index;
         # each entry: (("maps", uid tuples, gid tuples) or ("path", userns path), JSON pointer of a mount)
         self.idmap_userns = []
+        self.net_devices = {}  # host name -> name in the container (may be a "%d" template)
 
 
 def host_id(maps, cid):
@@ -215,7 +218,6 @@ NOT_IMPLEMENTED = [
     ("/process/execCPUAffinity", ("process", "execCPUAffinity"), "execCPUAffinity"),
     ("/process/commandLine", ("process", "commandLine"), "commandLine (Windows only)"),
     ("/linux/personality", ("linux", "personality"), "personality"),
-    ("/linux/netDevices", ("linux", "netDevices"), "moving network devices (netDevices)"),
     ("/linux/memoryPolicy", ("linux", "memoryPolicy"), "memoryPolicy"),
     ("/linux/intelRdt", ("linux", "intelRdt"), "Intel RDT"),
 ]
@@ -265,6 +267,11 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
             p.host_root_uid = 0
         if p.host_root_gid is None:
             p.host_root_gid = 0
+    devs = linux.get("netDevices")
+    if devs:
+        # moved by the runtime (ociruntime/netdev.py) through a netlink socket stage-1 opens in the namespace
+        p.net_devices = {host: (d or {}).get("name") or host for host, d in devs.items()}
+        e.add(OP_NETDEV, _u32(len(devs)))
     offs = linux.get("timeOffsets")
     if offs:
         mono = offs.get("monotonic") or {}

@@ -511,25 +511,40 @@ def _check_seccomp(doc, ctx):
 
 
 def _valid_ifname(name, template_ok):
+    """The kernel's dev_valid_name(); a rename target may be a template with one "%d" (dev_alloc_name)."""
     if not name or len(name.encode()) >= IFNAMSIZ or name in (".", ".."):
         return False
     if any(ch in name for ch in "/:\x00") or any(ch.isspace() for ch in name):
         return False
-    return template_ok or "%" not in name
+    if "%" not in name:
+        return True
+    at = name.index("%")
+    return template_ok and name[at + 1:at + 2] == "d" and "%" not in name[at + 2:]
 
 
 def _check_net_devices(doc, ctx):
+    """config-linux.md "Network Devices" (and runc's validator): a network namespace to move them into,
+    kernel-valid names, and no two devices that would get the same name in the container."""
     devs = ctx.linux.get("netDevices")
     if not devs:
         return
     if "network" not in ctx.ns:
         _fail("linux.netDevices needs a network namespace", "linux", "netDevices")
+    targets = {}
     for host_name, d in devs.items():
         if not _valid_ifname(host_name, template_ok=False):
             _fail(f"invalid network device name {host_name!r}", "linux", "netDevices", host_name)
-        new = d.get("name")
-        if new is not None and not _valid_ifname(new, template_ok=True):
+        new = d.get("name")  # "" counts as absent: runc's omitempty field
+        if new and not _valid_ifname(new, template_ok=True):
             _fail(f"invalid network device name {new!r}", "linux", "netDevices", host_name, "name")
+        target = new or host_name
+        if "%" in target:
+            continue  # the kernel picks a free name
+        if target in targets:
+            where = ("linux", "netDevices", host_name) + (("name",) if new else ())
+            _fail(f"network devices {targets[target]!r} and {host_name!r} would both be named {target!r} "
+                  "in the container", *where)
+        targets[target] = host_name
 
 
 def _check_intel_rdt(doc, ctx):

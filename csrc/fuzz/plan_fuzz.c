@@ -256,6 +256,7 @@ static void dump(const struct plan *p)
 	} else {
 		printf(",\"seccomp\":null");
 	}
+	printf(",\"netdevs\":%u", p->netdevs);
 	printf("}\n");
 }
 

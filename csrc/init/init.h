@@ -47,6 +47,7 @@ struct plan {
 	struct mkdir_op *mkdirs; uint32_t nmkdirs;
 	int has_console; uint32_t console_h, console_w;
 	uint32_t seccomp_flags, seccomp_len; const uint8_t *seccomp;
+	uint32_t netdevs; /* linux.netDevices entries: hand the runtime a netlink socket (SYNC_NETDEV_FD) */
 };
 
 /* plan.c */

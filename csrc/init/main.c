@@ -5,8 +5,9 @@
  *
  * stage-1 ("ociruntime:[1:SETUP]", child of the runtime, host namespaces): waits for GO (the runtime
  *   has put it into its cgroup), joins namespaces by path, unshares the user namespace alone and asks
- *   the runtime to write the id maps, unshares the other namespaces, then clone(CLONE_PARENT)s the
- *   init so that it lands in the new pid/time namespaces while staying the runtime's child.
+ *   the runtime to write the id maps, unshares the other namespaces, hands the runtime a netlink
+ *   socket there if it has network devices to move, then clone(CLONE_PARENT)s the init so that it
+ *   lands in the new pid/time namespaces while staying the runtime's child.
  * stage-2 ("ociruntime:[2:INIT]", the container init): rootfs, hooks, pivot_root, masked paths,
  *   hostname, sysctls, rlimits, creds, caps, cwd, then READY; after RUN it drops the sync socket,
  *   blocks on the exec fifo until `start`, runs startContainer hooks and execve()s the process.
@@ -24,6 +25,9 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <net/if.h>
+#ifndef NETLINK_ROUTE
+#define NETLINK_ROUTE 0 /* musl has no <linux/netlink.h> */
+#endif
 #ifndef NS_GET_NSTYPE
 #define NS_GET_NSTYPE _IO(0xb7, 0x3)
 #endif
@@ -106,6 +110,21 @@ static void loopback_up(void)
 	ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
 	if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0) bail("bring lo up");
 	close(fd);
+}
+
+/* linux.netDevices: the runtime moves the devices from its own namespace (one RTM_NEWLINK with
+ * IFLA_NET_NS_FD and IFLA_IFNAME) and then sets their addresses and brings them up through this
+ * NETLINK_ROUTE socket, opened here after joining or creating the container's network namespace:
+ * a netlink socket stays bound to the namespace it was created in, so the runtime (Python) never
+ * has to enter it. SOCK_DGRAM: what pyroute2's asyncio transport accepts. */
+static void send_netlink_socket(void)
+{
+	int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_ROUTE);
+	if (fd < 0) bail("open a netlink socket in the container's network namespace");
+	struct sync_hdr h = { SYNC_NETDEV_FD, 0 };
+	if (send_fd(g_sync_fd, fd, &h, sizeof(h)) < 0) bail("send the netlink socket to the runtime");
+	close(fd);
+	sync_expect(SYNC_NETDEV_ACK, NULL, NULL);
 }
 
 static pid_t clone_parent(void)
@@ -274,6 +293,7 @@ static void stage1(struct plan *p)
 	uint32_t rest = p->new_ns & ~(uint32_t)CLONE_NEWUSER;
 	if (rest && unshare(rest) < 0) bail("unshare namespaces 0x%x", rest);
 	if (rest & CLONE_NEWNET) loopback_up();
+	if (p->netdevs) send_netlink_socket();
 	if (p->has_timens) {
 		char v[128];
 		snprintf(v, sizeof(v), "monotonic %lld %lld\nboottime %lld %lld\n",
@@ -319,6 +339,17 @@ int main(int argc, char **argv)
 		for (uint32_t i = 0; i < p.nmounts; i++) nidmap += p.mounts[i].idmap_fd >= 0;
 		printf("ok mounts=%u devices=%u masked=%u readonly=%u args=%u env=%u hooks=%u joins=%u ns=0x%x idmapped=%u\n",
 		       p.nmounts, p.ndevices, p.nmasked, p.nreadonly, p.args.n, p.env.n, p.nhooks, p.njoins, p.new_ns, nidmap);
+		return 0;
+	}
+	if (argc == 4 && strcmp(argv[1], "--netns-socket") == 0) {
+		/* helper for the runtime (ociruntime/netdev.py rollback): a NETLINK_ROUTE socket in the network
+		 * namespace of fd argv[2], made with the runtime's own credentials (the one stage-1 made carries
+		 * those of a container's user namespace), sent on the unix socket argv[3]. Silent: the runtime
+		 * sees a failure as no fd. */
+		int ns = atoi(argv[2]), out = atoi(argv[3]);
+		if (setns(ns, CLONE_NEWNET) < 0) return 1;
+		int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_ROUTE);
+		if (fd < 0 || send_fd(out, fd, "n", 1) < 0) return 1;
 		return 0;
 	}
 	if (argc < 3) {

@@ -192,6 +192,7 @@ int plan_decode(const uint8_t *buf, size_t len, struct plan *p, char *err, size_
 			p->console_h = u32(&q);
 			p->console_w = u32(&q);
 			break;
+		case OP_NETDEV: p->netdevs = u32(&q); break;
 		default:
 			return fail(err, errlen, "plan: unknown op %u in record %u", op, i);
 		}

@@ -13,7 +13,6 @@ CASES = [
     (("process", "ioPriority"), {"class": "IOPRIO_CLASS_BE", "priority": 4}, "/process/ioPriority"),
     (("process", "execCPUAffinity"), {"initial": "0"}, "/process/execCPUAffinity"),
     (("linux", "personality"), {"domain": "LINUX32"}, "/linux/personality"),
-    (("linux", "netDevices"), {"eth0": {}}, "/linux/netDevices"),
     (("linux", "memoryPolicy"), {"mode": "MPOL_BIND", "nodes": "0"}, "/linux/memoryPolicy"),
     (("linux", "intelRdt"), {"closID": "x"}, "/linux/intelRdt"),
 ]

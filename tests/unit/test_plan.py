@@ -301,6 +301,7 @@ def full(bundle):
     lx["namespaces"] = [{"type": "pid"}, {"type": "mount"}, {"type": "uts"}, {"type": "user"},
                         {"type": "time"}, {"type": "network", "path": "/proc/1/ns/net"},
                         {"type": "ipc", "path": "/run/ipc ns"}]
+    lx["netDevices"] = {"eth1": {"name": "ctr%d"}, "veth7": {}, "dummy0": {"name": "d0"}}
     lx["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
     lx["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
     lx["timeOffsets"] = {"monotonic": {"secs": -86400, "nanosecs": 5}, "boottime": {"secs": 7, "nanosecs": 999999999}}
@@ -749,6 +750,7 @@ def test_round_trip_all_fields(plan_dump, bundle, tmp_path):
         from ociruntime import seccomp
         assert d["seccomp"] == {"flags": seccomp.compile_profile(SECCOMP)[1], "bpf": bpf.hex()}
         assert len(bpf) % 8 == 0
+    assert d["netdevs"] == 3   # the init only opens the netlink socket; the names stay with the runtime
 
 
 def test_round_trip_minimal_defaults(plan_dump, bundle, tmp_path):
@@ -762,6 +764,15 @@ def test_round_trip_minimal_defaults(plan_dump, bundle, tmp_path):
     assert d["mkdirs"] == [] and d["devices"] == [] and d["symlinks"] == []
     assert d["proc_flags"] == 0
     assert d["console"] is None and d["seccomp"] is None
+    assert d["netdevs"] == 0
+
+
+def test_net_devices_in_plan(bundle):
+    s = spec()
+    s["linux"]["netDevices"] = {"eth1": {"name": "ctr%d"}, "veth7": {}, "eth2": {"name": "c2"}}
+    p = build(s, bundle)
+    assert p.net_devices == {"eth1": "ctr%d", "veth7": "veth7", "eth2": "c2"}
+    assert build(spec(), bundle).net_devices == {}
 
 
 @pytest.mark.parametrize("prop, want", [("private", MS_PRIVATE | MS_REC), ("rprivate", MS_PRIVATE | MS_REC),
@@ -879,7 +890,7 @@ def small_plan(tmp_path_factory):
            "linux": {"namespaces": [{"type": "mount"}, {"type": "network", "path": "/n"}],
                      "timeOffsets": {"monotonic": {"secs": 1}}, "sysctl": {"k": "v"},
                      "maskedPaths": ["/m"], "readonlyPaths": ["/r"],
-                     "devices": []}}
+                     "devices": [], "netDevices": {"eth0": {}}}}
     want_ops = set(ALL_OPS)
     if _seccomp_bpf({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_KILL"}]}):
         cfg["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW",
@@ -1039,6 +1050,8 @@ MALFORMED = {
     "caps short": _plan_with(rec(plan.OP_CAPS, struct.pack("=QQQQ", 1, 2, 3, 4))),
     "device short": _plan_with(rec(plan.OP_DEVICE, s(b"/dev/x") + u32(0, 0, 0, 0, 0))),
     "second record truncated": _plan_with(_fds(), PROCESS_OK)[:-3],
+    "netdev short": _plan_with(rec(plan.OP_NETDEV, b"\1\0")),
+    "netdev long": _plan_with(rec(plan.OP_NETDEV, u32(1, 0))),
     "console short": _plan_with(rec(plan.OP_CONSOLE, u32(24))),
     "console long": _plan_with(rec(plan.OP_CONSOLE, u32(24, 80, 0))),
     "seccomp empty program": _plan_with(rec(plan.OP_SECCOMP, u32(0, 0))),
@@ -1078,6 +1091,7 @@ def test_well_formed_hand_made_plans_accepted(tmp_path):
         "process twice": _plan_with(PROCESS_OK, PROCESS_OK),
         "idmapped mounts": _plan_with(MOUNT_OK, IDMAP_OK, MOUNT_OK, MOUNT_OK, IDMAP_OK),
         "console": _plan_with(rec(plan.OP_CONSOLE, u32(24, 80))),
+        "netdev": _plan_with(rec(plan.OP_NETDEV, u32(2))),
         "seccomp, one instruction": _plan_with(rec(plan.OP_SECCOMP, u32(0, 8) + struct.pack("=HBBI", 6, 0, 0, 0x7FFF0000))),
         "seccomp, 65535 instructions": _plan_with(rec(plan.OP_SECCOMP, u32(0, 65535 * 8) + b"\0" * (65535 * 8))),
     }

@@ -58,6 +58,7 @@ def _seed_configs(bundle):
     lx["timeOffsets"] = {"monotonic": {"secs": 1, "nanosecs": 2}}
     lx["sysctl"] = {"kernel.msgmax": "1"}
     lx["devices"] = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]
+    lx["netDevices"] = {"eth0": {"name": "c%d"}, "veth1": {}}
     full["mounts"].append({"destination": "/b", "type": "bind", "source": bundle,
                            "options": ["rbind", "rro", "rprivate", "rnoatime"]})
     full["hooks"] = {"createContainer": [{"path": "/h", "args": ["h", "1"], "env": ["A=1"], "timeout": 3}],
@@ -88,7 +89,7 @@ def _hand_made():
     if hasattr(plan, "OP_MOUNT_IDMAP"):
         mount = rec(plan.OP_MOUNT, s(b"/a") + s(b"/d") + s(b"") + s(b"") + struct.pack("=IIQQI", 0, 1, 0, 0, 0))
         yield b"OCIP" + struct.pack("=II", 1, 2) + mount + rec(plan.OP_MOUNT_IDMAP, struct.pack("=iII", 6, 1, 0))
-    for name, payload in (("OP_CONSOLE", struct.pack("=II", 24, 80)),
+    for name, payload in (("OP_CONSOLE", struct.pack("=II", 24, 80)), ("OP_NETDEV", struct.pack("=I", 1)),
                           ("OP_SECCOMP", struct.pack("=II", 0, 8) + struct.pack("=HBBI", 6, 0, 0, 0x7FFF0000))):
         if hasattr(plan, name):
             yield b"OCIP" + struct.pack("=II", 1, 1) + rec(getattr(plan, name), payload)
