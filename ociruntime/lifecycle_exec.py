@@ -168,7 +168,7 @@ def _exec(ctx):
             own_console, theirs = conmod.socketpair()
             console_fd = theirs.detach()
     seccomp = st.get("seccomp")
-    data = planmod.build_exec(proc, fds, namespace_joins(st["pid"]), seccomp)
+    data = planmod.build_exec(proc, fds, namespace_joins(st["pid"]), seccomp, st.get("lsm"))
     sock, child = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     slots = [child.fileno(), None] + ([console_fd] if console_fd is not None else [])
     pid, pidfd = spawn(data, slots, base)
