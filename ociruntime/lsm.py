@@ -36,6 +36,10 @@ def _read(path, n=4096):
         return None
 
 
+def _exists(path):
+    return os.path.exists(path)
+
+
 def _active():
     """The active LSMs from securityfs, or None when the list is not readable."""
     data = _read("/sys/kernel/security/lsm")
@@ -49,7 +53,7 @@ def _filesystems():
 
 
 def apparmor_enabled():
-    if not os.path.exists("/sys/kernel/security/apparmor"):
+    if not _exists("/sys/kernel/security/apparmor"):
         return False
     buf = _read("/sys/module/apparmor/parameters/enabled", 16)
     if not buf or buf[:1] != b"Y":
@@ -103,7 +107,7 @@ def intel_rdt(linux):
 
 def apparmor_attr():
     """The attr file below /proc/thread-self that takes "exec <profile>" (runc setProcAttr's fallback)."""
-    if os.path.exists("/proc/self/attr/apparmor/exec"):
+    if _exists("/proc/self/attr/apparmor/exec"):
         return "attr/apparmor/exec"
     return "attr/exec"
 
