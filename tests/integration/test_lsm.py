@@ -239,3 +239,31 @@ def test_real_write_reaches_the_kernels_attr_file(env, field, value, want):
     err = r.stderr.replace(chr(92) + chr(34), chr(34))
     assert r.returncode != 0 and want in err and "invalid argument" in err, r.stderr
     snap.assert_clean()
+
+
+# ------------------------------------------------------------------------------------------ against runc
+
+RUNC = "/usr/sbin/runc"
+
+
+@no_apparmor
+@no_selinux
+@pytest.mark.skipif(not os.access(RUNC, os.X_OK), reason="runc is not installed")
+@pytest.mark.parametrize("mutate,ours,runcs", [
+    (lambda s: s["process"].__setitem__("apparmorProfile", "acme"), "AppArmor is not enabled on this host",
+     "apparmor"),
+    (lambda s: s["linux"].__setitem__("mountLabel", "system_u:object_r:container_file_t:s0"),
+     "SELinux is not enabled on this host", 'context=\\"system_u:object_r:container_file_t:s0\\"'),
+], ids=["apparmorProfile", "mountLabel"])
+def test_runc_fails_too_on_this_host(env, mutate, ours, runcs):
+    """runc 1.1.5 tries (the attr write, or a tmpfs mount with the same context="..." option we would pass)
+    and the kernel refuses; we refuse up front, saying why. Neither leaves a container."""
+    b = env.bundle(args=("true",), mutate=mutate)
+    cid = env.new_id()
+    root = os.path.join(env.tmp, "runc-root")
+    env.extra_roots.append(root)
+    r = subprocess.run([RUNC, "--root", root, "create", "--bundle", b.path, cid], capture_output=True, text=True,
+                       timeout=30, stdin=subprocess.DEVNULL)
+    assert r.returncode != 0 and runcs in r.stderr, r.stderr
+    assert not os.path.exists(os.path.join(root, cid))
+    create_fails(env, b, ours)
