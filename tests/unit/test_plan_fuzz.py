@@ -85,6 +85,9 @@ def _hand_made():
                                                    s(b"b") + struct.pack("=I", 0) + struct.pack("=I", 0))
     yield b"OCIP" + struct.pack("=II", 1, 1) + rec(plan.OP_USER, struct.pack("=IIIII", 0, 0, 0, 1, 2) +
                                                    struct.pack("=II", 5, 6))
+    yield b"OCIP" + struct.pack("=II", 1, 2) + rec(plan.OP_LSM_ATTR, struct.pack("=II", 1, 0) + s(b"/proc") +
+                                                   s(b"thread-self/attr/exec") + s(b"exec p")) + \
+        rec(plan.OP_MOUNT_LABEL, s(b"u:object_r:t:s0:c1,c2"))
     for name, payload in (("OP_CONSOLE", struct.pack("=II", 24, 80)),
                           ("OP_SECCOMP", struct.pack("=II", 0, 8) + struct.pack("=HBBI", 6, 0, 0, 0x7FFF0000))):
         if hasattr(plan, name):
