@@ -44,6 +44,11 @@ enum plan_op {
 	OP_SECCOMP = 22,     /* u32 flags (seccomp(2) SECCOMP_FILTER_FLAG_*; bit 31 is ours: "SPEC_ALLOW was
 	                        implied, drop it if the kernel refuses it", stripped by the init), u32 n,
 	                        n bytes of sock_filter */
+	OP_LSM_ATTR = 28,    /* u32 lsm (LSM_*), u32 flags (LSM_F_*), str procroot, str subpath, str value:
+	                        write value to <procroot>/<subpath> (e.g. /proc + thread-self/attr/exec) just
+	                        before the process setup drops privileges; procroot must be procfs */
+	OP_MOUNT_LABEL = 29, /* str label: SELinux context= of the tmpfs the init mounts itself (masked
+	                        directories) and the label of the mqueue root; config mounts carry it in data */
 	OP_MOUNT_IDMAP = 30, /* i32 userns_fd, u32 flags (IDMAP_*), u32 config_index: makes the OP_MOUNT just before
 	                        it (a bind mount) idmapped: stage-1, still in the runtime's user and mount
 	                        namespaces, clones the source with open_tree() and sets MOUNT_ATTR_IDMAP with
@@ -52,6 +57,11 @@ enum plan_op {
 	OP_NETDEV = 32,      /* u32 n: linux.netDevices has n entries; stage-1 hands the runtime a NETLINK_ROUTE
 	                        socket opened in the container's network namespace (SYNC_NETDEV_FD) */
 };
+
+#define LSM_APPARMOR 1u
+#define LSM_SELINUX 2u
+#define LSM_F_FAKE_PROC 1u /* TEST ONLY (ociruntime/lsm.py OCIRUNTIME_TEST_FAKE_LSM_PROC): procroot is a
+                              plain directory inside the container, the target a regular file */
 
 #define ROOTFS_READONLY 1u
 #define ROOTFS_NO_PIVOT 2u

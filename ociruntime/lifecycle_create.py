@@ -123,6 +123,7 @@ def _load_config(bundle):
     validate.check_config(doc, bundle, for_create=True)
     if os.geteuid() != 0:
         validate.check_rootless(doc)
+    validate.check_host(doc)
     return doc
 
 
@@ -287,6 +288,8 @@ def create(ctx, detach_checks=True):
             "cgroup_paths": cg_paths, "cgroup_made": cg_made, "new_ns": p.new_ns,
             "joined_pidns": any(f == planmod.CLONE_NEWPID for f, _ in p.joins),
             "seccomp": linux.get("seccomp"),  # exec'd processes get the container's filter, as in runc
+            # ... and its AppArmor profile / SELinux label unless they name their own (runc newInitConfig)
+            "lsm": {k: proc[k] for k in ("apparmorProfile", "selinuxLabel") if proc.get(k)},
             "resources": linux.get("resources") or {},  # the baseline `update` merges into
             "notify_socket": bool(os.environ.get("NOTIFY_SOCKET")),
             # no mount namespace: the mounts are in our own namespace, below the rootfs; delete undoes them

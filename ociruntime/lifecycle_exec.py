@@ -188,7 +188,7 @@ def _exec(ctx):
     seccomp = st.get("seccomp")
     joins = namespace_joins(st["pid"])
     setgroups = _setgroups_allowed(st["pid"], joins, (proc.get("user") or {}).get("additionalGids"))
-    data = planmod.build_exec(proc, fds, joins, seccomp, setgroups=setgroups)
+    data = planmod.build_exec(proc, fds, joins, seccomp, st.get("lsm"), setgroups=setgroups)
     sock, child = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     slots = [child.fileno(), None] + ([console_fd] if console_fd is not None else [])
     pid, pidfd = spawn(data, slots, base)

@@ -110,8 +110,10 @@ def features():
                 "knownFlags": sorted(seccomp.FLAGS),
                 "supportedFlags": seccomp.supported_flags(),
             },
-            "apparmor": {"enabled": False},
-            "selinux": {"enabled": False},
+            # features-linux.md: whether the runtime implements them, irrelevant to the host (this one may
+            # have neither: configs that ask for them are then refused, saying so; ociruntime/lsm.py)
+            "apparmor": {"enabled": True},
+            "selinux": {"enabled": True},
             "intelRdt": {"enabled": False},
             # idmapped bind mounts (mounts[].uidMappings/gidMappings, idmap/ridmap): mount_setattr, Linux 5.12
             "mountExtensions": {"idmap": {"enabled": _kernel_at_least(5, 12)}},

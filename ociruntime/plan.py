@@ -14,6 +14,9 @@ VERSION = 1
 (OP_FDS, OP_NS_JOIN, OP_NS_NEW, OP_TIMENS, OP_OOM_SCORE_ADJ, OP_ROOTFS, OP_MOUNT, OP_DEVICE, OP_SYMLINK,
  OP_MASK, OP_READONLY, OP_HOSTNAME, OP_DOMAINNAME, OP_SYSCTL, OP_RLIMIT, OP_CAPS, OP_USER, OP_PROCESS,
  OP_HOOK, OP_MKDIR, OP_CONSOLE, OP_SECCOMP) = range(1, 23)
+OP_LSM_ATTR, OP_MOUNT_LABEL = 28, 29
+LSM_APPARMOR, LSM_SELINUX = 1, 2
+LSM_F_FAKE_PROC = 1
 OP_MOUNT_IDMAP = 30
 OP_NETDEV = 32
 ROOTFS_READONLY, ROOTFS_NO_PIVOT, ROOTFS_NO_MOUNTNS = 1, 2, 4
@@ -210,17 +213,15 @@ def host_id(maps, cid):
 # Fields of config.md / config-linux.md this runtime does not apply yet: refused with a clear error,
 # never silently ignored (an empty value counts as absent).
 NOT_IMPLEMENTED = [
-    ("/process/apparmorProfile", ("process", "apparmorProfile"), "AppArmor profiles"),
-    ("/process/selinuxLabel", ("process", "selinuxLabel"), "SELinux process labels"),
-    ("/linux/mountLabel", ("linux", "mountLabel"), "SELinux mount labels"),
     ("/process/scheduler", ("process", "scheduler"), "process scheduler settings"),
     ("/process/ioPriority", ("process", "ioPriority"), "process I/O priority"),
     ("/process/execCPUAffinity", ("process", "execCPUAffinity"), "execCPUAffinity"),
     ("/process/commandLine", ("process", "commandLine"), "commandLine (Windows only)"),
     ("/linux/personality", ("linux", "personality"), "personality"),
     ("/linux/memoryPolicy", ("linux", "memoryPolicy"), "memoryPolicy"),
-    ("/linux/intelRdt", ("linux", "intelRdt"), "Intel RDT"),
 ]
+# apparmorProfile, selinuxLabel, mountLabel: applied where the LSM is enabled, refused (with the pointer and
+# "not enabled on this host") where it is not: ociruntime/lsm.py. intelRdt: refused by validate.py (resctrl).
 
 
 def refuse_unimplemented(config, what="config"):
@@ -240,10 +241,14 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
     """config: validated dict; bundle: absolute dir; fds: dict(sync, fifo, console, close_from);
     opts: dict(no_pivot); cgroup_paths: {hierarchy dir name: host path} for cgroup mounts."""
     refuse_unimplemented(config)
+    from ociruntime import lsm
     e = Encoder()
     p = Plan()
     linux = config.get("linux") or {}
     proc = config.get("process") or {}
+    lsm.intel_rdt(linux)
+    mlabel = lsm.mount_label(linux)
+    labels = lsm.process_labels(proc)
     e.add(OP_FDS, _u32(fds["sync"]), _i32(fds.get("fifo", -1), fds.get("console", -1)), _u32(fds["close_from"]))
 
     # namespaces
@@ -296,6 +301,9 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
         # the mounts land below the rootfs in the runtime's own namespace; delete unmounts them
         rflags |= ROOTFS_NO_MOUNTNS
     e.add(OP_ROOTFS, e.s(rootfs), _u32(rprop, rflags))
+    if mlabel:
+        # for what the init mounts itself: the masked-directory tmpfs and the label of the mqueue root
+        e.add(OP_MOUNT_LABEL, e.s(mlabel))
 
     # mounts
     dev_bind = False
@@ -317,11 +325,13 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
                 dev_bind = True
             fs = ""
         elif typ == "cgroup":
-            _add_cgroup_mount(e, dst, flags, props, new, cgroup_paths)
+            _add_cgroup_mount(e, dst, flags, props, new, cgroup_paths, mlabel)
             continue
         else:
             kind = MOUNT_KIND_FS
             fs = typ
+            if fs not in lsm.NO_CONTEXT_FS:
+                data = [lsm.format_mount_label(",".join(data), mlabel)] if mlabel else data
             if "tmpcopyup" in ext:
                 if typ != "tmpfs":
                     raise ConfigError(ptr + "/options", "tmpcopyup needs a tmpfs mount")
@@ -371,6 +381,7 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
     # rootless (euid != 0): the runtime denies setgroups in the new user namespace (or newgidmap
     # decides), so the init never calls setgroups, as runc (additionalGids silently not applied)
     _process_records(e, proc, 0, setgroups=not opts.get("rootless_euid"))
+    _lsm_records(e, labels)
     hooks = config.get("hooks") or {}
     for kind, name in ((HOOK_CREATE_CONTAINER, "createContainer"), (HOOK_START_CONTAINER, "startContainer")):
         for h in hooks.get(name) or ():
@@ -436,6 +447,11 @@ def _process_records(e, proc, extra_flags, setgroups=True):
         e.add(OP_CONSOLE, _u32(size.get("height", 0), size.get("width", 0)))
 
 
+def _lsm_records(e, labels):
+    for kind, flags, procroot, subpath, value in labels:
+        e.add(OP_LSM_ATTR, _u32(kind, flags), e.s(procroot), e.s(subpath), e.s(value))
+
+
 def _seccomp_record(e, sc):
     if not sc:
         return False
@@ -445,8 +461,9 @@ def _seccomp_record(e, sc):
     return notify
 
 
-def build_exec(proc, fds, joins, seccomp=None, setgroups=True):
+def build_exec(proc, fds, joins, seccomp=None, labels=None, setgroups=True):
     """Plan for `exec`: join the container's namespaces (user first, done by the init), no rootfs work.
+    labels: the container's apparmorProfile/selinuxLabel, used where proc sets none (as runc).
     setgroups=False: the container's user namespace denies setgroups (rootless): it is not called."""
     for pointer, (sect, key), name in NOT_IMPLEMENTED:
         if sect == "process" and proc.get(key) not in (None, "", {}, []):
@@ -460,11 +477,13 @@ def build_exec(proc, fds, joins, seccomp=None, setgroups=True):
     if "oomScoreAdj" in proc:
         e.add(OP_OOM_SCORE_ADJ, _i32(proc["oomScoreAdj"]))
     _process_records(e, proc, PROC_EXEC, setgroups=setgroups)
+    from ociruntime import lsm
+    _lsm_records(e, lsm.process_labels(proc, "", "process.json", defaults=labels))
     _seccomp_record(e, seccomp)
     return e.bytes()
 
 
-def _add_cgroup_mount(e, dst, flags, props, new_ns, cgroup_paths):
+def _add_cgroup_mount(e, dst, flags, props, new_ns, cgroup_paths, mlabel=""):
     """runc's cgroup mount: with a cgroup namespace mount the hierarchies themselves; without one, a tmpfs
     with each of the container's own cgroup directories bind-mounted read-only (as runc does on v1)."""
     base = flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RELATIME | MS_NOATIME | MS_STRICTATIME)
@@ -477,7 +496,9 @@ def _add_cgroup_mount(e, dst, flags, props, new_ns, cgroup_paths):
             e.add(OP_MOUNT, e.s(paths[""]), e.s(dst), e.s(""), e.s(""), _u32(flags | MS_BIND, MOUNT_KIND_RBIND),
                   _u64(0, 0), _u32(len(props), *props))
         return
-    e.add(OP_MOUNT, e.s("tmpfs"), e.s(dst), e.s("tmpfs"), e.s("mode=755"), _u32(base, MOUNT_KIND_FS),
+    from ociruntime.lsm import format_mount_label
+    e.add(OP_MOUNT, e.s("tmpfs"), e.s(dst), e.s("tmpfs"), e.s(format_mount_label("mode=755", mlabel)),
+          _u32(base, MOUNT_KIND_FS),
           _u64(0, 0), _u32(len(props), *props))
     for name, host in paths.items():  # in the host's mount order, as runc
         if not name:

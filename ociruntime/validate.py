@@ -556,6 +556,19 @@ def _check_intel_rdt(doc, ctx):
         _fail(f"invalid intelRdt.closID {clos!r}", "linux", "intelRdt", "closID")
 
 
+def check_host(doc):
+    """The rules that depend on this host rather than on the document (run by create right after
+    check_config, before anything is made): apparmorProfile / selinuxLabel / mountLabel need their LSM
+    enabled, intelRdt needs resctrl (ociruntime/lsm.py). plan.build asks the same questions again."""
+    from ociruntime import lsm
+    proc = doc.get("process")
+    linux = doc.get("linux") if isinstance(doc.get("linux"), dict) else {}
+    lsm.intel_rdt(linux)
+    if isinstance(proc, dict):
+        lsm.process_labels(proc)
+    lsm.mount_label(linux)
+
+
 def _check_cpu(doc, ctx):
     cpu = (ctx.linux.get("resources") or {}).get("cpu")
     if not isinstance(cpu, dict):

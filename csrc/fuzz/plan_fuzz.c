@@ -88,6 +88,11 @@ static void check_plan(const struct plan *p)
 	} else if (p->seccomp_len) {
 		abort();
 	}
+	if (p->nlsms > 8) abort();
+	for (uint32_t i = 0; i < p->nlsms; i++) {
+		check_str(p->lsms[i].procroot); check_str(p->lsms[i].subpath); check_str(p->lsms[i].value);
+	}
+	check_str(p->mount_label);
 }
 
 /* Everything plan_decode() allocates, also after a failed decode (it may stop half-way). */
@@ -111,6 +116,7 @@ static void plan_free(struct plan *p)
 	}
 	free(p->hooks);
 	free(p->mkdirs);
+	free(p->lsms);
 }
 
 #ifndef PLAN_DUMP
@@ -257,6 +263,15 @@ static void dump(const struct plan *p)
 		printf(",\"seccomp\":null");
 	}
 	printf(",\"netdevs\":%u", p->netdevs);
+	printf(",\"lsms\":[");
+	for (uint32_t i = 0; i < p->nlsms; i++) {
+		printf("%s{\"lsm\":%u,\"flags\":%u,\"procroot\":", i ? "," : "", p->lsms[i].lsm, p->lsms[i].flags);
+		jstr(p->lsms[i].procroot);
+		printf(",\"subpath\":"); jstr(p->lsms[i].subpath);
+		printf(",\"value\":"); jstr(p->lsms[i].value);
+		putchar('}');
+	}
+	printf("],\"mount_label\":"); jstr(p->mount_label);
 	printf("}\n");
 }
 

@@ -24,6 +24,7 @@ struct pair { const char *a, *b; };
 struct rlimit_op { uint32_t resource; uint64_t soft, hard; };
 struct hook_op { uint32_t kind; int32_t timeout; const char *path; struct str_vec args, env; };
 struct mkdir_op { const char *path; uint32_t mode; };
+struct lsm_op { uint32_t lsm, flags; const char *procroot, *subpath, *value; };
 
 struct plan {
 	int sync_fd, fifo_fd, console_fd, close_from;
@@ -48,6 +49,8 @@ struct plan {
 	int has_console; uint32_t console_h, console_w;
 	uint32_t seccomp_flags, seccomp_len; const uint8_t *seccomp;
 	uint32_t netdevs; /* linux.netDevices entries: hand the runtime a netlink socket (SYNC_NETDEV_FD) */
+	struct lsm_op *lsms; uint32_t nlsms;
+	const char *mount_label;
 };
 
 /* plan.c */
@@ -75,6 +78,9 @@ void prepare_idmapped_mounts(struct plan *p); /* stage-1, in the runtime's names
 
 /* seccomp.c */
 void load_seccomp(struct plan *p);
+
+/* lsm.c */
+void apply_lsm_labels(struct plan *p);      /* AppArmor/SELinux exec attrs, through a verified procfs */
 
 /* console.c */
 void setup_console(struct plan *p, int bind_dev_console);

@@ -184,6 +184,9 @@ static void finish_and_exec(struct plan *p, const char *path)
 static const char *process_setup(struct plan *p, char *exe, size_t exelen)
 {
 	default_home(p);
+	/* runc's place for the exec label: after READY, while still privileged, before seccomp and the
+	 * credential change (the attr files take effect at execve, so nothing between changes meaning) */
+	apply_lsm_labels(p);
 	if ((p->proc_flags & PROC_NNP) && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) bail("prctl(PR_SET_NO_NEW_PRIVS)");
 	apply_rlimits(p);
 	/* runc's ordering rule: without NNP the filter needs CAP_SYS_ADMIN, so load it before dropping caps */
@@ -339,6 +342,10 @@ int main(int argc, char **argv)
 		for (uint32_t i = 0; i < p.nmounts; i++) nidmap += p.mounts[i].idmap_fd >= 0;
 		printf("ok mounts=%u devices=%u masked=%u readonly=%u args=%u env=%u hooks=%u joins=%u ns=0x%x idmapped=%u\n",
 		       p.nmounts, p.ndevices, p.nmasked, p.nreadonly, p.args.n, p.env.n, p.nhooks, p.njoins, p.new_ns, nidmap);
+		for (uint32_t i = 0; i < p.nlsms; i++)
+			printf("lsm %u flags=%u %s/%s value=%s\n", p.lsms[i].lsm, p.lsms[i].flags, p.lsms[i].procroot,
+			       p.lsms[i].subpath, p.lsms[i].value);
+		if (p.mount_label) printf("mount_label %s\n", p.mount_label);
 		return 0;
 	}
 	if (argc == 4 && strcmp(argv[1], "--netns-socket") == 0) {

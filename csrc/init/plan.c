@@ -187,6 +187,18 @@ int plan_decode(const uint8_t *buf, size_t len, struct plan *p, char *err, size_
 			take(&q, NULL, n);
 			break;
 		}
+		case OP_LSM_ATTR: {
+			if (p->nlsms >= 8) return fail(err, errlen, "plan: too many LSM records");
+			GROW(p->lsms, p->nlsms);
+			struct lsm_op *l = &p->lsms[p->nlsms++];
+			l->lsm = u32(&q); l->flags = u32(&q);
+			l->procroot = str(&q); l->subpath = str(&q); l->value = str(&q);
+			if (!q.bad && ((l->lsm != LSM_APPARMOR && l->lsm != LSM_SELINUX) || (l->flags & ~LSM_F_FAKE_PROC) ||
+				       l->procroot[0] != '/' || l->subpath[0] == '/' || !l->value[0]))
+				return fail(err, errlen, "plan: LSM record %u malformed", p->nlsms - 1);
+			break;
+		}
+		case OP_MOUNT_LABEL: p->mount_label = str(&q); break;
 		case OP_CONSOLE:
 			p->has_console = 1;
 			p->console_h = u32(&q);

@@ -18,6 +18,7 @@
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #define PROC_SUPER_MAGIC 0x9fa0
@@ -27,6 +28,7 @@
 #define IN_ROOT (OCI_RESOLVE_IN_ROOT | OCI_RESOLVE_NO_MAGICLINKS)
 
 static int g_rootfd = -1;
+static const char *g_mount_label; /* linux.mountLabel (OP_MOUNT_LABEL), NULL without one */
 
 int open_in_root(int rootfd, const char *path, int flags, uint64_t resolve)
 {
@@ -238,6 +240,10 @@ static void do_mount(struct mount_op *m)
 		close(lower);
 	}
 	fdpath(tp, sizeof(tp), tfd);
+	/* runc: mqueue takes no context= option; the label goes on its root directory instead */
+	if (g_mount_label && !is_bind && strcmp(m->fstype, "mqueue") == 0 &&
+	    setxattr(tp, "security.selinux", g_mount_label, strlen(g_mount_label), 0) < 0)
+		bail("set the SELinux label of %s", m->dst);
 	unsigned long extra = m->flags & ~(unsigned long)(MS_BIND | MS_REC | MS_REMOUNT);
 	if (is_bind && extra && remount_bind(tp, extra) < 0)
 		bail("remount bind mount %s with flags 0x%lx", m->dst, extra);
@@ -376,6 +382,7 @@ static void parent_mount_private(const char *rootfs)
 
 void setup_rootfs(struct plan *p)
 {
+	g_mount_label = p->mount_label;
 	if (p->root_flags & ROOTFS_NO_MOUNTNS) {
 		/* No mount namespace: the config's mounts land in the runtime's own namespace, under the
 		 * rootfs only (as runc does, minus touching the propagation of "/", which would change the
@@ -484,6 +491,7 @@ void masked_and_readonly(struct plan *p)
 			if (fs < 0) bail("fsopen tmpfs for %s", path);
 			if (sys_fsconfig(fs, OCI_FSCONFIG_SET_STRING, "source", "tmpfs", 0) < 0 ||
 			    sys_fsconfig(fs, OCI_FSCONFIG_SET_FLAG, "ro", NULL, 0) < 0 ||
+			    (p->mount_label && sys_fsconfig(fs, OCI_FSCONFIG_SET_STRING, "context", p->mount_label, 0) < 0) ||
 			    sys_fsconfig(fs, OCI_FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
 				bail("create tmpfs for masked path %s", path);
 			m = sys_fsmount(fs, OCI_FSMOUNT_CLOEXEC, OCI_MOUNT_ATTR_RDONLY);

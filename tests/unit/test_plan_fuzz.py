@@ -89,6 +89,9 @@ def _hand_made():
     if hasattr(plan, "OP_MOUNT_IDMAP"):
         mount = rec(plan.OP_MOUNT, s(b"/a") + s(b"/d") + s(b"") + s(b"") + struct.pack("=IIQQI", 0, 1, 0, 0, 0))
         yield b"OCIP" + struct.pack("=II", 1, 2) + mount + rec(plan.OP_MOUNT_IDMAP, struct.pack("=iII", 6, 1, 0))
+    yield b"OCIP" + struct.pack("=II", 1, 2) + rec(plan.OP_LSM_ATTR, struct.pack("=II", 1, 0) + s(b"/proc") +
+                                                   s(b"thread-self/attr/exec") + s(b"exec p")) + \
+        rec(plan.OP_MOUNT_LABEL, s(b"u:object_r:t:s0:c1,c2"))
     for name, payload in (("OP_CONSOLE", struct.pack("=II", 24, 80)), ("OP_NETDEV", struct.pack("=I", 1)),
                           ("OP_SECCOMP", struct.pack("=II", 0, 8) + struct.pack("=HBBI", 6, 0, 0, 0x7FFF0000))):
         if hasattr(plan, name):
