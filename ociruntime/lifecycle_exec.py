@@ -6,7 +6,7 @@ import os
 import struct
 
 from ociruntime import plan as planmod
-from ociruntime.errors import OciError, SpawnError
+from ociruntime.errors import ConfigError, OciError, SpawnError
 from ociruntime.lifecycle import _open
 from ociruntime.state import status_of
 
@@ -120,6 +120,35 @@ def exec_cgroup_paths(paths, specs):
     return out
 
 
+def spawn_with_affinity(spawn, data, slots, base, initial, where):
+    """execCPUAffinity.initial: the runtime's thread that starts the process runs on those CPUs, so the
+    process has them from its first instruction until it joins the container's cgroup (config.md); the
+    thread's own affinity is restored afterwards."""
+    if not initial:
+        return spawn(data, slots, base)
+    saved = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, initial)
+    except OSError as e:
+        raise ConfigError(where[1], f"cannot run on CPUs {_cpu_text(initial)}: {e.strerror} (this process may "
+                          f"use CPUs {_cpu_text(sorted(saved))})", source=where[0]) from None
+    try:
+        return spawn(data, slots, base)
+    finally:
+        os.sched_setaffinity(0, saved)
+
+
+def _cpu_text(ids):
+    out, start = [], None
+    for i, n in enumerate(ids):
+        if start is None:
+            start = n
+        if i + 1 == len(ids) or ids[i + 1] != n + 1:
+            out.append(str(start) if start == n else f"{start}-{n}")
+            start = None
+    return ",".join(out)
+
+
 def cmd_exec(ctx):
     try:
         return _exec(ctx)
@@ -168,10 +197,20 @@ def _exec(ctx):
             own_console, theirs = conmod.socketpair()
             console_fd = theirs.detach()
     seccomp = st.get("seccomp")
-    data = planmod.build_exec(proc, fds, namespace_joins(st["pid"]), seccomp)
+    # as runc: the container's scheduler and I/O priority unless the process sets its own
+    for key, skey in (("scheduler", "scheduler"), ("ioPriority", "io_priority")):
+        if not proc.get(key) and st.get(skey):
+            proc = dict(proc, **{key: st[skey]})
+    # the process's own execCPUAffinity, else the container's (runc); validated already
+    aff = proc.get("execCPUAffinity") or st.get("exec_cpu_affinity")
+    initial, final = planmod.exec_cpu_affinity(aff)
+    where = ("process.json", "/execCPUAffinity/initial") if ctx.flag("process") and proc.get("execCPUAffinity") \
+        else ("config.json", "/process/execCPUAffinity/initial")
+    linux = {"personality": st.get("personality"), "memoryPolicy": st.get("memory_policy")}
+    data = planmod.build_exec(proc, fds, namespace_joins(st["pid"]), seccomp, linux, (initial, final))
     sock, child = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     slots = [child.fileno(), None] + ([console_fd] if console_fd is not None else [])
-    pid, pidfd = spawn(data, slots, base)
+    pid, pidfd = spawn_with_affinity(spawn, data, slots, base, initial, where)
     child.close()
     if console_fd is not None:
         os.close(console_fd)

@@ -44,6 +44,12 @@ struct plan {
 	struct mkdir_op *mkdirs; uint32_t nmkdirs;
 	int has_console; uint32_t console_h, console_w;
 	uint32_t seccomp_flags, seccomp_len; const uint8_t *seccomp;
+	int has_sched; uint32_t sched_policy, sched_priority; int32_t sched_nice;
+	uint64_t sched_flags, sched_runtime, sched_deadline, sched_period;
+	int has_ioprio; uint32_t ioprio_class, ioprio_level;
+	int has_affinity; uint32_t affinity_flags, affinity_n; uint64_t *affinity;
+	int has_personality; uint32_t personality;
+	int has_mempolicy; uint32_t mpol_mode, mpol_flags, mpol_n; uint64_t *mpol_nodes;
 };
 
 /* plan.c */
@@ -73,6 +79,12 @@ void load_seccomp(struct plan *p);
 
 /* console.c */
 void setup_console(struct plan *p, int bind_dev_console);
+
+/* procattr.c */
+void apply_cpu_affinity(struct plan *p);     /* stage-1, right after the cgroup join (GO) */
+void apply_sched_and_io(struct plan *p);     /* before the caps are dropped (CAP_SYS_NICE, CAP_SYS_ADMIN) */
+void apply_personality(struct plan *p);
+void apply_mempolicy(struct plan *p);
 
 /* creds.c */
 void apply_rlimits(struct plan *p);

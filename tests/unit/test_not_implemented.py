@@ -9,12 +9,7 @@ CASES = [
     (("process", "apparmorProfile"), "acme", "/process/apparmorProfile"),
     (("process", "selinuxLabel"), "system_u:system_r:container_t:s0", "/process/selinuxLabel"),
     (("linux", "mountLabel"), "system_u:object_r:container_file_t:s0", "/linux/mountLabel"),
-    (("process", "scheduler"), {"policy": "SCHED_OTHER"}, "/process/scheduler"),
-    (("process", "ioPriority"), {"class": "IOPRIO_CLASS_BE", "priority": 4}, "/process/ioPriority"),
-    (("process", "execCPUAffinity"), {"initial": "0"}, "/process/execCPUAffinity"),
-    (("linux", "personality"), {"domain": "LINUX32"}, "/linux/personality"),
     (("linux", "netDevices"), {"eth0": {}}, "/linux/netDevices"),
-    (("linux", "memoryPolicy"), {"mode": "MPOL_BIND", "nodes": "0"}, "/linux/memoryPolicy"),
     (("linux", "intelRdt"), {"closID": "x"}, "/linux/intelRdt"),
 ]
 
@@ -34,6 +29,34 @@ def test_empty_values_count_as_absent(tmp_path):
     (tmp_path / "rootfs").mkdir()
     s["process"]["apparmorProfile"] = ""
     s["process"]["selinuxLabel"] = ""
+    plan.build(s, str(tmp_path), {"sync": 3, "close_from": 3}, {}, {})
+
+
+def test_command_line_is_windows_only(tmp_path):
+    """process.commandLine has no meaning on Linux: refused (config.md: Windows only), never ignored."""
+    s = default_spec()
+    (tmp_path / "rootfs").mkdir()
+    s["process"]["commandLine"] = "cmd.exe /c echo hi"
+    with pytest.raises(ConfigError) as ei:
+        plan.build(s, str(tmp_path), {"sync": 3, "close_from": 3}, {}, {})
+    assert ei.value.pointer == "/process/commandLine"
+    assert "Windows-only" in str(ei.value) and "not applicable on Linux" in str(ei.value)
+    with pytest.raises(ConfigError) as ei:
+        plan.build_exec(dict(s["process"]), {"sync": 3, "close_from": 3}, [])
+    assert ei.value.pointer == "/commandLine" and "Windows-only" in str(ei.value)
+
+
+@pytest.mark.parametrize("where,value", [
+    (("process", "scheduler"), {"policy": "SCHED_OTHER"}),
+    (("process", "ioPriority"), {"class": "IOPRIO_CLASS_BE", "priority": 4}),
+    (("process", "execCPUAffinity"), {"initial": "0"}),
+    (("linux", "personality"), {"domain": "LINUX32"}),
+    (("linux", "memoryPolicy"), {"mode": "MPOL_BIND", "nodes": "0"}),
+], ids=lambda v: "/".join(v) if isinstance(v, tuple) else "")
+def test_implemented_process_attributes_are_accepted(tmp_path, where, value):
+    s = default_spec()
+    (tmp_path / "rootfs").mkdir()
+    s[where[0]][where[1]] = value
     plan.build(s, str(tmp_path), {"sync": 3, "close_from": 3}, {}, {})
 
 
