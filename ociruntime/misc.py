@@ -104,6 +104,7 @@ def features():
             },
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
+            "memoryPolicy": {"modes": sorted(plan.MPOL_MODES), "flags": sorted(plan.MPOL_FLAGS)},
             "intelRdt": {"enabled": False},
             "mountExtensions": {"idmap": {"enabled": False}},
         },
