@@ -95,6 +95,9 @@ void apply_sched_and_io(struct plan *p)
 			if ((errno == EPERM || errno == EBUSY) && p->sched_policy == 6)
 				bail("error setting scheduler SCHED_DEADLINE (needs CAP_SYS_NICE outside any user namespace, "
 				     "free deadline bandwidth and a cpuset spanning its root domain)");
+			if (errno == EOPNOTSUPP && (p->sched_flags & 0x60))
+				bail("error setting scheduler %s (SCHED_FLAG_UTIL_CLAMP_* needs a kernel built with "
+				     "CONFIG_UCLAMP_TASK)", policy_name(p->sched_policy));
 			bail("error setting scheduler %s", policy_name(p->sched_policy));
 		}
 	}

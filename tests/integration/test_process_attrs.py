@@ -94,6 +94,39 @@ def test_scheduler_reset_on_fork(env):
         assert (int(c[41]), int(c[40])) == child, (flags, child_line)
 
 
+@pytest.mark.parametrize("s,want", [
+    # KEEP_POLICY: the policy stays SCHED_OTHER (no RT budget needed), the nice value is applied
+    ({"policy": "SCHED_FIFO", "nice": 6, "flags": ["SCHED_FLAG_KEEP_POLICY"]}, (0, 6, 0)),
+    # KEEP_PARAMS: the kernel skips the policy and parameters altogether (only utilization clamps
+    # would change); without the flag this gives (3, 6, 0)
+    ({"policy": "SCHED_BATCH", "nice": 6, "flags": ["SCHED_FLAG_KEEP_PARAMS"]}, (0, 0, 0)),
+    ({"policy": "SCHED_BATCH", "nice": 6}, (3, 6, 0)),
+], ids=["keep-policy", "keep-params", "no-keep"])
+def test_scheduler_keep_flags(env, s, want):
+    """The flags reach sched_setattr(2): the kernel's KEEP_* semantics are observable."""
+    f = stat_fields(run_out(env, lambda spec: sched(spec, **s), "cat /proc/self/stat"))
+    assert (int(f[41]), int(f[19]), int(f[40])) == want
+
+
+def _has_uclamp():
+    with open("/proc/self/sched") as f:
+        return "uclamp" in f.read()
+
+
+def test_scheduler_util_clamp_flags(env):
+    """SCHED_FLAG_UTIL_CLAMP_MIN/MAX need the v1 sched_attr (with the clamp values, 0 as runc sends):
+    applied where the kernel has utilization clamping, a clear error where it does not."""
+    def m(s):
+        sched(s, policy="SCHED_OTHER", nice=2, flags=["SCHED_FLAG_UTIL_CLAMP_MIN", "SCHED_FLAG_UTIL_CLAMP_MAX"])
+    if _has_uclamp():
+        out = run_out(env, m, "cat /proc/self/stat; grep uclamp /proc/self/sched")
+        assert int(stat_fields(out.splitlines()[0])[19]) == 2, out
+        assert re.search(r"^uclamp\.max\s+:\s+0$", out, re.M), out
+    else:
+        from test_bad_input import create_fails
+        create_fails(env, env.bundle(mutate=m), "error setting scheduler SCHED_OTHER", "CONFIG_UCLAMP_TASK")
+
+
 def test_scheduler_deadline(env):
     """SCHED_DEADLINE with runtime/deadline/period (ns): policy 6 and the runtime budget in /proc/self/sched.
     cat is exec'd directly: a deadline task may not fork."""
