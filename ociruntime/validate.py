@@ -300,12 +300,15 @@ def _proc_scheduler(proc, base):
     for i, f in enumerate(flags):
         if f in flags[:i]:
             _fail(f"duplicate scheduler flag {f!r}", *base, "scheduler", "flags", i)
-    if "SCHED_FLAG_KEEP_PARAMS" in flags or "SCHED_FLAG_KEEP_POLICY" in flags:
-        return  # the kernel takes the current policy/parameters: nothing more to check here
     prio = s.get("priority", 0)
-    if policy in ("SCHED_FIFO", "SCHED_RR") and not RT_PRIO_MIN <= prio <= RT_PRIO_MAX:
+    keep = "SCHED_FLAG_KEEP_PARAMS" in flags or "SCHED_FLAG_KEEP_POLICY" in flags
+    if policy in ("SCHED_FIFO", "SCHED_RR") and not keep and not RT_PRIO_MIN <= prio <= RT_PRIO_MAX:
         _fail(f"scheduler.priority {prio} is out of range [{RT_PRIO_MIN}, {RT_PRIO_MAX}] for {policy}",
               *base, "scheduler", "priority")
+    if not 0 <= prio <= RT_PRIO_MAX:
+        _fail(f"scheduler.priority {prio} is out of range [0, {RT_PRIO_MAX}]", *base, "scheduler", "priority")
+    if keep:
+        return  # the kernel takes the current policy/parameters: the rest is its call
     if policy == "SCHED_DEADLINE":
         rt, dl, per = s.get("runtime", 0), s.get("deadline", 0), s.get("period", 0)
         if rt < DL_RUNTIME_MIN:

@@ -184,6 +184,10 @@ def test_io_priority_applies_to_exec(env):
     with open(pj, "w") as fh:
         json.dump(proc, fh)
     assert env.rt("exec", "--process", pj, cid).check().stdout.strip() == "idle"
+    del proc["ioPriority"]      # a process.json without one: the container's (runc's newInitConfig)
+    with open(pj, "w") as fh:
+        json.dump(proc, fh)
+    assert env.rt("exec", "--process", pj, cid).check().stdout.strip() == "best-effort: prio 2"
 
 
 # ------------------------------------------------------------------------------------------ CPU affinity

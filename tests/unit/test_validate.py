@@ -199,6 +199,9 @@ CASES = [
      "out of range [1, 99] for SCHED_FIFO"),
     ("sched rr prio 100", mutate(process__scheduler={"policy": "SCHED_RR", "priority": 100}),
      "/process/scheduler/priority", "out of range [1, 99]"),
+    ("sched keep negative prio", mutate(process__scheduler={"policy": "SCHED_RR", "priority": -1,
+                                                            "flags": ["SCHED_FLAG_KEEP_POLICY"]}),
+     "/process/scheduler/priority", "out of range [0, 99]"),
     ("sched dup flag", mutate(process__scheduler={"policy": "SCHED_OTHER", "flags": [
         "SCHED_FLAG_RESET_ON_FORK", "SCHED_FLAG_RESET_ON_FORK"]}), "/process/scheduler/flags/1", "duplicate"),
     ("dl runtime", mutate(process__scheduler={"policy": "SCHED_DEADLINE", "runtime": 1000, "deadline": 5000}),
