@@ -79,6 +79,23 @@ def test_scheduler_realtime(env, policy, num):
     assert re.search(rf"^policy\s+:\s+{num}$", rest, re.M) and re.search(r"^prio\s+:\s+89$", rest, re.M), out
 
 
+def test_scheduler_realtime_for_an_unprivileged_process(env):
+    """The policy is set while the init still holds CAP_SYS_NICE, before it becomes uid 1000 with no
+    capabilities (and IOPRIO_CLASS_RT, which needs CAP_SYS_ADMIN or CAP_SYS_NICE, likewise)."""
+    def m(s):
+        sched(s, policy="SCHED_RR", priority=20)
+        rt_budget(s)
+        s["process"]["ioPriority"] = {"class": "IOPRIO_CLASS_RT", "priority": 1}
+        s["process"]["user"] = {"uid": 1000, "gid": 1000}
+        s["process"]["capabilities"] = {k: [] for k in ("bounding", "effective", "permitted", "inheritable",
+                                                        "ambient")}
+    out = run_out(env, m, "cat /proc/self/stat; ionice; grep CapEff /proc/self/status; id -u")
+    lines = out.splitlines()
+    f = stat_fields(lines[0])
+    assert (int(f[41]), int(f[40])) == (2, 20), out
+    assert lines[1:] == ["realtime: prio 1", "CapEff:\t0000000000000000", "1000"], out
+
+
 def test_scheduler_reset_on_fork(env):
     """SCHED_FLAG_RESET_ON_FORK: the container process is SCHED_FIFO, the children it forks are not."""
     def m(flags):
