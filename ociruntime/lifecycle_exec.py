@@ -135,7 +135,10 @@ def spawn_with_affinity(spawn, data, slots, base, initial, where):
     try:
         return spawn(data, slots, base)
     finally:
-        os.sched_setaffinity(0, saved)
+        try:
+            os.sched_setaffinity(0, saved)
+        except OSError:
+            pass  # a CPU went away meanwhile: this short-lived process keeps the initial list
 
 
 def _cpu_text(ids):
