@@ -562,6 +562,16 @@ def test_19_caps_rlimits_oom(env, mutate, frags):
     create_fails(env, b, *frags)
 
 
+def test_19_rlimit_the_kernel_refuses(env):
+    """A hard RLIMIT_NOFILE above fs.nr_open passes every static check; setrlimit fails in the init:
+    one line naming the limit and the values, nothing left behind."""
+    with open("/proc/sys/fs/nr_open") as f:
+        too_many = int(f.read()) + 1
+    b = env.bundle(mutate=lambda s: s["process"].update(rlimits=[{"type": "RLIMIT_NOFILE", "soft": 1024,
+                                                                  "hard": too_many}]))
+    create_fails(env, b, "error setting rlimit type 7", f"RLIMIT_NOFILE soft 1024 hard {too_many}")
+
+
 # ------------------------------------------------------------------------------ #19b process attributes
 
 def _proc(**kw):
