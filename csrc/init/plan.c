@@ -188,17 +188,20 @@ int plan_decode(const uint8_t *buf, size_t len, struct plan *p, char *err, size_
 			break;
 		case OP_CPU_AFFINITY:
 		case OP_MEMPOLICY: {
-			uint32_t *n = op == OP_MEMPOLICY ? &p->mpol_n : &p->affinity_n;
+			/* a mask of n u64 words ends the record; the count is stored only with its array */
+			uint32_t *count = op == OP_MEMPOLICY ? &p->mpol_n : &p->affinity_n;
 			uint64_t **mask = op == OP_MEMPOLICY ? &p->mpol_nodes : &p->affinity;
 			if (op == OP_MEMPOLICY) { p->has_mempolicy = 1; p->mpol_mode = u32(&q); p->mpol_flags = u32(&q); }
 			else { p->has_affinity = 1; p->affinity_flags = u32(&q); }
-			*n = u32(&q);
-			if (q.bad || *n > PLAN_MASK_WORDS || *n * 8u != q.left)
+			uint32_t n = u32(&q);
+			if (q.bad || n > PLAN_MASK_WORDS || n * 8u != q.left)
 				return fail(err, errlen, "plan: %s mask malformed", op == OP_MEMPOLICY ? "node" : "cpu");
+			uint64_t *words = calloc(n + 1, 8);
+			if (!words) return fail(err, errlen, "out of memory");
+			for (uint32_t k = 0; k < n; k++) words[k] = u64(&q);
 			free(*mask);
-			*mask = calloc(*n + 1, 8);
-			if (!*mask) return fail(err, errlen, "out of memory");
-			for (uint32_t k = 0; k < *n; k++) (*mask)[k] = u64(&q);
+			*mask = words;
+			*count = n;
 			break;
 		}
 		case OP_PERSONALITY: p->has_personality = 1; p->personality = u32(&q); break;
