@@ -18,11 +18,15 @@ import re
 
 import pytest
 
+from _util import wait_for
 from _util import env, rootfs_template, _subreaper  # noqa: F401  (fixtures)
+from test_bad_input import create_fails
 
 pytestmark = [pytest.mark.timeout(40)]
 
-NCPU = len(os.sched_getaffinity(0))
+CPUS = sorted(os.sched_getaffinity(0))
+NCPU = len(CPUS)
+A, B = (str(c) for c in (CPUS * 2)[:2])  # two CPUs this process may use (the same one on a 1-CPU host)
 HOST_NODES = sorted(int(n[4:]) for n in os.listdir("/sys/devices/system/node") if re.fullmatch(r"node\d+", n)) \
     if os.path.isdir("/sys/devices/system/node") else []
 needs_2cpus = pytest.mark.skipif(NCPU < 2, reason="needs 2 usable CPUs to tell affinities apart")
@@ -55,9 +59,9 @@ def sched(spec, **s):
     spec["process"]["scheduler"] = s
 
 
-def one_cpu(cpu=0):
+def one_cpu(cpu=A):
     """preexec_fn: the runtime itself runs on one CPU only (as under `taskset`)."""
-    return lambda: os.sched_setaffinity(0, {cpu})
+    return lambda: os.sched_setaffinity(0, {int(cpu)})
 
 
 # ------------------------------------------------------------------------------------------ scheduler
@@ -142,7 +146,6 @@ def test_scheduler_util_clamp_flags(env):
         assert int(stat_fields(out.splitlines()[0])[19]) == 2, out
         assert re.search(r"^uclamp\.max\s+:\s+0$", out, re.M), out
     else:
-        from test_bad_input import create_fails
         create_fails(env, env.bundle(mutate=m), "error setting scheduler SCHED_OTHER", "CONFIG_UCLAMP_TASK")
 
 
@@ -177,7 +180,6 @@ def test_scheduler_applies_to_exec(env):
 def test_scheduler_fifo_without_rt_budget_fails_cleanly(env):
     """With RT group scheduling the container's cpu cgroup has no RT runtime by default: sched_setattr
     fails with EPERM; one error line that says what is missing, nothing left behind."""
-    from test_bad_input import create_fails
     b = env.bundle(mutate=lambda s: sched(s, policy="SCHED_FIFO", priority=10))
     create_fails(env, b, "error setting scheduler SCHED_FIFO priority 10", "realtimeRuntime")
 
@@ -215,9 +217,6 @@ def cpus_allowed(text):
     return re.search(r"^Cpus_allowed_list:\s*(\S+)$", text, re.M).group(1)
 
 
-ALL_CPUS = None
-
-
 def all_cpus():
     with open("/proc/self/status") as f:
         return cpus_allowed(f.read())
@@ -225,15 +224,15 @@ def all_cpus():
 
 @needs_2cpus
 def test_init_affinity_is_reset_not_execcpuaffinity(env):
-    """The runtime runs on CPU 0 only; the container's init gets every CPU of its cpuset (runc >=
+    """The runtime runs on one CPU only; the container's init gets every CPU of its cpuset (runc >=
     1.3.6 resets it), and execCPUAffinity, which "is not applicable to the container's init process"
     (config.md), does not touch it."""
     def m(s):
-        s["process"]["execCPUAffinity"] = {"initial": "1", "final": "1"}
+        s["process"]["execCPUAffinity"] = {"initial": B, "final": B}
     b = env.bundle(args=("grep", "Cpus_allowed_list", "/proc/self/status"), mutate=m)
     out = os.path.join(env.tmp, "out")
     with open(out, "wb") as f:
-        cid = env.created(b, stdout=f, preexec_fn=one_cpu(0))
+        cid = env.created(b, stdout=f, preexec_fn=one_cpu())
     env.rt("start", cid).check()
     assert env.wait_stopped(cid)
     assert cpus_allowed(open(out).read()) == all_cpus()
@@ -241,10 +240,10 @@ def test_init_affinity_is_reset_not_execcpuaffinity(env):
 
 @needs_2cpus
 @pytest.mark.parametrize("aff,want", [
-    (None, "all"),                                  # neither list: reset (not the runtime's CPU 0)
-    ({"final": "1"}, "1"),
-    ({"initial": "1"}, "1"),                        # kept across the cgroup join
-    ({"initial": "1", "final": "0"}, "0"),
+    (None, "all"),                                  # neither list: reset (not the runtime's one CPU)
+    ({"final": B}, B),
+    ({"initial": B}, B),                            # kept across the cgroup join
+    ({"initial": B, "final": A}, A),
     ({"initial": "", "final": ""}, "all"),
 ])
 def test_exec_cpu_affinity(env, aff, want):
@@ -256,7 +255,7 @@ def test_exec_cpu_affinity(env, aff, want):
     pj = os.path.join(env.tmp, "process.json")
     with open(pj, "w") as fh:
         json.dump(proc, fh)
-    r = env.rt("exec", "--process", pj, cid, preexec_fn=one_cpu(0)).check()
+    r = env.rt("exec", "--process", pj, cid, preexec_fn=one_cpu()).check()
     assert cpus_allowed(r.stdout) == (all_cpus() if want == "all" else want)
 
 
@@ -264,16 +263,16 @@ def test_exec_cpu_affinity(env, aff, want):
 def test_exec_cpu_affinity_defaults_to_the_containers(env):
     """Without one of its own, an exec'd process gets the config's execCPUAffinity (runc), with and
     without --process."""
-    b = env.bundle(mutate=lambda s: s["process"].update(execCPUAffinity={"final": "1"}))
+    b = env.bundle(mutate=lambda s: s["process"].update(execCPUAffinity={"final": B}))
     cid = env.running(b)
     r = env.rt("exec", cid, "grep", "Cpus_allowed_list", "/proc/self/status").check()
-    assert cpus_allowed(r.stdout) == "1"
+    assert cpus_allowed(r.stdout) == B
     proc = dict(b.spec["process"], args=["grep", "Cpus_allowed_list", "/proc/self/status"])
     del proc["execCPUAffinity"]
     pj = os.path.join(env.tmp, "process.json")
     with open(pj, "w") as fh:
         json.dump(proc, fh)
-    assert cpus_allowed(env.rt("exec", "--process", pj, cid).check().stdout) == "1"
+    assert cpus_allowed(env.rt("exec", "--process", pj, cid).check().stdout) == B
 
 
 def test_exec_cpu_affinity_bad_input(env):
@@ -296,19 +295,21 @@ def test_exec_cpu_affinity_bad_input(env):
     assert env.rt.status(cid) == "running"
 
 
+@needs_2cpus
 def test_exec_final_affinity_outside_the_cpuset_fails_cleanly(env):
     """final names only CPUs the container's cpuset excludes: the init reports it, nothing is left."""
-    b = env.bundle(mutate=lambda s: s["linux"].setdefault("resources", {}).update(cpu={"cpus": "0"}))
+    b = env.bundle(mutate=lambda s: s["linux"].setdefault("resources", {}).update(cpu={"cpus": A}))
     cid = env.running(b)
-    if NCPU < 2:
-        pytest.skip("needs 2 usable CPUs to name one outside the container's cpuset")
     pj = os.path.join(env.tmp, "process.json")
     with open(pj, "w") as fh:
-        json.dump(dict(b.spec["process"], args=["true"], execCPUAffinity={"final": "1"}), fh)
+        json.dump(dict(b.spec["process"], args=["true"], execCPUAffinity={"final": B}), fh)
     snap = env.snapshot()
     r = env.rt("exec", "--process", pj, cid)
-    assert r.rc != 0 and "error setting final CPU affinity" in r.error_msg() and '"1"' in r.error_msg(), r
+    assert r.rc != 0, r
+    msg = r.error_msg()
+    assert "error setting final CPU affinity" in msg and f'"{B}"' in msg, msg
     snap.assert_clean()
+    assert env.rt.status(cid) == "running"
 
 
 # ------------------------------------------------------------------------------------------ personality
@@ -321,7 +322,6 @@ def test_personality_linux32(env):
     with open(out, "wb") as f:
         cid = env.created(b, stdout=f)
     env.rt("start", cid).check()
-    from _util import wait_for
     assert wait_for(lambda: open(out).read().count("\n") >= 2)
     assert open(out).read().split() == ["i686", "00000008"]
     r = env.rt("exec", cid, "sh", "-c", "uname -m; cat /proc/self/personality").check()
@@ -376,7 +376,6 @@ def test_memory_policy_applies_to_exec(env):
 @needs_numa
 def test_memory_policy_node_without_memory_fails_cleanly(env):
     """Only the kernel knows which nodes the container may use: the init reports it, nothing is left."""
-    from test_bad_input import create_fails
     missing = max(HOST_NODES, default=0) + 1
     b = env.bundle(mutate=lambda s: s["linux"].update(memoryPolicy={"mode": "MPOL_BIND", "nodes": str(missing)}))
     create_fails(env, b, f'error setting memory policy MPOL_BIND nodes "{missing}"',
