@@ -583,7 +583,8 @@ def _linux(**kw):
 
 
 @pytest.mark.parametrize("mutate,frags", [
-    (_proc(scheduler={"policy": "SCHED_ISO"}), ["/process/scheduler/policy", "SCHED_ISO is not implemented by Linux"]),
+    (_proc(scheduler={"policy": "SCHED_ISO"}),
+     ["/process/scheduler/policy", "SCHED_ISO is not implemented by Linux"]),
     (_proc(scheduler={"policy": "SCHED_FIFO", "priority": 0}), ["/process/scheduler/priority", "[1, 99]"]),
     (_proc(scheduler={"policy": "SCHED_OTHER", "nice": -21}), ["/process/scheduler/nice", "[-20, 19]"]),
     (_proc(scheduler={"policy": "SCHED_OTHER", "flags": ["SCHED_FLAG_NOPE"]}), ["/process/scheduler/flags/0"]),
@@ -600,7 +601,8 @@ def _linux(**kw):
      ["/linux/personality/flags/0", "the runtime-spec defines none"]),
     (_linux(memoryPolicy={"mode": "MPOL_BIND"}), ["/linux/memoryPolicy/nodes", "needs at least one node"]),
     (_linux(memoryPolicy={"mode": "MPOL_DEFAULT", "nodes": "0"}), ["/linux/memoryPolicy/nodes", "takes no nodes"]),
-    (_linux(memoryPolicy={"mode": "MPOL_BIND", "nodes": "0-"}), ["/linux/memoryPolicy/nodes", "invalid node list"]),
+    (_linux(memoryPolicy={"mode": "MPOL_BIND", "nodes": "0-"}),
+     ["/linux/memoryPolicy/nodes", "invalid node list"]),
     (_linux(memoryPolicy={"mode": "MPOL_BIND", "nodes": "99999"}), ["/linux/memoryPolicy/nodes", "above 65535"]),
     (_linux(memoryPolicy={"mode": "MPOL_FOO", "nodes": "0"}), ["/linux/memoryPolicy/mode"]),
     (_linux(memoryPolicy={"mode": "MPOL_LOCAL", "flags": ["MPOL_F_STATIC_NODES"]}),

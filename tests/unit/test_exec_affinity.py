@@ -10,7 +10,8 @@ from ociruntime.lifecycle_exec import _cpu_text, spawn_with_affinity
 WHERE = ("process.json", "/execCPUAffinity/initial")
 
 
-@pytest.mark.parametrize("ids,text", [([], ""), ([3], "3"), ([0, 1, 2, 3, 7], "0-3,7"), ([1, 3, 4, 9, 10, 11], "1,3-4,9-11")])
+@pytest.mark.parametrize("ids,text", [([], ""), ([3], "3"), ([0, 1, 2, 3, 7], "0-3,7"),
+                                      ([1, 3, 4, 9, 10, 11], "1,3-4,9-11")])
 def test_cpu_text(ids, text):
     assert _cpu_text(ids) == text
 

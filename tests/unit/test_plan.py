@@ -876,8 +876,8 @@ def small_plan(tmp_path_factory):
            "process": {"cwd": "/", "args": ["a", "b"], "env": ["E=1"], "oomScoreAdj": 1, "terminal": True,
                        "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 1, "hard": 2}],
                        "capabilities": {"bounding": ["CAP_KILL"]}, "user": {"uid": 1, "gid": 2, "additionalGids": [3]},
-                       "scheduler": {"policy": "SCHED_BATCH", "nice": 1}, "ioPriority": {"class": "IOPRIO_CLASS_BE",
-                                                                                      "priority": 1}},
+                       "scheduler": {"policy": "SCHED_BATCH", "nice": 1},
+                       "ioPriority": {"class": "IOPRIO_CLASS_BE", "priority": 1}},
            "mounts": [{"destination": "/p", "type": "proc", "source": "proc", "options": ["rprivate"]}],
            "hooks": {"createContainer": [{"path": "/h", "args": ["h"], "env": ["X=1"]}]},
            "linux": {"namespaces": [{"type": "mount"}, {"type": "network", "path": "/n"}],
@@ -1049,7 +1049,8 @@ MALFORMED = {
     "ioprio class 4": _plan_with(rec(plan.OP_IOPRIO, u32(4, 0))),
     "ioprio level 8": _plan_with(rec(plan.OP_IOPRIO, u32(2, 8))),
     "affinity count past the record": _plan_with(rec(plan.OP_CPU_AFFINITY, u32(0, 2) + struct.pack("=Q", 1))),
-    "affinity count short of the record": _plan_with(rec(plan.OP_CPU_AFFINITY, u32(0, 1) + struct.pack("=QQ", 1, 1))),
+    "affinity count short of the record": _plan_with(rec(plan.OP_CPU_AFFINITY, u32(0, 1) +
+                                                         struct.pack("=QQ", 1, 1))),
     "affinity count 0xffffffff": _plan_with(rec(plan.OP_CPU_AFFINITY, u32(0, 0xFFFFFFFF) + struct.pack("=Q", 1))),
     "affinity count 0x20000001 (overflows *8)": _plan_with(rec(plan.OP_CPU_AFFINITY, u32(0, 0x20000001) +
                                                                struct.pack("=Q", 1))),
