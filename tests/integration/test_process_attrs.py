@@ -281,7 +281,7 @@ def test_exec_cpu_affinity_bad_input(env):
     b = env.bundle()
     cid = env.running(b)
     pj = os.path.join(env.tmp, "process.json")
-    for aff, frags in (({"final": "0-"}, ["process.json", "/execCPUAffinity/final", "does not match"]),
+    for aff, frags in (({"final": "0-"}, ["process.json", "/execCPUAffinity/final", "is not a list of numbers"]),
                        ({"initial": "4095"}, ["process.json", "/execCPUAffinity/initial",
                                               "cannot run on CPUs 4095"])):
         with open(pj, "w") as fh:
