@@ -182,6 +182,18 @@ def test_scheduler_fifo_without_rt_budget_fails_cleanly(env):
     fails with EPERM; one error line that says what is missing, nothing left behind."""
     b = env.bundle(mutate=lambda s: sched(s, policy="SCHED_FIFO", priority=10))
     create_fails(env, b, "error setting scheduler SCHED_FIFO priority 10", "realtimeRuntime")
+    # exec: the init fails after READY; the error still reaches the runtime, nothing is left
+    b = env.bundle()
+    cid = env.running(b)
+    pj = os.path.join(env.tmp, "process.json")
+    with open(pj, "w") as fh:
+        json.dump(dict(b.spec["process"], args=["true"], scheduler={"policy": "SCHED_RR", "priority": 3}), fh)
+    snap = env.snapshot()
+    r = env.rt("exec", "--process", pj, cid)
+    assert r.rc != 0, r
+    assert "error setting scheduler SCHED_RR priority 3" in r.error_msg(), r
+    snap.assert_clean()
+    assert env.rt.status(cid) == "running"
 
 
 # ------------------------------------------------------------------------------------------ I/O priority
