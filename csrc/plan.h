@@ -44,6 +44,13 @@ enum plan_op {
 	OP_SECCOMP = 22,     /* u32 flags (seccomp(2) SECCOMP_FILTER_FLAG_*; bit 31 is ours: "SPEC_ALLOW was
 	                        implied, drop it if the kernel refuses it", stripped by the init), u32 n,
 	                        n bytes of sock_filter */
+	OP_SCHED = 23,       /* u32 policy, i32 nice, u32 priority, u64 flags, u64 runtime, u64 deadline, u64 period:
+	                        sched_setattr(2) just before exec (create and exec) */
+	OP_IOPRIO = 24,      /* u32 class (IOPRIO_CLASS_*), u32 level: ioprio_set(IOPRIO_WHO_PROCESS, 0) */
+	OP_CPU_AFFINITY = 25,/* u32 flags (AFFINITY_*), u32 n, u64 mask[n] (bit i of word i/64 = CPU i):
+	                        sched_setaffinity right after the cgroup join (stage-1, after GO) */
+	OP_PERSONALITY = 26, /* u32 persona: personality(2) just before exec */
+	OP_MEMPOLICY = 27,   /* u32 mode, u32 flags (MPOL_F_*), u32 n, u64 nodemask[n]: set_mempolicy(2) */
 	OP_LSM_ATTR = 28,    /* u32 lsm (LSM_*), u32 flags (LSM_F_*), str procroot, str subpath, str value:
 	                        write value to <procroot>/<subpath> (e.g. /proc + thread-self/attr/exec) just
 	                        before the process setup drops privileges; procroot must be procfs */
@@ -62,6 +69,9 @@ enum plan_op {
 #define LSM_SELINUX 2u
 #define LSM_F_FAKE_PROC 1u /* TEST ONLY (ociruntime/lsm.py OCIRUNTIME_TEST_FAKE_LSM_PROC): procroot is a
                               plain directory inside the container, the target a regular file */
+
+#define AFFINITY_RESET 1u  /* every CPU (the kernel clamps to the cpuset); the mask is empty */
+#define PLAN_MASK_WORDS 1024u /* CPU / node ids up to 65535 */
 
 #define ROOTFS_READONLY 1u
 #define ROOTFS_NO_PIVOT 2u

@@ -290,6 +290,11 @@ def create(ctx, detach_checks=True):
             "seccomp": linux.get("seccomp"),  # exec'd processes get the container's filter, as in runc
             # ... and its AppArmor profile / SELinux label unless they name their own (runc newInitConfig)
             "lsm": {k: proc[k] for k in ("apparmorProfile", "selinuxLabel") if proc.get(k)},
+            # ... and its personality and memory policy; execCPUAffinity is exec's default (runc)
+            "personality": linux.get("personality"), "memory_policy": linux.get("memoryPolicy"),
+            "exec_cpu_affinity": (config.get("process") or {}).get("execCPUAffinity"),
+            "scheduler": (config.get("process") or {}).get("scheduler"),
+            "io_priority": (config.get("process") or {}).get("ioPriority"),
             "resources": linux.get("resources") or {},  # the baseline `update` merges into
             "notify_socket": bool(os.environ.get("NOTIFY_SOCKET")),
             # no mount namespace: the mounts are in our own namespace, below the rootfs; delete undoes them

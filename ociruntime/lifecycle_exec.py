@@ -6,7 +6,7 @@ import os
 import struct
 
 from ociruntime import plan as planmod
-from ociruntime.errors import OciError, SpawnError
+from ociruntime.errors import ConfigError, OciError, SpawnError
 from ociruntime.lifecycle import _open
 from ociruntime.state import status_of
 
@@ -136,6 +136,38 @@ def _setgroups_allowed(pid, joins, additional_gids):
     return True
 
 
+def spawn_with_affinity(spawn, data, slots, base, initial, where):
+    """execCPUAffinity.initial: the runtime's thread that starts the process runs on those CPUs, so the
+    process has them from its first instruction until it joins the container's cgroup (config.md); the
+    thread's own affinity is restored afterwards."""
+    if not initial:
+        return spawn(data, slots, base)
+    saved = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, initial)
+    except OSError as e:
+        raise ConfigError(where[1], f"cannot run on CPUs {_cpu_text(initial)}: {e.strerror} (this process may "
+                          f"use CPUs {_cpu_text(sorted(saved))})", source=where[0]) from None
+    try:
+        return spawn(data, slots, base)
+    finally:
+        try:
+            os.sched_setaffinity(0, saved)
+        except OSError:
+            pass  # a CPU went away meanwhile: this short-lived process keeps the initial list
+
+
+def _cpu_text(ids):
+    out, start = [], None
+    for i, n in enumerate(ids):
+        if start is None:
+            start = n
+        if i + 1 == len(ids) or ids[i + 1] != n + 1:
+            out.append(str(start) if start == n else f"{start}-{n}")
+            start = None
+    return ",".join(out)
+
+
 def cmd_exec(ctx):
     try:
         return _exec(ctx)
@@ -188,10 +220,21 @@ def _exec(ctx):
     seccomp = st.get("seccomp")
     joins = namespace_joins(st["pid"])
     setgroups = _setgroups_allowed(st["pid"], joins, (proc.get("user") or {}).get("additionalGids"))
-    data = planmod.build_exec(proc, fds, joins, seccomp, st.get("lsm"), setgroups=setgroups)
+    # as runc: the container's scheduler and I/O priority unless the process sets its own
+    for key, skey in (("scheduler", "scheduler"), ("ioPriority", "io_priority")):
+        if not proc.get(key) and st.get(skey):
+            proc = dict(proc, **{key: st[skey]})
+    # the process's own execCPUAffinity, else the container's (runc); validated already
+    aff = proc.get("execCPUAffinity") or st.get("exec_cpu_affinity")
+    initial, final = planmod.exec_cpu_affinity(aff)
+    where = ("process.json", "/execCPUAffinity/initial") if ctx.flag("process") and proc.get("execCPUAffinity") \
+        else ("config.json", "/process/execCPUAffinity/initial")
+    linux = {"personality": st.get("personality"), "memoryPolicy": st.get("memory_policy")}
+    data = planmod.build_exec(proc, fds, joins, seccomp, linux, (initial, final), labels=st.get("lsm"),
+                              setgroups=setgroups)
     sock, child = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     slots = [child.fileno(), None] + ([console_fd] if console_fd is not None else [])
-    pid, pidfd = spawn(data, slots, base)
+    pid, pidfd = spawn_with_affinity(spawn, data, slots, base, initial, where)
     child.close()
     if console_fd is not None:
         os.close(console_fd)

@@ -114,6 +114,7 @@ def features():
             # have neither: configs that ask for them are then refused, saying so; ociruntime/lsm.py)
             "apparmor": {"enabled": True},
             "selinux": {"enabled": True},
+            "memoryPolicy": {"modes": sorted(plan.MPOL_MODES), "flags": sorted(plan.MPOL_FLAGS)},
             "intelRdt": {"enabled": False},
             # idmapped bind mounts (mounts[].uidMappings/gidMappings, idmap/ridmap): mount_setattr, Linux 5.12
             "mountExtensions": {"idmap": {"enabled": _kernel_at_least(5, 12)}},

@@ -14,6 +14,8 @@ VERSION = 1
 (OP_FDS, OP_NS_JOIN, OP_NS_NEW, OP_TIMENS, OP_OOM_SCORE_ADJ, OP_ROOTFS, OP_MOUNT, OP_DEVICE, OP_SYMLINK,
  OP_MASK, OP_READONLY, OP_HOSTNAME, OP_DOMAINNAME, OP_SYSCTL, OP_RLIMIT, OP_CAPS, OP_USER, OP_PROCESS,
  OP_HOOK, OP_MKDIR, OP_CONSOLE, OP_SECCOMP) = range(1, 23)
+OP_SCHED, OP_IOPRIO, OP_CPU_AFFINITY, OP_PERSONALITY, OP_MEMPOLICY = range(23, 28)
+AFFINITY_RESET = 1
 OP_LSM_ATTR, OP_MOUNT_LABEL = 28, 29
 LSM_APPARMOR, LSM_SELINUX = 1, 2
 LSM_F_FAKE_PROC = 1
@@ -101,6 +103,22 @@ RLIMITS = {"RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK":
            "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13,
            "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15}
 
+# process.scheduler: sched_setattr(2) (linux/sched.h). SCHED_ISO (4) is reserved but Linux never implemented it.
+SCHED_POLICIES = {"SCHED_OTHER": 0, "SCHED_FIFO": 1, "SCHED_RR": 2, "SCHED_BATCH": 3, "SCHED_IDLE": 5,
+                  "SCHED_DEADLINE": 6}
+SCHED_FLAGS = {"SCHED_FLAG_RESET_ON_FORK": 0x01, "SCHED_FLAG_RECLAIM": 0x02, "SCHED_FLAG_DL_OVERRUN": 0x04,
+               "SCHED_FLAG_KEEP_POLICY": 0x08, "SCHED_FLAG_KEEP_PARAMS": 0x10, "SCHED_FLAG_UTIL_CLAMP_MIN": 0x20,
+               "SCHED_FLAG_UTIL_CLAMP_MAX": 0x40}
+# process.ioPriority: ioprio_set(2) (linux/ioprio.h)
+IOPRIO_CLASSES = {"IOPRIO_CLASS_RT": 1, "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3}
+# linux.personality: personality(2) (linux/personality.h PER_LINUX, PER_LINUX32)
+PERSONALITY_DOMAINS = {"LINUX": 0x0000, "LINUX32": 0x0008}
+# linux.memoryPolicy: set_mempolicy(2) (linux/mempolicy.h)
+MPOL_MODES = {"MPOL_DEFAULT": 0, "MPOL_PREFERRED": 1, "MPOL_BIND": 2, "MPOL_INTERLEAVE": 3, "MPOL_LOCAL": 4,
+              "MPOL_PREFERRED_MANY": 5, "MPOL_WEIGHTED_INTERLEAVE": 6}
+MPOL_FLAGS = {"MPOL_F_NUMA_BALANCING": 1 << 13, "MPOL_F_RELATIVE_NODES": 1 << 14, "MPOL_F_STATIC_NODES": 1 << 15}
+MAX_CPU = 65535  # highest CPU / NUMA node id accepted in a list (runc's sanity limit is 64Ki too)
+
 S_IFCHR, S_IFBLK, S_IFIFO = 0o020000, 0o060000, 0o010000
 DEFAULT_DEVICES = [("/dev/null", 1, 3), ("/dev/random", 1, 8), ("/dev/full", 1, 7), ("/dev/tty", 5, 0),
                    ("/dev/zero", 1, 5), ("/dev/urandom", 1, 9)]
@@ -128,6 +146,36 @@ def parse_mount_options(options):
         else:
             data.append(o)
     return flags, clear, prop, attr_set, attr_clr, data, ext
+
+
+def parse_id_list(text, pointer, what="CPU"):
+    """A Linux list ("0-3,7") -> sorted list of ids; "" -> []. ConfigError(pointer) on anything else."""
+    if not isinstance(text, str):
+        raise ConfigError(pointer, f"{what} list must be a string")
+    ids = set()
+    if text == "":
+        return []
+    for part in text.split(","):
+        lo, sep, hi = part.partition("-")
+        if not lo.isdigit() or not lo.isascii() or (sep and (not hi.isdigit() or not hi.isascii())):
+            raise ConfigError(pointer, f"invalid {what} list {text!r}: {part!r} is not a number or a range "
+                                       "N-M (want e.g. \"0-3,7\")")
+        a, b = int(lo), int(hi) if sep else int(lo)
+        if a > b:
+            raise ConfigError(pointer, f"invalid {what} list {text!r}: range {part!r} ends before it starts")
+        if b > MAX_CPU:
+            raise ConfigError(pointer, f"invalid {what} list {text!r}: {what} {b} is above {MAX_CPU}")
+        ids.update(range(a, b + 1))
+    return sorted(ids)
+
+
+def id_mask_words(ids):
+    """ids -> the kernel's bitmap as u64 words (bit n of word n // 64), as sched_setaffinity(2) and
+    set_mempolicy(2) read it on a 64-bit kernel."""
+    words = [0] * ((max(ids) // 64 + 1) if ids else 0)
+    for i in ids:
+        words[i // 64] |= 1 << (i % 64)
+    return words
 
 
 def caps_mask(names, pointer):
@@ -213,18 +261,23 @@ def host_id(maps, cid):
 # Fields of config.md / config-linux.md this runtime does not apply yet: refused with a clear error,
 # never silently ignored (an empty value counts as absent).
 NOT_IMPLEMENTED = [
-    ("/process/scheduler", ("process", "scheduler"), "process scheduler settings"),
-    ("/process/ioPriority", ("process", "ioPriority"), "process I/O priority"),
-    ("/process/execCPUAffinity", ("process", "execCPUAffinity"), "execCPUAffinity"),
-    ("/process/commandLine", ("process", "commandLine"), "commandLine (Windows only)"),
-    ("/linux/personality", ("linux", "personality"), "personality"),
-    ("/linux/memoryPolicy", ("linux", "memoryPolicy"), "memoryPolicy"),
 ]
 # apparmorProfile, selinuxLabel, mountLabel: applied where the LSM is enabled, refused (with the pointer and
 # "not enabled on this host") where it is not: ociruntime/lsm.py. intelRdt: refused by validate.py (resctrl).
 
 
+# Fields that have no meaning on Linux: refused, never ignored.
+NOT_LINUX = [
+    ("/process/commandLine", ("process", "commandLine"),
+     "process.commandLine is Windows-only (config.md) and not applicable on Linux: use process.args"),
+]
+
+
 def refuse_unimplemented(config, what="config"):
+    for pointer, (sect, key), reason in NOT_LINUX:
+        v = (config.get(sect) or {}).get(key) if sect != "process" or what == "config" else config.get(key)
+        if v not in (None, "", {}, []):
+            raise ConfigError(pointer if what == "config" else "/" + key, reason)
     for pointer, (sect, key), name in NOT_IMPLEMENTED:
         v = (config.get(sect) or {}).get(key) if sect != "process" or what == "config" else config.get(key)
         if v not in (None, "", {}, []):
@@ -382,6 +435,11 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
     # decides), so the init never calls setgroups, as runc (additionalGids silently not applied)
     _process_records(e, proc, 0, setgroups=not opts.get("rootless_euid"))
     _lsm_records(e, labels)
+    # execCPUAffinity "is not applicable to the container's init process" (config.md): it is validated
+    # here and applies to `exec`; the init's affinity is reset after the cgroup join, as runc does
+    exec_cpu_affinity(proc.get("execCPUAffinity"))
+    _affinity_record(e, None)
+    _container_records(e, linux)
     hooks = config.get("hooks") or {}
     for kind, name in ((HOOK_CREATE_CONTAINER, "createContainer"), (HOOK_START_CONTAINER, "startContainer")):
         for h in hooks.get(name) or ():
@@ -445,6 +503,51 @@ def _process_records(e, proc, extra_flags, setgroups=True):
     if proc.get("terminal"):
         size = proc.get("consoleSize") or {}
         e.add(OP_CONSOLE, _u32(size.get("height", 0), size.get("width", 0)))
+    sched = proc.get("scheduler")
+    if sched:
+        policy = sched.get("policy")
+        if policy not in SCHED_POLICIES:  # validate.py says why (SCHED_ISO); never encode a guess
+            raise ConfigError("/process/scheduler/policy", f"unsupported scheduler policy {policy!r}")
+        flags = 0
+        for f in sched.get("flags") or ():
+            flags |= SCHED_FLAGS[f]
+        e.add(OP_SCHED, _u32(SCHED_POLICIES[policy]), _i32(sched.get("nice", 0)), _u32(sched.get("priority", 0)),
+              _u64(flags, sched.get("runtime", 0), sched.get("deadline", 0), sched.get("period", 0)))
+    io = proc.get("ioPriority")
+    if io:
+        e.add(OP_IOPRIO, _u32(IOPRIO_CLASSES[io["class"]], io["priority"]))
+
+
+def exec_cpu_affinity(aff, pointer="/process/execCPUAffinity"):
+    """execCPUAffinity -> (initial CPU list or None, final CPU list or None); "" counts as absent."""
+    aff = aff or {}
+    initial = parse_id_list(aff["initial"], pointer + "/initial") if aff.get("initial") else None
+    final = parse_id_list(aff["final"], pointer + "/final") if aff.get("final") else None
+    return initial or None, final or None
+
+
+def _affinity_record(e, final):
+    """final: CPU ids to set after the cgroup join, or None: reset to every CPU (runc >= 1.3.6: the
+    process must not inherit the runtime's own affinity; the kernel clamps to the cgroup's cpuset)."""
+    if final:
+        words = id_mask_words(final)
+        e.add(OP_CPU_AFFINITY, _u32(0, len(words)), _u64(*words))
+    else:
+        e.add(OP_CPU_AFFINITY, _u32(AFFINITY_RESET, 0))
+
+
+def _container_records(e, linux):
+    """linux.personality and linux.memoryPolicy: the container's, for its init and every exec."""
+    pers = linux.get("personality")
+    if pers:
+        e.add(OP_PERSONALITY, _u32(PERSONALITY_DOMAINS[pers["domain"]]))
+    mp = linux.get("memoryPolicy")
+    if mp:
+        flags = 0
+        for f in mp.get("flags") or ():
+            flags |= MPOL_FLAGS[f]
+        words = id_mask_words(parse_id_list(mp.get("nodes") or "", "/linux/memoryPolicy/nodes", "node"))
+        e.add(OP_MEMPOLICY, _u32(MPOL_MODES[mp["mode"]], flags, len(words)), _u64(*words))
 
 
 def _lsm_records(e, labels):
@@ -461,10 +564,16 @@ def _seccomp_record(e, sc):
     return notify
 
 
-def build_exec(proc, fds, joins, seccomp=None, labels=None, setgroups=True):
+def build_exec(proc, fds, joins, seccomp=None, linux=None, cpu_affinity=(None, None), labels=None,
+               setgroups=True):
     """Plan for `exec`: join the container's namespaces (user first, done by the init), no rootfs work.
+    linux: the container's personality and memoryPolicy (from its state); cpu_affinity: (initial, final)
+    CPU lists of exec_cpu_affinity(); the initial one is the caller's business (set on the spawning thread).
     labels: the container's apparmorProfile/selinuxLabel, used where proc sets none (as runc).
     setgroups=False: the container's user namespace denies setgroups (rootless): it is not called."""
+    for pointer, (sect, key), reason in NOT_LINUX:
+        if sect == "process" and proc.get(key) not in (None, "", {}, []):
+            raise ConfigError("/" + key, reason, source="process")
     for pointer, (sect, key), name in NOT_IMPLEMENTED:
         if sect == "process" and proc.get(key) not in (None, "", {}, []):
             raise ConfigError("/" + key, f"{name} {'are' if name.endswith('s') else 'is'} not supported by "
@@ -479,6 +588,10 @@ def build_exec(proc, fds, joins, seccomp=None, labels=None, setgroups=True):
     _process_records(e, proc, PROC_EXEC, setgroups=setgroups)
     from ociruntime import lsm
     _lsm_records(e, lsm.process_labels(proc, "", "process.json", defaults=labels))
+    initial, final = cpu_affinity
+    if final or not initial:  # only an initial list: the affinity stays as the cgroup join left it (config.md)
+        _affinity_record(e, final)
+    _container_records(e, linux or {})
     _seccomp_record(e, seccomp)
     return e.bytes()
 

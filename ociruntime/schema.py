@@ -126,6 +126,8 @@ def _explain(name, fragment, doc):
         return None
     if err is None:
         return None
+    if err.validator == "pattern" and err.validator_value in _PATTERN_NAMES and isinstance(err.instance, str):
+        return _pointer(err.absolute_path), f"{_short(err.instance)} is not {_PATTERN_NAMES[err.validator_value]}"
     return _pointer(err.absolute_path), err.message
 
 
@@ -601,11 +603,21 @@ NATIVE_PATTERNS = {
 }
 
 
+# patterns whose regex says less than a few words: the error names what was expected
+_PATTERN_NAMES = {
+    "^([0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*)?(?![\\s\\S])":
+        "a list of numbers and ranges such as \"0-3,7\" (no spaces or empty elements)",
+}
+
+
 def _kw_pattern(c, pattern, s):
     search = _searcher(pattern)
+    name = _PATTERN_NAMES.get(pattern)
 
     def check(x):
         if isinstance(x, str) and not search(x):
+            if name:
+                return _Err(f"{_short(x)} is not {name}")
             return _Err(f"{_short(x)} does not match {pattern!r}")
         return None
     return check

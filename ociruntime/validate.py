@@ -52,6 +52,8 @@ HOOK_NAMES = ("prestart", "createRuntime", "createContainer", "startContainer", 
 OOM_SCORE_ADJ_MIN, OOM_SCORE_ADJ_MAX = -1000, 1000
 NICE_MIN, NICE_MAX = -20, 19
 IOPRIO_MIN, IOPRIO_MAX = 0, 7
+RT_PRIO_MIN, RT_PRIO_MAX = 1, 99       # sched_get_priority_min/max(SCHED_FIFO / SCHED_RR)
+DL_RUNTIME_MIN = 1 << 10               # the kernel's SCHED_DEADLINE minimum runtime (DL_SCALE), in ns
 
 ID_MAX = 0xFFFFFFFF          # a mapping must satisfy start + size <= ID_MAX (the kernel's u32 overflow rule)
 ID_MAP_MAX_EXTENTS = 340     # the kernel's UID_GID_MAP_MAX_EXTENTS
@@ -291,6 +293,36 @@ def _proc_scheduler(proc, base):
         for k in ("runtime", "deadline", "period"):
             if s.get(k, 0) != 0:
                 _fail(f"scheduler.{k} can only be set for SCHED_DEADLINE, not {policy}", *base, "scheduler", k)
+    if policy == "SCHED_ISO":
+        _fail("SCHED_ISO is not implemented by Linux (the kernel has no such policy); use SCHED_OTHER, SCHED_BATCH "
+              "or SCHED_IDLE", *base, "scheduler", "policy")
+    flags = s.get("flags") or ()
+    for i, f in enumerate(flags):
+        if f in flags[:i]:
+            _fail(f"duplicate scheduler flag {f!r}", *base, "scheduler", "flags", i)
+    prio = s.get("priority", 0)
+    keep = "SCHED_FLAG_KEEP_PARAMS" in flags or "SCHED_FLAG_KEEP_POLICY" in flags
+    if policy in ("SCHED_FIFO", "SCHED_RR") and not keep and not RT_PRIO_MIN <= prio <= RT_PRIO_MAX:
+        _fail(f"scheduler.priority {prio} is out of range [{RT_PRIO_MIN}, {RT_PRIO_MAX}] for {policy}",
+              *base, "scheduler", "priority")
+    if not 0 <= prio <= RT_PRIO_MAX:
+        _fail(f"scheduler.priority {prio} is out of range [0, {RT_PRIO_MAX}]", *base, "scheduler", "priority")
+    if keep:
+        return  # the kernel takes the current policy/parameters: the rest is its call
+    if policy == "SCHED_DEADLINE":
+        rt, dl, per = s.get("runtime", 0), s.get("deadline", 0), s.get("period", 0)
+        if rt < DL_RUNTIME_MIN:
+            _fail(f"scheduler.runtime {rt} is below the kernel's minimum of {DL_RUNTIME_MIN} ns for SCHED_DEADLINE",
+                  *base, "scheduler", "runtime")
+        if dl < rt:
+            _fail(f"scheduler.deadline {dl} must be at least scheduler.runtime ({rt}) for SCHED_DEADLINE",
+                  *base, "scheduler", "deadline")
+        if per and per < dl:
+            _fail(f"scheduler.period {per} must be 0 or at least scheduler.deadline ({dl}) for SCHED_DEADLINE",
+                  *base, "scheduler", "period")
+        for k, v in (("deadline", dl), ("period", per)):
+            if v >= 1 << 63:
+                _fail(f"scheduler.{k} {v} is too large (the kernel refuses bit 63)", *base, "scheduler", k)
 
 
 def _proc_io_priority(proc, base):
@@ -302,8 +334,53 @@ def _proc_io_priority(proc, base):
                   *base, "ioPriority", "priority")
 
 
+def _proc_exec_cpu_affinity(proc, base):
+    aff = proc.get("execCPUAffinity")
+    if isinstance(aff, dict):
+        from ociruntime.plan import exec_cpu_affinity
+        exec_cpu_affinity(aff, _ptr(*base, "execCPUAffinity"))
+
+
 _PROCESS_RULES = (_proc_cwd, _proc_args, _proc_env, _proc_rlimits, _proc_capabilities, _proc_oom_score_adj,
-                  _proc_scheduler, _proc_io_priority)
+                  _proc_scheduler, _proc_io_priority, _proc_exec_cpu_affinity)
+
+
+def _check_personality(doc, ctx):
+    pers = ctx.linux.get("personality")
+    if not isinstance(pers, dict):
+        return
+    for i, f in enumerate(pers.get("flags") or ()):
+        _fail(f"unsupported personality flag {f!r}: the runtime-spec defines none", "linux", "personality",
+              "flags", i)
+
+
+def _check_memory_policy(doc, ctx):
+    """config-linux.md "Memory policy" and set_mempolicy(2)'s EINVAL rules, before anything is spawned."""
+    mp = ctx.linux.get("memoryPolicy")
+    if not isinstance(mp, dict):
+        return
+    from ociruntime.plan import parse_id_list
+    mode = mp.get("mode")
+    nodes = parse_id_list(mp.get("nodes") or "", "/linux/memoryPolicy/nodes", "node")
+    flags = mp.get("flags") or ()
+    if mode in ("MPOL_DEFAULT", "MPOL_LOCAL") and nodes:
+        _fail(f"{mode} takes no nodes, got {mp.get('nodes')!r}", "linux", "memoryPolicy", "nodes")
+    if mode in ("MPOL_BIND", "MPOL_INTERLEAVE", "MPOL_WEIGHTED_INTERLEAVE", "MPOL_PREFERRED_MANY") and not nodes:
+        _fail(f"{mode} needs at least one node", "linux", "memoryPolicy", "nodes")
+    for i, f in enumerate(flags):
+        if f in flags[:i]:
+            _fail(f"duplicate memory policy flag {f!r}", "linux", "memoryPolicy", "flags", i)
+        if f == "MPOL_F_NUMA_BALANCING" and mode not in ("MPOL_BIND", "MPOL_PREFERRED_MANY"):
+            _fail(f"MPOL_F_NUMA_BALANCING needs mode MPOL_BIND or MPOL_PREFERRED_MANY, not {mode}",
+                  "linux", "memoryPolicy", "flags", i)
+        if f in ("MPOL_F_STATIC_NODES", "MPOL_F_RELATIVE_NODES"):
+            if {"MPOL_F_STATIC_NODES", "MPOL_F_RELATIVE_NODES"} <= set(flags):
+                _fail("MPOL_F_STATIC_NODES and MPOL_F_RELATIVE_NODES exclude each other",
+                      "linux", "memoryPolicy", "flags", i)
+            if mode == "MPOL_LOCAL" or (mode == "MPOL_PREFERRED" and not nodes):
+                _fail(f"{f} needs nodes (set_mempolicy(2) refuses it with local allocation)",
+                      "linux", "memoryPolicy", "flags", i)
+
 
 
 def _check_hooks(doc, ctx):
@@ -596,6 +673,8 @@ _CONFIG_RULES = (
     _check_masked_readonly,
     _check_time_offsets,
     _check_seccomp,
+    _check_personality,
+    _check_memory_policy,
     _check_net_devices,
     _check_intel_rdt,
     _check_cpu,

@@ -62,6 +62,13 @@ static void check_plan(const struct plan *p)
 	for (uint32_t i = 0; i < p->nmasked; i++) check_str(p->masked[i]);
 	for (uint32_t i = 0; i < p->nreadonly; i++) check_str(p->readonly[i]);
 	check_str(p->hostname); check_str(p->domainname);
+	{
+		volatile uint64_t sink = 0;
+		if (p->affinity_n > PLAN_MASK_WORDS || p->mpol_n > PLAN_MASK_WORDS) abort();
+		for (uint32_t k = 0; k < p->affinity_n; k++) sink ^= p->affinity[k];
+		for (uint32_t k = 0; k < p->mpol_n; k++) sink ^= p->mpol_nodes[k];
+		(void)sink;
+	}
 	for (uint32_t i = 0; i < p->nsysctls; i++) { check_str(p->sysctls[i].a); check_str(p->sysctls[i].b); }
 	if (p->has_user) {
 		volatile uint32_t sink = 0;
@@ -117,6 +124,8 @@ static void plan_free(struct plan *p)
 	free(p->hooks);
 	free(p->mkdirs);
 	free(p->lsms);
+	free(p->affinity);
+	free(p->mpol_nodes);
 }
 
 #ifndef PLAN_DUMP
@@ -272,6 +281,31 @@ static void dump(const struct plan *p)
 		putchar('}');
 	}
 	printf("],\"mount_label\":"); jstr(p->mount_label);
+	if (p->has_sched)
+		printf(",\"sched\":{\"policy\":%u,\"nice\":%d,\"priority\":%u,\"flags\":%llu,\"runtime\":%llu,"
+		       "\"deadline\":%llu,\"period\":%llu}", p->sched_policy, p->sched_nice, p->sched_priority,
+		       (unsigned long long)p->sched_flags, (unsigned long long)p->sched_runtime,
+		       (unsigned long long)p->sched_deadline, (unsigned long long)p->sched_period);
+	else
+		printf(",\"sched\":null");
+	if (p->has_ioprio) printf(",\"ioprio\":[%u,%u]", p->ioprio_class, p->ioprio_level);
+	else printf(",\"ioprio\":null");
+	if (p->has_affinity) {
+		printf(",\"affinity\":{\"flags\":%u,\"mask\":[", p->affinity_flags);
+		for (uint32_t k = 0; k < p->affinity_n; k++) printf("%s%llu", k ? "," : "", (unsigned long long)p->affinity[k]);
+		printf("]}");
+	} else {
+		printf(",\"affinity\":null");
+	}
+	if (p->has_personality) printf(",\"personality\":%u", p->personality);
+	else printf(",\"personality\":null");
+	if (p->has_mempolicy) {
+		printf(",\"mempolicy\":{\"mode\":%u,\"flags\":%u,\"nodes\":[", p->mpol_mode, p->mpol_flags);
+		for (uint32_t k = 0; k < p->mpol_n; k++) printf("%s%llu", k ? "," : "", (unsigned long long)p->mpol_nodes[k]);
+		printf("]}");
+	} else {
+		printf(",\"mempolicy\":null");
+	}
 	printf("}\n");
 }
 

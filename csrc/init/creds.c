@@ -22,12 +22,22 @@ struct oci_cap_data { uint32_t effective, permitted, inheritable; };
 #define PR_CAP_AMBIENT_CLEAR_ALL 4
 #endif
 
+static const char *rlimit_name(uint32_t r)
+{
+	static const char *names[] = { "CPU", "FSIZE", "DATA", "STACK", "CORE", "RSS", "NPROC", "NOFILE", "MEMLOCK",
+				       "AS", "LOCKS", "SIGPENDING", "MSGQUEUE", "NICE", "RTPRIO", "RTTIME" };
+	return r < sizeof(names) / sizeof(names[0]) ? names[r] : "?";
+}
+
 void apply_rlimits(struct plan *p)
 {
 	for (uint32_t i = 0; i < p->nrlimits; i++) {
 		struct rlimit rl = { (rlim_t)p->rlimits[i].soft, (rlim_t)p->rlimits[i].hard };
+		/* runc's wording, plus the name and values */
 		if (setrlimit((int)p->rlimits[i].resource, &rl) < 0)
-			bail("error setting rlimit type %u", p->rlimits[i].resource);
+			bail("error setting rlimit type %u (RLIMIT_%s soft %llu hard %llu)", p->rlimits[i].resource,
+			     rlimit_name(p->rlimits[i].resource), (unsigned long long)p->rlimits[i].soft,
+			     (unsigned long long)p->rlimits[i].hard);
 	}
 }
 

@@ -51,6 +51,12 @@ struct plan {
 	uint32_t netdevs; /* linux.netDevices entries: hand the runtime a netlink socket (SYNC_NETDEV_FD) */
 	struct lsm_op *lsms; uint32_t nlsms;
 	const char *mount_label;
+	int has_sched; uint32_t sched_policy, sched_priority; int32_t sched_nice;
+	uint64_t sched_flags, sched_runtime, sched_deadline, sched_period;
+	int has_ioprio; uint32_t ioprio_class, ioprio_level;
+	int has_affinity; uint32_t affinity_flags, affinity_n; uint64_t *affinity;
+	int has_personality; uint32_t personality;
+	int has_mempolicy; uint32_t mpol_mode, mpol_flags, mpol_n; uint64_t *mpol_nodes;
 };
 
 /* plan.c */
@@ -84,6 +90,12 @@ void apply_lsm_labels(struct plan *p);      /* AppArmor/SELinux exec attrs, thro
 
 /* console.c */
 void setup_console(struct plan *p, int bind_dev_console);
+
+/* procattr.c */
+void apply_cpu_affinity(struct plan *p);     /* stage-1, right after the cgroup join (GO) */
+void apply_sched_and_io(struct plan *p);     /* before the caps are dropped (CAP_SYS_NICE, CAP_SYS_ADMIN) */
+void apply_personality(struct plan *p);
+void apply_mempolicy(struct plan *p);
 
 /* creds.c */
 void apply_rlimits(struct plan *p);

@@ -189,6 +189,12 @@ static const char *process_setup(struct plan *p, char *exe, size_t exelen)
 	apply_lsm_labels(p);
 	if ((p->proc_flags & PROC_NNP) && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) bail("prctl(PR_SET_NO_NEW_PRIVS)");
 	apply_rlimits(p);
+	/* runc's order: scheduler, I/O priority, personality, memory policy; all before the caps are
+	 * dropped (real-time policies need CAP_SYS_NICE, IOPRIO_CLASS_RT CAP_SYS_ADMIN/NICE) and before
+	 * any seccomp filter is loaded */
+	apply_sched_and_io(p);
+	apply_personality(p);
+	apply_mempolicy(p);
 	/* runc's ordering rule: without NNP the filter needs CAP_SYS_ADMIN, so load it before dropping caps */
 	if (!(p->proc_flags & PROC_NNP)) load_seccomp(p);
 	apply_user_and_caps(p);
@@ -272,6 +278,9 @@ static void stage1(struct plan *p)
 	g_stage = "setup";
 	prctl(PR_SET_NAME, "ociruntime:[1:SETUP]", 0, 0, 0);
 	sync_expect(SYNC_GO, NULL, NULL);
+	/* in the container's cgroup now: the final CPU affinity (or a reset), as runc does right after
+	 * the join; the container init and exec'd processes inherit it */
+	apply_cpu_affinity(p);
 	if (p->has_oom) {
 		char v[16];
 		snprintf(v, sizeof(v), "%d", p->oom);

@@ -199,6 +199,37 @@ int plan_decode(const uint8_t *buf, size_t len, struct plan *p, char *err, size_
 			break;
 		}
 		case OP_MOUNT_LABEL: p->mount_label = str(&q); break;
+		case OP_SCHED:
+			p->has_sched = 1;
+			p->sched_policy = u32(&q); p->sched_nice = i32(&q); p->sched_priority = u32(&q);
+			p->sched_flags = u64(&q); p->sched_runtime = u64(&q); p->sched_deadline = u64(&q);
+			p->sched_period = u64(&q);
+			break;
+		case OP_IOPRIO:
+			p->has_ioprio = 1;
+			p->ioprio_class = u32(&q); p->ioprio_level = u32(&q);
+			if (!q.bad && (p->ioprio_class < 1 || p->ioprio_class > 3 || p->ioprio_level > 7))
+				return fail(err, errlen, "plan: ioprio %u/%u out of range", p->ioprio_class, p->ioprio_level);
+			break;
+		case OP_CPU_AFFINITY:
+		case OP_MEMPOLICY: {
+			/* a mask of n u64 words ends the record; the count is stored only with its array */
+			uint32_t *count = op == OP_MEMPOLICY ? &p->mpol_n : &p->affinity_n;
+			uint64_t **mask = op == OP_MEMPOLICY ? &p->mpol_nodes : &p->affinity;
+			if (op == OP_MEMPOLICY) { p->has_mempolicy = 1; p->mpol_mode = u32(&q); p->mpol_flags = u32(&q); }
+			else { p->has_affinity = 1; p->affinity_flags = u32(&q); }
+			uint32_t n = u32(&q);
+			if (q.bad || n > PLAN_MASK_WORDS || n * 8u != q.left)
+				return fail(err, errlen, "plan: %s mask malformed", op == OP_MEMPOLICY ? "node" : "cpu");
+			uint64_t *words = calloc(n + 1, 8);
+			if (!words) return fail(err, errlen, "out of memory");
+			for (uint32_t k = 0; k < n; k++) words[k] = u64(&q);
+			free(*mask);
+			*mask = words;
+			*count = n;
+			break;
+		}
+		case OP_PERSONALITY: p->has_personality = 1; p->personality = u32(&q); break;
 		case OP_CONSOLE:
 			p->has_console = 1;
 			p->console_h = u32(&q);

@@ -212,3 +212,36 @@ def test_stdio_passthrough_detached(oci_runtime, bundle):
     out, err = oci_runtime.output(cid)
     assert out == "to-stdout\n"
     assert err.endswith("to-stderr\n")
+
+
+# --- runtime-spec 1.2 process attributes (runtimes that report an older ociVersionMax are skipped, and
+#     so is crun without a `features` command, assumed to implement runtime-spec 1.1 by the plugin)
+
+def require_1_2(runtime, spec_version):
+    require_spec(runtime, "1.2.0")
+    from ociruntime.testing.plugin import spec_version_tuple
+    if spec_version_tuple(spec_version) < (1, 2, 0):
+        pytest.skip(f"{runtime.name} is tested as a runtime-spec {spec_version} runtime (< 1.2.0)")
+
+
+def test_scheduler_nice(oci_runtime, bundle, oci_spec_version):
+    """config.md process.scheduler: the policy and nice value reach the process (/proc/self/stat
+    fields 41 and 19)."""
+    require_1_2(oci_runtime, oci_spec_version)
+    bundle.process["scheduler"] = {"policy": "SCHED_BATCH", "nice": 3}
+    fields = run_ok(oci_runtime, bundle, "cat /proc/self/stat").rpartition(")")[2].split()
+    assert (fields[41 - 3], fields[19 - 3]) == ("3", "3")
+
+
+def test_io_priority(oci_runtime, bundle, oci_spec_version):
+    """config.md process.ioPriority, read back with ioprio_get (busybox ionice)."""
+    require_1_2(oci_runtime, oci_spec_version)
+    bundle.process["ioPriority"] = {"class": "IOPRIO_CLASS_BE", "priority": 6}
+    assert run_ok(oci_runtime, bundle, "ionice") == "best-effort: prio 6\n"
+
+
+def test_personality_linux(oci_runtime, bundle, oci_spec_version):
+    """config-linux.md personality LINUX: the default execution domain (PER_LINUX = 0)."""
+    require_1_2(oci_runtime, oci_spec_version)
+    bundle.config["linux"]["personality"] = {"domain": "LINUX"}
+    assert run_ok(oci_runtime, bundle, "cat /proc/self/personality") == "00000000\n"

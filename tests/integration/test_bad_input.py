@@ -547,10 +547,77 @@ def test_18_sysctl_not_namespaced(env, name, drop_ns, frag):
      ["/process/rlimits/1/type", "RLIMIT_FOO"]),
     (lambda s: s["process"]["rlimits"].append({"type": "RLIMIT_CORE", "soft": 10, "hard": 1}),
      ["/process/rlimits/1/soft", "greater than"]),
+    (lambda s: s["process"]["rlimits"].append({"type": "RLIMIT_NOFILE", "soft": 1, "hard": 1}),
+     ["/process/rlimits/1/type", "duplicate rlimit type 'RLIMIT_NOFILE' (also at index 0)"]),
+    (lambda s: s["process"]["rlimits"].append({"type": "RLIMIT_CORE", "soft": 1}),
+     ["/process/rlimits/1", "hard"]),
+    (lambda s: s["process"]["rlimits"].append({"type": "RLIMIT_CORE", "soft": -1, "hard": 1}),
+     ["/process/rlimits/1/soft"]),
     (lambda s: s["process"].update(oomScoreAdj=1001), ["/process/oomScoreAdj", "1001"]),
     (lambda s: s["process"].update(oomScoreAdj=-1001), ["/process/oomScoreAdj", "-1001"]),
-], ids=["unknown-cap", "lowercase-cap", "unknown-rlimit", "soft>hard", "oom>1000", "oom<-1000"])
+], ids=["unknown-cap", "lowercase-cap", "unknown-rlimit", "soft>hard", "duplicate-rlimit", "rlimit-no-hard",
+        "rlimit-negative", "oom>1000", "oom<-1000"])
 def test_19_caps_rlimits_oom(env, mutate, frags):
+    b = env.bundle(rootfs="empty", mutate=mutate)
+    create_fails(env, b, *frags)
+
+
+def test_19_rlimit_the_kernel_refuses(env):
+    """A hard RLIMIT_NOFILE above fs.nr_open passes every static check; setrlimit fails in the init:
+    one line naming the limit and the values, nothing left behind."""
+    with open("/proc/sys/fs/nr_open") as f:
+        too_many = int(f.read()) + 1
+    b = env.bundle(mutate=lambda s: s["process"].update(rlimits=[{"type": "RLIMIT_NOFILE", "soft": 1024,
+                                                                  "hard": too_many}]))
+    create_fails(env, b, "error setting rlimit type 7", f"RLIMIT_NOFILE soft 1024 hard {too_many}")
+
+
+# ------------------------------------------------------------------------------ #19b process attributes
+
+def _proc(**kw):
+    return lambda s: s["process"].update(kw)
+
+
+def _linux(**kw):
+    return lambda s: s["linux"].update(kw)
+
+
+@pytest.mark.parametrize("mutate,frags", [
+    (_proc(scheduler={"policy": "SCHED_ISO"}),
+     ["/process/scheduler/policy", "SCHED_ISO is not implemented by Linux"]),
+    (_proc(scheduler={"policy": "SCHED_FIFO", "priority": 0}), ["/process/scheduler/priority", "[1, 99]"]),
+    (_proc(scheduler={"policy": "SCHED_OTHER", "nice": -21}), ["/process/scheduler/nice", "[-20, 19]"]),
+    (_proc(scheduler={"policy": "SCHED_OTHER", "flags": ["SCHED_FLAG_NOPE"]}), ["/process/scheduler/flags/0"]),
+    (_proc(scheduler={"policy": "SCHED_DEADLINE", "runtime": 10, "deadline": 100}),
+     ["/process/scheduler/runtime", "minimum of 1024"]),
+    (_proc(scheduler={"nice": 1}), ["/process/scheduler", "policy"]),
+    (_proc(ioPriority={"class": "IOPRIO_CLASS_NONE", "priority": 0}), ["/process/ioPriority/class"]),
+    (_proc(ioPriority={"class": "IOPRIO_CLASS_BE", "priority": 8}), ["/process/ioPriority/priority"]),
+    (_proc(execCPUAffinity={"initial": "0-3,x"}), ["/process/execCPUAffinity/initial",
+                                                    "is not a list of numbers and ranges such as \"0-3,7\""]),
+    (_proc(execCPUAffinity={"final": "5-2"}), ["/process/execCPUAffinity/final", "ends before it starts"]),
+    (_proc(commandLine="cmd /c dir"), ["/process/commandLine", "Windows-only", "not applicable on Linux"]),
+    (_linux(personality={"domain": "LINUX64"}), ["/linux/personality/domain"]),
+    (_linux(personality={"domain": "LINUX", "flags": ["ADDR_NO_RANDOMIZE"]}),
+     ["/linux/personality/flags/0", "the runtime-spec defines none"]),
+    (_linux(memoryPolicy={"mode": "MPOL_BIND"}), ["/linux/memoryPolicy/nodes", "needs at least one node"]),
+    (_linux(memoryPolicy={"mode": "MPOL_DEFAULT", "nodes": "0"}), ["/linux/memoryPolicy/nodes", "takes no nodes"]),
+    (_linux(memoryPolicy={"mode": "MPOL_BIND", "nodes": "0-"}),
+     ["/linux/memoryPolicy/nodes", "invalid node list"]),
+    (_linux(memoryPolicy={"mode": "MPOL_BIND", "nodes": "99999"}), ["/linux/memoryPolicy/nodes", "above 65535"]),
+    (_linux(memoryPolicy={"mode": "MPOL_FOO", "nodes": "0"}), ["/linux/memoryPolicy/mode"]),
+    (_linux(memoryPolicy={"mode": "MPOL_LOCAL", "flags": ["MPOL_F_STATIC_NODES"]}),
+     ["/linux/memoryPolicy/flags/0", "needs nodes"]),
+    (_linux(memoryPolicy={"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES",
+                                                                      "MPOL_F_RELATIVE_NODES"]}),
+     ["/linux/memoryPolicy/flags/0", "exclude each other"]),
+    (_linux(memoryPolicy={"mode": "MPOL_PREFERRED", "nodes": "0", "flags": ["MPOL_F_NUMA_BALANCING"]}),
+     ["/linux/memoryPolicy/flags/0", "MPOL_BIND or MPOL_PREFERRED_MANY"]),
+], ids=["sched-iso", "fifo-prio-0", "nice-21", "sched-flag", "dl-runtime", "sched-no-policy", "ioprio-class",
+        "ioprio-8", "affinity-syntax", "affinity-range", "commandLine", "personality-domain", "personality-flag",
+        "mpol-bind-no-nodes", "mpol-default-nodes", "mpol-nodes-syntax", "mpol-node-huge", "mpol-mode",
+        "mpol-local-static", "mpol-static-relative", "mpol-balancing"])
+def test_19b_process_attributes(env, mutate, frags):
     b = env.bundle(rootfs="empty", mutate=mutate)
     create_fails(env, b, *frags)
 

@@ -293,6 +293,26 @@ def prove_enabled(mutate, pointer, what):
     return prove
 
 
+def prove_net_devices(env, claim):
+    """A veth made in a network namespace this test holds (the runtime runs there: the host network is never
+    touched) is moved into the container under a new name."""
+    mutate = _set(("linux", "netDevices"), {"ocitnd0": {"name": "ctr0"}})
+    if not claim:
+        return _refused(env, mutate, "/linux/netDevices", "netDevices")
+    from _util import wait_for
+    holder = subprocess.Popen(["unshare", "--net", "sleep", "600"], stdin=subprocess.DEVNULL)
+    env.helper_pids.append(holder.pid)
+    path = f"/proc/{holder.pid}/ns/net"
+    assert wait_for(lambda: os.readlink(path) != os.readlink("/proc/self/ns/net"), timeout=5)
+    subprocess.run(["nsenter", f"--net={path}", "--", "ip", "link", "add", "ocitnd0", "type", "veth", "peer",
+                    "name", "ocitnp0"], check=True, timeout=20)
+    b = env.bundle(args=("sh", "-c", "test -e /sys/class/net/ctr0"), mutate=mutate)
+    cid = env.new_id()
+    r = subprocess.run(["nsenter", f"--net={path}", "--", RUNTIME, "--root", env.root, "run", "--bundle", b.path,
+                        cid], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, f"netDevices claimed, but the move failed: {r.stderr}"
+
+
 def prove_intel_rdt_sub(env, claim):
     assert claim is False or claim is None, "intelRdt schemata/monitoring claimed without intelRdt"
 
@@ -352,8 +372,7 @@ PROVERS = {
     "linux/intelRdt/monitoring": prove_intel_rdt_sub,
     "linux/mountExtensions/idmap/enabled": prove_enabled(lambda s: s["mounts"].append(dict(IDMAP_MOUNT)),
                                                          "/mounts/", "idmapped mounts"),
-    "linux/netDevices/enabled": prove_enabled(_set(("linux", "netDevices"), {"ocitdummy0": {}}),
-                                              "/linux/netDevices", "netDevices"),
+    "linux/netDevices/enabled": prove_net_devices,
     "linux/memoryPolicy/modes": prove_memory_policy_modes,
     "linux/memoryPolicy/flags": prove_memory_policy_flags,
 }

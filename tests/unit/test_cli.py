@@ -482,3 +482,16 @@ def test_features_is_4_space_json(run):
     doc = json.loads(out)
     assert doc["ociVersionMax"] == "1.3.0"
     assert out == json.dumps(doc, indent=4) + "\n"
+
+
+def test_features_memory_policy(run):
+    """features-linux.md memoryPolicy: every mode and flag config-linux.md lists is recognised (and
+    implemented: tests/integration/test_process_attrs.py), and the document matches the schema."""
+    from ociruntime import schema
+    rc, out, err = run("features")
+    doc = json.loads(out)
+    schema.validate_features(doc)
+    assert doc["linux"]["memoryPolicy"] == {
+        "modes": ["MPOL_BIND", "MPOL_DEFAULT", "MPOL_INTERLEAVE", "MPOL_LOCAL", "MPOL_PREFERRED",
+                  "MPOL_PREFERRED_MANY", "MPOL_WEIGHTED_INTERLEAVE"],
+        "flags": ["MPOL_F_NUMA_BALANCING", "MPOL_F_RELATIVE_NODES", "MPOL_F_STATIC_NODES"]}

@@ -273,7 +273,7 @@ def test_labels_round_trip_through_the_decoder(plan_dump, host, tmp_path, monkey
         {"lsm": 2, "flags": 1, "procroot": "/fake proc", "subpath": "thread-self/attr/exec", "value": "u:r:t:s0:c1,c2"},
     ]
     e = decode(plan_dump, plan.build_exec({"args": ["x"], "cwd": "/"}, dict(FDS), [], None,
-                                          {"selinuxLabel": "u:r:ctr:s0"}), tmp_path)
+                                          labels={"selinuxLabel": "u:r:ctr:s0"}), tmp_path)
     assert e["lsms"] == [{"lsm": 2, "flags": 1, "procroot": "/fake proc", "subpath": "thread-self/attr/exec",
                           "value": "u:r:ctr:s0"}]
 

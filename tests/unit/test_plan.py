@@ -295,7 +295,14 @@ def full(bundle):
     p["noNewPrivileges"] = True
     p["terminal"] = True
     p["consoleSize"] = {"height": 50, "width": 132}
+    p["scheduler"] = {"policy": "SCHED_DEADLINE", "nice": -3, "flags": ["SCHED_FLAG_RESET_ON_FORK",
+                                                                       "SCHED_FLAG_UTIL_CLAMP_MAX"],
+                      "runtime": 1 << 20, "deadline": 1 << 30, "period": (1 << 62) + 1}
+    p["ioPriority"] = {"class": "IOPRIO_CLASS_IDLE", "priority": 7}
+    p["execCPUAffinity"] = {"initial": "1", "final": "0-3"}      # exec only: the init's affinity is reset
     lx = s["linux"]
+    lx["personality"] = {"domain": "LINUX32"}
+    lx["memoryPolicy"] = {"mode": "MPOL_INTERLEAVE", "nodes": "0,63-64,1023", "flags": ["MPOL_F_STATIC_NODES"]}
     if _seccomp_bpf(SECCOMP) is not None:
         lx["seccomp"] = SECCOMP
     lx["namespaces"] = [{"type": "pid"}, {"type": "mount"}, {"type": "uts"}, {"type": "user"},
@@ -751,6 +758,16 @@ def test_round_trip_all_fields(plan_dump, bundle, tmp_path):
         assert d["seccomp"] == {"flags": seccomp.compile_profile(SECCOMP)[1], "bpf": bpf.hex()}
         assert len(bpf) % 8 == 0
     assert d["netdevs"] == 3   # the init only opens the netlink socket; the names stay with the runtime
+    # linux/sched.h SCHED_DEADLINE = 6, SCHED_FLAG_RESET_ON_FORK 0x01 | SCHED_FLAG_UTIL_CLAMP_MAX 0x40
+    assert d["sched"] == {"policy": 6, "nice": -3, "priority": 0, "flags": 0x41, "runtime": 1 << 20,
+                          "deadline": 1 << 30, "period": (1 << 62) + 1}
+    assert d["ioprio"] == [3, 7]                  # IOPRIO_CLASS_IDLE
+    assert d["affinity"] == {"flags": 1, "mask": []}, "execCPUAffinity is not for the init: reset"
+    assert d["personality"] == 8                 # PER_LINUX32
+    # MPOL_INTERLEAVE = 3, MPOL_F_STATIC_NODES = 1 << 15; nodes 0, 63, 64, 1023 as u64 words
+    want_words = [1 | 1 << 63, 1] + [0] * 14
+    want_words[15] = 1 << 63
+    assert d["mempolicy"] == {"mode": 3, "flags": 1 << 15, "nodes": want_words}
 
 
 def test_round_trip_minimal_defaults(plan_dump, bundle, tmp_path):
@@ -761,6 +778,8 @@ def test_round_trip_minimal_defaults(plan_dump, bundle, tmp_path):
     assert d["caps"] == [0, 0, 0, 0, 0], "no process.capabilities: no capabilities at all (runc)"
     assert d["hostname"] is None and d["domainname"] is None
     assert d["user"] == {"uid": 0, "gid": 0, "umask": 0xFFFFFFFF, "flags": 1, "groups": []}
+    assert d["sched"] is None and d["ioprio"] is None and d["personality"] is None and d["mempolicy"] is None
+    assert d["affinity"] == {"flags": 1, "mask": []}    # the init's CPU affinity is reset (runc >= 1.3.6)
     assert d["mkdirs"] == [] and d["devices"] == [] and d["symlinks"] == []
     assert d["proc_flags"] == 0
     assert d["console"] is None and d["seccomp"] is None
@@ -853,6 +872,54 @@ def test_round_trip_exec_plan(plan_dump, tmp_path):
     assert (d["cwd"], d["args"], d["env"], d["oom"]) == ("/tmp", ["ls", "-l"], ["A=1"], 3)
     assert d["user"]["uid"] == 5 and d["caps"][:2] == [1 << 5, 1 << 5]
     assert d["rlimits"] == [[7, 10, 20]]
+    assert d["affinity"] == {"flags": 1, "mask": []}     # neither list: reset
+    assert d["sched"] is None and d["personality"] is None and d["mempolicy"] is None
+
+
+@pytest.mark.parametrize("aff,want", [
+    ((None, None), {"flags": 1, "mask": []}),              # reset (runc >= 1.3.6)
+    (([2], None), None),                                   # only initial: keep what the cgroup join left
+    (([0], [0, 1, 64]), {"flags": 0, "mask": [3, 1]}),
+    ((None, [5]), {"flags": 0, "mask": [32]}),
+])
+def test_round_trip_exec_process_attributes(plan_dump, tmp_path, aff, want):
+    proc = {"cwd": "/", "args": ["true"], "scheduler": {"policy": "SCHED_RR", "priority": 7, "nice": 2},
+            "ioPriority": {"class": "IOPRIO_CLASS_RT", "priority": 0}}
+    linux = {"personality": {"domain": "LINUX"}, "memoryPolicy": {"mode": "MPOL_BIND", "nodes": "1",
+                                                                  "flags": ["MPOL_F_NUMA_BALANCING"]}}
+    d = decode(plan_dump, plan.build_exec(proc, dict(FDS), [], None, linux, aff), tmp_path)
+    assert d["affinity"] == want
+    assert d["sched"] == {"policy": 2, "nice": 2, "priority": 7, "flags": 0, "runtime": 0, "deadline": 0,
+                          "period": 0}
+    assert d["ioprio"] == [1, 0]
+    assert d["personality"] == 0
+    assert d["mempolicy"] == {"mode": 2, "flags": 1 << 13, "nodes": [2]}
+
+
+@pytest.mark.parametrize("text,want", [
+    ("", []), ("0", [0]), ("0-3,7", [0, 1, 2, 3, 7]), ("7,0-1,1", [0, 1, 7]), ("65535", [65535]),
+    ("00,010", [0, 10]),
+])
+def test_parse_id_list(text, want):
+    assert plan.parse_id_list(text, "/p") == want
+
+
+@pytest.mark.parametrize("text,frag", [
+    ("a", "'a' is not a number"), ("1-", "'1-' is not a number"), ("-1", "'-1' is not"), ("1,", "'' is not"),
+    (" 1", "' 1' is not"), ("3-2", "range '3-2' ends before it starts"), ("65536", "CPU 65536 is above 65535"),
+    ("0-99999", "above 65535"), ("١", "is not a number"), ("1--2", "is not a number"),
+])
+def test_parse_id_list_errors(text, frag):
+    with pytest.raises(ConfigError) as ei:
+        plan.parse_id_list(text, "/process/execCPUAffinity/final")
+    assert ei.value.pointer == "/process/execCPUAffinity/final" and frag in ei.value.reason
+
+
+def test_id_mask_words():
+    assert plan.id_mask_words([]) == []
+    assert plan.id_mask_words([0, 63]) == [1 | 1 << 63]
+    assert plan.id_mask_words([64]) == [0, 1]
+    assert len(plan.id_mask_words([65535])) == 1024      # PLAN_MASK_WORDS, the decoder's limit
 
 
 # === malformed plans =============================================================================
@@ -881,8 +948,10 @@ def small_plan(tmp_path_factory):
     cfg = {"root": {"path": "rootfs", "readonly": True}, "hostname": "h", "domainname": "d",
            "process": {"cwd": "/", "args": ["a", "b"], "env": ["E=1"], "oomScoreAdj": 1, "terminal": True,
                        "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 1, "hard": 2}],
-                       "capabilities": {"bounding": ["CAP_KILL"]}, "user": {"uid": 1, "gid": 2, "additionalGids": [3]}},
-           "mounts": [{"destination": "/p", "type": "proc", "source": "proc", "options": ["rprivate"]},
+                       "capabilities": {"bounding": ["CAP_KILL"]}, "user": {"uid": 1, "gid": 2, "additionalGids": [3]},
+                       "scheduler": {"policy": "SCHED_BATCH", "nice": 1},
+                       "ioPriority": {"class": "IOPRIO_CLASS_BE", "priority": 1}},
+                      "mounts": [{"destination": "/p", "type": "proc", "source": "proc", "options": ["rprivate"]},
                       {"destination": "/i", "type": "bind", "source": "rootfs", "options": ["bind"],
                        "uidMappings": [{"containerID": 0, "hostID": 1, "size": 1}],
                        "gidMappings": [{"containerID": 0, "hostID": 1, "size": 1}]}],
@@ -890,6 +959,7 @@ def small_plan(tmp_path_factory):
            "linux": {"namespaces": [{"type": "mount"}, {"type": "network", "path": "/n"}],
                      "timeOffsets": {"monotonic": {"secs": 1}}, "sysctl": {"k": "v"},
                      "maskedPaths": ["/m"], "readonlyPaths": ["/r"],
+                     "personality": {"domain": "LINUX32"}, "memoryPolicy": {"mode": "MPOL_BIND", "nodes": "0"},
                      "devices": [], "netDevices": {"eth0": {}}}}
     want_ops = set(ALL_OPS)
     if _seccomp_bpf({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_KILL"}]}):
@@ -922,7 +992,7 @@ def test_small_plan_is_accepted(small_plan, tmp_path):
     assert rc == 0, out + err
     c = counts(out)
     assert (c["hooks"], c["joins"], c["mounts"], c["devices"], c["args"], c["env"]) == (1, 1, 1, 1, 2, 1)
-    assert len(small_plan) < 900
+    assert len(small_plan) < 1100
 
 
 def test_every_truncation_is_rejected(small_plan, tmp_path):
@@ -1061,6 +1131,19 @@ MALFORMED = {
     "netdev long": _plan_with(rec(plan.OP_NETDEV, u32(1, 0))),
     "console short": _plan_with(rec(plan.OP_CONSOLE, u32(24))),
     "console long": _plan_with(rec(plan.OP_CONSOLE, u32(24, 80, 0))),
+    "sched short": _plan_with(rec(plan.OP_SCHED, u32(1, 0, 1) + struct.pack("=QQQ", 0, 0, 0))),
+    "ioprio class 0": _plan_with(rec(plan.OP_IOPRIO, u32(0, 0))),
+    "ioprio class 4": _plan_with(rec(plan.OP_IOPRIO, u32(4, 0))),
+    "ioprio level 8": _plan_with(rec(plan.OP_IOPRIO, u32(2, 8))),
+    "affinity count past the record": _plan_with(rec(plan.OP_CPU_AFFINITY, u32(0, 2) + struct.pack("=Q", 1))),
+    "affinity count short of the record": _plan_with(rec(plan.OP_CPU_AFFINITY, u32(0, 1) +
+                                                         struct.pack("=QQ", 1, 1))),
+    "affinity count 0xffffffff": _plan_with(rec(plan.OP_CPU_AFFINITY, u32(0, 0xFFFFFFFF) + struct.pack("=Q", 1))),
+    "affinity count 0x20000001 (overflows *8)": _plan_with(rec(plan.OP_CPU_AFFINITY, u32(0, 0x20000001) +
+                                                               struct.pack("=Q", 1))),
+    "affinity 1025 words": _plan_with(rec(plan.OP_CPU_AFFINITY, u32(0, 1025) + b"\1" * (1025 * 8))),
+    "mempolicy partial word": _plan_with(rec(plan.OP_MEMPOLICY, u32(2, 0, 1) + b"\1\0\0\0")),
+    "personality short": _plan_with(rec(plan.OP_PERSONALITY, b"\0\0")),
     "seccomp empty program": _plan_with(rec(plan.OP_SECCOMP, u32(0, 0))),
     "seccomp partial sock_filter": _plan_with(rec(plan.OP_SECCOMP, u32(0, 12) + b"\0" * 12)),
     "seccomp length past the record": _plan_with(rec(plan.OP_SECCOMP, u32(0, 16) + b"\0" * 8)),

@@ -56,6 +56,10 @@ def _seed_configs(bundle):
         [{"type": "network", "path": "/proc/1/ns/net"}]
     lx["uidMappings"] = lx["gidMappings"] = [{"containerID": 0, "hostID": 1000, "size": 1}]
     lx["timeOffsets"] = {"monotonic": {"secs": 1, "nanosecs": 2}}
+    lx["personality"] = {"domain": "LINUX32"}
+    lx["memoryPolicy"] = {"mode": "MPOL_BIND", "nodes": "0-2,70", "flags": ["MPOL_F_STATIC_NODES"]}
+    full["process"]["scheduler"] = {"policy": "SCHED_RR", "priority": 3, "flags": ["SCHED_FLAG_RESET_ON_FORK"]}
+    full["process"]["ioPriority"] = {"class": "IOPRIO_CLASS_BE", "priority": 2}
     lx["sysctl"] = {"kernel.msgmax": "1"}
     lx["devices"] = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]
     lx["netDevices"] = {"eth0": {"name": "c%d"}, "veth1": {}}
@@ -92,7 +96,10 @@ def _hand_made():
     yield b"OCIP" + struct.pack("=II", 1, 2) + rec(plan.OP_LSM_ATTR, struct.pack("=II", 1, 0) + s(b"/proc") +
                                                    s(b"thread-self/attr/exec") + s(b"exec p")) + \
         rec(plan.OP_MOUNT_LABEL, s(b"u:object_r:t:s0:c1,c2"))
-    for name, payload in (("OP_CONSOLE", struct.pack("=II", 24, 80)), ("OP_NETDEV", struct.pack("=I", 1)),
+    for name, payload in (("OP_CPU_AFFINITY", struct.pack("=IIQQ", 0, 2, 3, 1 << 63)),
+                          ("OP_MEMPOLICY", struct.pack("=IIIQ", 2, 1 << 15, 1, 5)),
+                          ("OP_SCHED", struct.pack("=IiIQQQQ", 6, 0, 0, 1, 1 << 20, 1 << 30, 0)),
+                          ("OP_CONSOLE", struct.pack("=II", 24, 80)), ("OP_NETDEV", struct.pack("=I", 1)),
                           ("OP_SECCOMP", struct.pack("=II", 0, 8) + struct.pack("=HBBI", 6, 0, 0, 0x7FFF0000))):
         if hasattr(plan, name):
             yield b"OCIP" + struct.pack("=II", 1, 1) + rec(getattr(plan, name), payload)
@@ -136,6 +143,19 @@ def test_fuzz_plan_decode(fuzzer, corpus, tmp_path):
     assert "Done" in log
     runs = [int(line.split()[-1]) for line in log.splitlines() if line.startswith("stat::number_of_executed_units")]
     assert runs and runs[0] > 10_000, log[-2000:]
+
+
+@pytest.mark.parametrize("op,rec", [("OP_CPU_AFFINITY", struct.pack("=IIQ", 0, 1, 1)),
+                                    ("OP_MEMPOLICY", struct.pack("=IIIQ", 2, 0, 1, 1))])
+def test_duplicate_mask_record_does_not_leak(fuzzer, tmp_path, op, rec):
+    data = b"OCIP" + struct.pack("=II", 1, 2) + (struct.pack("=II", getattr(plan, op), len(rec)) + rec) * 2
+    path = tmp_path / "dup-mask"
+    path.write_bytes(data)
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1")
+    r = subprocess.run([fuzzer, "-detect_leaks=1", f"-artifact_prefix={tmp_path}/", str(path)],
+                       capture_output=True, text=True, cwd=str(tmp_path), timeout=60, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "LeakSanitizer" not in r.stderr
 
 
 def test_duplicate_user_record_does_not_leak(fuzzer, tmp_path):

@@ -848,3 +848,16 @@ def test_schema_dir_exists():
     assert os.path.isdir(schema.SCHEMA_DIR)
     for f in schema.SCHEMA_FILES.values():
         assert os.path.isfile(os.path.join(schema.SCHEMA_DIR, f))
+
+
+@pytest.mark.parametrize("value", ["0-", "1,,2", " 1", "0-3,x"])
+def test_cpu_list_errors_say_what_is_expected(value):
+    """A CPU list that does not parse: the error names the expected form, not the regex (both the
+    built-in validator and the jsonschema explanation)."""
+    doc = {"cwd": "/", "args": ["x"], "execCPUAffinity": {"final": value}}
+    ptr, msg = schema.first_error("config", doc, "/definitions/Process")
+    assert ptr == "/execCPUAffinity/final" and 'is not a list of numbers and ranges such as "0-3,7"' in msg
+    with pytest.raises(ConfigError) as ei:
+        schema.validate_process(doc)
+    assert ei.value.pointer == "/execCPUAffinity/final"
+    assert 'is not a list of numbers and ranges such as "0-3,7"' in ei.value.reason
