@@ -224,7 +224,10 @@ int oci_spawn(int exec_fd, char *const argv[], const int *fds, int nfds, int bas
  * namespace carrying each mount's mapping; the caller writes its uid_map/gid_map, opens
  * /proc/<pid>/ns/user and ends it by pid). No Python runs in it: between clone and _exit it only blocks
  * signals and reads a pipe, which also ends it should the caller die (EOF). Returns the pid (the pipe's
- * write end in *hold_fd) or -errno. */
+ * write end in *hold_fd) or -errno. It stays a copying clone, unlike oci_spawn: the child outlives the
+ * call (CLONE_VFORK would suspend the caller until it is ended), and a CLONE_VM child running
+ * concurrently with the interpreter would write the calling thread's errno and need a stack whose
+ * lifetime the C side cannot know. It is made only for idmapped mounts, once per distinct mapping. */
 int oci_userns_helper(int *hold_fd)
 {
 	int p[2];

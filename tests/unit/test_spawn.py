@@ -237,3 +237,94 @@ def test_spawn_does_not_make_parent_memory_copy_on_write():
     finally:
         m.close()
     assert faults < len(pages) // 8, f"{faults} faults rewriting {len(pages)} pages after a spawn"
+
+
+def _cgroup2_mount():
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            pre, _, post = line.partition(" - ")
+            if post.split()[0] == "cgroup2":
+                return pre.split()[4]
+    return None
+
+
+def test_clone_into_cgroup_path_still_places_fds_and_the_child():
+    """cgroup_fd >= 0 keeps the clone3 (CLONE_INTO_CGROUP) fork path with its error pipe."""
+    mnt = _cgroup2_mount()
+    if mnt is None:
+        pytest.skip("no cgroup v2 hierarchy mounted (CLONE_INTO_CGROUP needs one)")
+    path = os.path.join(mnt, f"ociruntime-test-spawn-{os.getpid()}-{os.urandom(4).hex()}")
+    os.mkdir(path)
+    try:
+        cg = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        r, w = os.pipe()
+        exe = os.open(PY, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            prog = "import os\nos.write(3, open('/proc/self/cgroup').read().encode())"
+            keep = [ffi.new("char[]", a.encode()) for a in ("python3", "-I", "-S", "-c", prog)]
+            pidfd = ffi.new("int *", -1)
+            rc = lib.oci_spawn(exe, ffi.new("char *[]", keep + [ffi.NULL]), ffi.new("int[]", [w]), 1, 3, cg, pidfd)
+            assert rc > 0, os.strerror(-rc)
+            assert pidfd[0] >= 0
+            os.close(w)
+            w = -1
+            with os.fdopen(r, "rb") as f:
+                r = -1
+                out = f.read().decode()
+            assert _reap(rc, pidfd[0]) == 0
+            rel = "/" + os.path.relpath(path, mnt)
+            assert f"0::{rel}\n" in out, out
+            rc = lib.oci_spawn(999, ffi.new("char *[]", keep + [ffi.NULL]), ffi.new("int[]", [0]), 0, 3, cg, pidfd)
+            assert rc == -errno.EBADF
+        finally:
+            for fd in (r, w, exe, cg):
+                if fd >= 0:
+                    os.close(fd)
+    finally:
+        os.rmdir(path)
+
+
+# Run in its own session: SIGUSR2 blasted at the process group reaches each spawned child between
+# clone and execveat. The parent keeps SIGUSR2 blocked in every thread, so its Python handler may
+# never run; it would if the child (which shares the parent's memory until execveat) ran Python's
+# C-level handler after unblocking instead of resetting it to SIG_DFL first.
+SIGNAL_RACE = r"""
+import os, signal, sys, threading
+sys.path[:0] = [sys.argv[1]]
+from ociruntime._shim import ffi, lib
+hits = []
+signal.signal(signal.SIGUSR2, lambda *a: hits.append(1))
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})   # inherited by the blaster thread
+stop = []
+def blast():
+    while not stop:
+        os.killpg(0, signal.SIGUSR2)
+t = threading.Thread(target=blast)
+t.start()
+exe = os.open("/bin/true", os.O_RDONLY | os.O_CLOEXEC)
+keep = [ffi.new("char[]", b"true")]
+argv = ffi.new("char *[]", keep + [ffi.NULL])
+killed = 0
+for _ in range(int(sys.argv[2])):
+    pidfd = ffi.new("int *", -1)
+    pid = lib.oci_spawn(exe, argv, ffi.new("int[]", [0]), 0, 3, -1, pidfd)
+    assert pid > 0, pid
+    _, st = os.waitpid(pid, 0)
+    os.close(pidfd[0])
+    killed += os.waitstatus_to_exitcode(st) == -signal.SIGUSR2
+stop.append(1)
+t.join()
+print(len(hits), killed)
+"""
+
+
+def test_parent_python_handler_never_runs_in_the_spawned_child():
+    import subprocess
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    r = subprocess.run([sys.executable, "-c", SIGNAL_RACE, root, "100"], capture_output=True, text=True,
+                       start_new_session=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    hits, killed = map(int, r.stdout.split())
+    assert hits == 0, f"the parent's handler ran {hits} times for a signal only its children took"
+    # the children took SIGUSR2 with the default action (as after posix_spawn)
+    assert killed > 0
