@@ -1,10 +1,32 @@
 /* shim.c - parent-side helpers bound through cffi.
  *
- * oci_spawn: start the sealed ociruntime-init with exactly the fds it needs. The child of clone3
- * only moves fds and calls execveat (async-signal-safe syscalls; no Python runs in it). fds[i] lands
- * on base+i; fds 0..base-1 (stdio and --preserve-fds) are inherited with CLOEXEC cleared; every
- * other fd is close-on-exec (CVE-2024-21626: nothing the caller leaked reaches the init).
- * With cgroup_fd >= 0 the child is born in that cgroup v2 directory (CLONE_INTO_CGROUP).
+ * oci_spawn: start the sealed ociruntime-init with exactly the fds it needs. fds[i] lands on base+i;
+ * fds 0..base-1 (stdio and --preserve-fds) are inherited with CLOEXEC cleared; every other fd is
+ * close-on-exec (CVE-2024-21626: nothing the caller leaked reaches the init); the init is execveat'd
+ * from the sealed memfd exec_fd with an empty environment and an empty signal mask.
+ *
+ * The child is started vfork-style, as glibc's posix_spawn does: clone(CLONE_VM | CLONE_VFORK |
+ * CLONE_PIDFD) on a dedicated mmap'd stack, so that the Python process's page tables are neither
+ * copied nor write-protected (a full fork of a Python process costs ~1 ms of copy_page_range and,
+ * afterwards, copy-on-write faults in the parent). The child shares the parent's memory until
+ * execveat, hence the rules for spawn_child():
+ *  - only raw syscalls and thin async-signal-safe libc wrappers (fcntl, dup2, syscall, _exit); no
+ *    malloc, no stdio, nothing that takes a lock;
+ *  - the calling thread blocks every signal (raw rt_sigprocmask: glibc's internal SIGCANCEL/SIGSETXID
+ *    too) around the clone, so the child starts with all signals blocked; it resets every signal
+ *    that has a handler to SIG_DFL before it unblocks them (Python's C-level handler, which writes to
+ *    the parent's memory, must never run in the child); the parent restores its mask afterwards;
+ *  - the libc wrappers set errno, which is the suspended parent thread's TLS (the child runs with
+ *    the parent's thread pointer, as in glibc's posix_spawn): the parent saves and restores errno
+ *    around the spawn, so the caller sees no change;
+ *  - the error (an errno value) is reported through the shared struct spawn_args in the parent's
+ *    frame, not a pipe: the parent is suspended until the child has exec'd (err stays 0) or exited.
+ * glibc's clone() wrapper is used rather than a raw clone3: returning from a raw CLONE_VM clone into
+ * C code on a new stack is unsafe outside assembly, while clone() runs fn on the given stack. With
+ * legacy clone, CLONE_PIDFD stores the pidfd through the parent_tid argument (kernel >= 5.2).
+ *
+ * With cgroup_fd >= 0 the child is born in that cgroup v2 directory (CLONE_INTO_CGROUP), which only
+ * clone3 offers: that path stays a plain (copying) clone3 fork that reports errors through a pipe.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -13,6 +35,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -33,30 +56,54 @@
 #endif
 #define OCI_CLONE_INTO_CGROUP 0x200000000ULL
 #define OCI_CLOSE_RANGE_CLOEXEC (1U << 2)
+#define OCI_KSIGSET_SIZE 8   /* the kernel's sigset_t: _NSIG (64) bits */
+#define OCI_NSIG 65
+#define OCI_SPAWN_STACK (64 * 1024)
 
 struct oci_clone_args {
 	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
 };
 
-static void child(int exec_fd, char *const argv[], const int *fds, int nfds, int base, int errfd)
+/* the kernel's struct sigaction (rt_sigaction): only SIG_DFL/SIG_IGN are ever installed with it, so
+ * no sa_restorer is needed */
+struct oci_ksigaction {
+	void *handler;
+	unsigned long flags;
+	void *restorer;
+	uint64_t mask;
+};
+
+struct spawn_args {
+	int exec_fd;
+	char *const *argv;
+	const int *fds;
+	int nfds;
+	int base;
+	int errfd;          /* fork path: the error pipe; vfork path: -1 */
+	volatile int err;   /* vfork path: the child's errno, read by the parent once it resumes */
+};
+
+/* Moves the fds and exec's the init; returns only on failure, with the errno value. */
+static int spawn_child(struct spawn_args *a)
 {
+	int exec_fd = a->exec_fd, errfd = a->errfd, nfds = a->nfds, base = a->base;
+	const int *fds = a->fds;
 	int hi = base + nfds;
 	for (int i = 0; i < nfds; i++) if (fds[i] >= hi) hi = fds[i] + 1;
 	if (exec_fd >= hi) hi = exec_fd + 1;
 	if (errfd >= hi) hi = errfd + 1;
 	int tmp[64];
-	int e;
-	if (nfds > 64) { e = EINVAL; goto fail; }
+	if (nfds > 64) return EINVAL;
 	/* move everything out of the way first, so that no dup2 clobbers a source */
-	errfd = fcntl(errfd, F_DUPFD_CLOEXEC, hi);
-	exec_fd = fcntl(exec_fd, F_DUPFD_CLOEXEC, hi);
-	if (errfd < 0 || exec_fd < 0) { e = errno; goto fail; }
-	for (int i = 0; i < nfds; i++) {
-		tmp[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, hi);
-		if (tmp[i] < 0) { e = errno; goto fail; }
+	if (errfd >= 0) {
+		if ((errfd = fcntl(errfd, F_DUPFD_CLOEXEC, hi)) < 0) return errno;
+		a->errfd = errfd;
 	}
+	if ((exec_fd = fcntl(exec_fd, F_DUPFD_CLOEXEC, hi)) < 0) return errno;
 	for (int i = 0; i < nfds; i++)
-		if (dup2(tmp[i], base + i) < 0) { e = errno; goto fail; }
+		if ((tmp[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, hi)) < 0) return errno;
+	for (int i = 0; i < nfds; i++)
+		if (dup2(tmp[i], base + i) < 0) return errno;
 	for (int fd = 0; fd < base; fd++) {
 		int fl = fcntl(fd, F_GETFD);
 		if (fl >= 0 && (fl & FD_CLOEXEC)) fcntl(fd, F_SETFD, fl & ~FD_CLOEXEC);
@@ -65,35 +112,54 @@ static void child(int exec_fd, char *const argv[], const int *fds, int nfds, int
 		for (int fd = base + nfds; fd < 4096; fd++)
 			if (fd != errfd && fd != exec_fd) fcntl(fd, F_SETFD, FD_CLOEXEC);
 	}
-	sigset_t none;
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
+	/* every signal with a handler back to SIG_DFL while all are still blocked (raw rt_sigaction:
+	 * glibc's wrapper refuses its internal signals), then the init starts with an empty mask */
+	for (int sig = 1; sig < OCI_NSIG; sig++) {
+		struct oci_ksigaction sa;
+		if (sig == SIGKILL || sig == SIGSTOP) continue;
+		if (syscall(SYS_rt_sigaction, sig, NULL, &sa, OCI_KSIGSET_SIZE) < 0) continue;
+		if (sa.handler == (void *)SIG_DFL || sa.handler == (void *)SIG_IGN) continue;
+		memset(&sa, 0, sizeof(sa));
+		sa.handler = (void *)SIG_DFL;
+		syscall(SYS_rt_sigaction, sig, &sa, NULL, OCI_KSIGSET_SIZE);
+	}
+	uint64_t none = 0;
+	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, OCI_KSIGSET_SIZE);
 	char *envp[] = { NULL };
-	syscall(SYS_execveat, exec_fd, "", argv, envp, AT_EMPTY_PATH);
-	e = errno;
-fail:
-	(void)!write(errfd, &e, sizeof(e));
+	syscall(SYS_execveat, exec_fd, "", a->argv, envp, AT_EMPTY_PATH);
+	return errno;
+}
+
+/* clone() entry of the vfork path: runs on the mmap'd stack, in the parent's memory. */
+static int spawn_vfork_fn(void *arg)
+{
+	struct spawn_args *a = arg;
+	int e = spawn_child(a);
+	a->err = e ? e : EINVAL;
 	_exit(127);
 }
 
-int oci_spawn(int exec_fd, char *const argv[], const int *fds, int nfds, int base, int cgroup_fd, int *pidfd_out)
+/* The CLONE_INTO_CGROUP path: a copying clone3 fork; the child reports its errno through a pipe. */
+static int spawn_fork(struct spawn_args *a, int cgroup_fd, int *pidfd_out)
 {
 	int ep[2];
 	if (pipe2(ep, O_CLOEXEC) < 0) return -errno;
 	int pidfd = -1;
 	struct oci_clone_args ca;
 	memset(&ca, 0, sizeof(ca));
-	ca.flags = CLONE_PIDFD | (cgroup_fd >= 0 ? OCI_CLONE_INTO_CGROUP : 0);
+	ca.flags = CLONE_PIDFD | OCI_CLONE_INTO_CGROUP;
 	ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
 	ca.exit_signal = SIGCHLD;
-	ca.cgroup = cgroup_fd >= 0 ? (uint64_t)cgroup_fd : 0;
+	ca.cgroup = (uint64_t)cgroup_fd;
 	pid_t pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
-	if (pid < 0 && (errno == ENOSYS || errno == E2BIG) && cgroup_fd < 0) {
-		pid = fork();
-		if (pid > 0) pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	}
 	if (pid < 0) { int e = errno; close(ep[0]); close(ep[1]); return -e; }
-	if (pid == 0) { close(ep[0]); child(exec_fd, argv, fds, nfds, base, ep[1]); }
+	if (pid == 0) {
+		close(ep[0]);
+		a->errfd = ep[1];
+		int e = spawn_child(a);
+		(void)!write(a->errfd, &e, sizeof(e));
+		_exit(127);
+	}
 	close(ep[1]);
 	int e = 0;
 	ssize_t n;
@@ -108,11 +174,60 @@ int oci_spawn(int exec_fd, char *const argv[], const int *fds, int nfds, int bas
 	return pid;
 }
 
+int oci_spawn(int exec_fd, char *const argv[], const int *fds, int nfds, int base, int cgroup_fd, int *pidfd_out)
+{
+	struct spawn_args a = { .exec_fd = exec_fd, .argv = argv, .fds = fds, .nfds = nfds, .base = base,
+	                        .errfd = -1, .err = 0 };
+	if (cgroup_fd >= 0) return spawn_fork(&a, cgroup_fd, pidfd_out);
+
+	/* the child's stack: a guard page below it, and never touched by the suspended parent thread */
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+	size_t len = OCI_SPAWN_STACK + pg;
+	char *stack = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+	if (stack == MAP_FAILED) return -errno;
+	if (mprotect(stack, pg, PROT_NONE) < 0) { int e = errno; munmap(stack, len); return -e; }
+
+	int saved_errno = errno;
+	uint64_t all = ~(uint64_t)0, old;
+	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &old, OCI_KSIGSET_SIZE);
+	int pidfd = -1;
+	pid_t pid = clone(spawn_vfork_fn, stack + len, CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &a, &pidfd);
+	int e = pid < 0 ? errno : 0;
+	if (pid < 0 && e == EINVAL) {
+		/* a kernel without CLONE_PIDFD for clone(): the same spawn, then pidfd_open (the child is ours
+		 * and unreaped, so its pid cannot have been reused) */
+		pid = clone(spawn_vfork_fn, stack + len, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
+		e = pid < 0 ? errno : 0;
+		if (pid > 0 && a.err == 0) {
+			pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+			if (pidfd < 0) e = errno;
+		}
+	}
+	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, OCI_KSIGSET_SIZE);
+	/* the child has exec'd or exited: its stack is free */
+	munmap(stack, len);
+	errno = saved_errno;
+
+	if (pid < 0) return -e;
+	if (a.err != 0 || e != 0) {
+		int err = a.err != 0 ? a.err : e;
+		if (a.err == 0) kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		if (pidfd >= 0) close(pidfd);
+		return -err;
+	}
+	*pidfd_out = pidfd;
+	return pid;
+}
+
 /* oci_userns_helper: a child born in a new user namespace that only waits (idmapped mounts need a user
  * namespace carrying each mount's mapping; the caller writes its uid_map/gid_map, opens
  * /proc/<pid>/ns/user and ends it by pid). No Python runs in it: between clone and _exit it only blocks
  * signals and reads a pipe, which also ends it should the caller die (EOF). Returns the pid (the pipe's
- * write end in *hold_fd) or -errno. */
+ * write end in *hold_fd) or -errno. It stays a copying clone, unlike oci_spawn: the child outlives the
+ * call (CLONE_VFORK would suspend the caller until it is ended), and a CLONE_VM child running
+ * concurrently with the interpreter would write the calling thread's errno and need a stack whose
+ * lifetime the C side cannot know. It is made only for idmapped mounts, once per distinct mapping. */
 int oci_userns_helper(int *hold_fd)
 {
 	int p[2];
