@@ -2,11 +2,17 @@
 validators, the planner, the cffi shim or the heavy third-party packages; `create` with a valid
 config must not import jsonschema (only used to explain a schema error) or pyroute2.
 
-Each command runs in a fresh interpreter through a small wrapper that calls
-ociruntime.cli.main([...]) and then writes sys.modules to a file. The runs against real containers
-need root (they are skipped otherwise); the runs against a missing container do not.
+The light commands (state, list, start, kill without --all, and their error paths) must not even
+import `os` (≈1.2 ms: _collections_abc and os.environ), `importlib`/`warnings` (the dispatch uses
+__import__) or the cgroups package (state.is_frozen reads the freezer itself): they use `posix`.
+
+Each command runs in a fresh `python -I -S` interpreter (as the generated launcher does: no `site`,
+which would import os itself) through a small wrapper that calls ociruntime.cli.main([...]) and then
+writes sys.modules to a file. The runs against real containers need root (they are skipped
+otherwise); the runs against a missing container do not.
 """
 
+import ast
 import json
 import os
 import signal
@@ -22,22 +28,30 @@ from ociruntime.misc import default_spec
 
 CLI = os.path.join(os.path.dirname(sys.executable), "ociruntime")
 
+# imports nothing itself (not even json: it would pull in os) before or after main()
 WRAPPER = r"""
-import json, sys
-out, argv = sys.argv[1], sys.argv[2:]
+import sys
+out, paths, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
+sys.path[:0] = paths.split("\n")
 from ociruntime import cli
 try:
     rc = cli.main(argv)
 except SystemExit as e:
     rc = e.code
+mods = sorted(sys.modules)
 with open(out, "w") as f:
-    json.dump({"rc": rc, "modules": sorted(sys.modules)}, f)
+    f.write(repr({"rc": rc, "modules": mods}))
 """
+PATHS = "\n".join([os.path.dirname(os.path.dirname(os.path.abspath(__import__("ociruntime").__file__)))] +
+                   [p for p in sys.path if p and os.path.isdir(p)])
 
 HEAVY = ("jsonschema", "referencing", "pyroute2", "cffi", "_cffi_backend", "ociruntime.plan",
          "ociruntime.schema", "ociruntime.validate", "ociruntime.config", "ociruntime._shim",
          "ociruntime.lifecycle_create")
 NEVER_FOR_CREATE = ("jsonschema", "referencing", "pyroute2")
+# what the light commands (state, list, start, kill without --all; delete of a missing container) no
+# longer import: each is start-up CPU on every call
+NEVER_FOR_LIGHT = ("os", "_collections_abc", "importlib", "warnings", "ociruntime.cgroups", "signal", "json")
 
 
 def loaded(modules, names):
@@ -51,9 +65,9 @@ def run_wrapped(tmp_path, *args):
     res = tmp_path / f"mods-{tag}.json"
     out, err = tmp_path / f"out-{tag}", tmp_path / f"err-{tag}"
     with open(out, "wb") as o, open(err, "wb") as e:
-        subprocess.run([sys.executable, "-c", WRAPPER, str(res), "ociruntime", *args],
+        subprocess.run([sys.executable, "-I", "-S", "-c", WRAPPER, str(res), PATHS, "ociruntime", *args],
                        stdin=subprocess.DEVNULL, stdout=o, stderr=e, timeout=60, check=False)
-    data = json.loads(res.read_text())
+    data = ast.literal_eval(res.read_text())
     return data["rc"], data["modules"], out.read_text(), err.read_text()
 
 
@@ -73,12 +87,13 @@ def test_light_commands_without_container(tmp_path, root, args):
     rc, mods, out, err = run_wrapped(tmp_path, "--root", root, *args)
     assert rc in (0, 1), err
     assert loaded(mods, HEAVY) == []
+    assert loaded(mods, NEVER_FOR_LIGHT) == []
 
 
 def test_usage_errors_import_no_command_module(tmp_path):
     rc, mods, out, err = run_wrapped(tmp_path, "state")
     assert rc == 1
-    assert loaded(mods, HEAVY + ("ociruntime.lifecycle",)) == []
+    assert loaded(mods, HEAVY + NEVER_FOR_LIGHT + ("ociruntime.lifecycle",)) == []
 
 
 # --- against a real container (root) ---------------------------------------------------------
@@ -160,10 +175,12 @@ def test_light_commands_on_a_real_container(tmp_path, root, bundle, container):
         rc, mods, out, err = run_wrapped(tmp_path, "--root", root, *args)
         assert rc == want, (args, err)
         assert loaded(mods, HEAVY) == [], args
+        assert loaded(mods, NEVER_FOR_LIGHT) == [], args  # KILL: the init of a private pid namespace
     deadline = time.monotonic() + 10
     while True:
         rc, mods, out, err = run_wrapped(tmp_path, "--root", root, "state", container)
         if json.loads(out)["status"] == "stopped":
+            assert loaded(mods, NEVER_FOR_LIGHT) == []
             break
         assert time.monotonic() < deadline, out
         time.sleep(0.05)
