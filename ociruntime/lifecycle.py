@@ -236,8 +236,8 @@ def delete(root, cid, force=False):
         if force or not private_pidns:
             # leftover processes (shared pid namespace, or anything else still in the cgroup)
             _kill_cgroup(st, _signal.SIGKILL)
-        from ociruntime import cgroups
-        cgroups.destroy(st.get("cgroup_paths") or {}, st.get("cgroup_made") or [])
+        from ociruntime.cgremove import destroy  # not the cgroups package (start-up cost)
+        destroy(st.get("cgroup_paths") or {}, st.get("cgroup_made") or [])
         if st.get("host_mounts") and st.get("rootfs"):
             _unmount_below(st["rootfs"])
         c.remove()

@@ -5,6 +5,7 @@ config must not import jsonschema (only used to explain a schema error) or pyrou
 The light commands (state, list, start, kill without --all, and their error paths) must not even
 import `os` (≈1.2 ms: _collections_abc and os.environ), `importlib`/`warnings` (the dispatch uses
 __import__) or the cgroups package (state.is_frozen reads the freezer itself): they use `posix`.
+Neither does a plain `delete` of a stopped container (ociruntime.cgremove removes its cgroups).
 
 Each command runs in a fresh `python -I -S` interpreter (as the generated launcher does: no `site`,
 which would import os itself) through a small wrapper that calls ociruntime.cli.main([...]) and then
@@ -188,4 +189,8 @@ def test_light_commands_on_a_real_container(tmp_path, root, bundle, container):
         rc, mods, out, err = run_wrapped(tmp_path, "--root", root, *args)
         assert rc == 0, (args, err)
         assert loaded(mods, HEAVY) == [], args
+    # a plain delete of a stopped container (private pid namespace) removes its cgroups through
+    # ociruntime.cgremove, without the cgroups package or os
+    assert "ociruntime.cgremove" in mods
+    assert loaded(mods, NEVER_FOR_LIGHT) == []
     assert os.listdir(root) == []
