@@ -46,9 +46,10 @@ def namespace_joins(pid):
 
 
 def build_process(ctx, st):
-    from ociruntime import config as cfgmod, schema, validate
+    from ociruntime import config as cfgmod, validate
     pfile = ctx.flag("process")
     if pfile:
+        from ociruntime import schema  # only a process.json is schema-checked (start-up cost otherwise)
         proc = cfgmod.load_process(pfile)
         schema.validate_process(proc)
         validate.check_process(proc)

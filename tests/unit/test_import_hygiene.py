@@ -170,11 +170,17 @@ def test_light_commands_on_a_real_container(tmp_path, root, bundle, container):
         (["kill", container, "0"], 0),
         (["start", container], 0),
         (["state", container], 0),
+        (["exec", container, "true"], 0),
         (["kill", container, "KILL"], 0),
     ]
     for args, want in steps:
         rc, mods, out, err = run_wrapped(tmp_path, "--root", root, *args)
         assert rc == want, (args, err)
+        if args[0] == "exec":
+            # argv form: the config's process is not schema-checked again (only a process.json is)
+            assert loaded(mods, NEVER_FOR_CREATE + ("ociruntime.schema",)) == [], args
+            assert "ociruntime._shim" in mods
+            continue
         assert loaded(mods, HEAVY) == [], args
         assert loaded(mods, NEVER_FOR_LIGHT) == [], args  # KILL: the init of a private pid namespace
     deadline = time.monotonic() + 10
