@@ -273,10 +273,18 @@ def main(argv=None):
         return 1
 
 
+GC_THRESHOLD = 20000
+
+
 def run_and_exit(argv=None):
     """The launcher's entry: main(), then _exit without the interpreter's finalization (module
     teardown and a last GC cost several ms on every call; nothing of ours needs it: the log writes
     unbuffered, state files are closed, stdio is flushed here)."""
+    # Young-generation collections every 20000 (not 700) net allocations: a command then rarely
+    # collects at all (create: ≈1.5 ms less CPU; a collection after the init is cloned also writes
+    # to every copy-on-write page the GC headers sit on). Still bounded for the long-running ones.
+    import gc
+    gc.set_threshold(GC_THRESHOLD, 10, 10)
     try:
         rc = main(argv)
     except SystemExit as e:
