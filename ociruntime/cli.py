@@ -2,7 +2,7 @@
 argument reordering (flags may follow the container id, except for exec and ps), runc's messages and
 exit codes. Each command's module is imported only when that command runs (start-up time matters).
 """
-import os
+import posix  # not `os`: ≈1.2 ms of import that the light commands do not need
 import sys
 
 from ociruntime import __version__, OCI_VERSION
@@ -199,7 +199,7 @@ class Context:
 def main(argv=None):
     argv = list(sys.argv if argv is None else argv)
     from ociruntime.log import log
-    argv0 = os.path.basename(argv[0]) if argv else "ociruntime"
+    argv0 = argv[0].rpartition("/")[2] if argv else "ociruntime"
     try:
         g, rest = parse_flags(argv[1:], GLOBAL_FLAGS, reorder=False)
     except FlagError as e:
@@ -252,8 +252,9 @@ def main(argv=None):
             what = f"a maximum of {amax}"
         log.error(f'{argv0}: "{cmd}" requires {what} argument(s)')
         return 1
-    import importlib
-    mod = importlib.import_module(f"ociruntime.{modname}")
+    # __import__, not importlib.import_module: `importlib` (and the `warnings` it pulls in) is ≈0.6 ms of
+    # start-up on every command; fromlist makes it return the submodule itself
+    mod = __import__(f"ociruntime.{modname}", fromlist=(fn,))
     from ociruntime.errors import OciError
     ctx = Context(g, flags, pos, argv0)
     try:
@@ -272,10 +273,18 @@ def main(argv=None):
         return 1
 
 
+GC_THRESHOLD = 20000
+
+
 def run_and_exit(argv=None):
     """The launcher's entry: main(), then _exit without the interpreter's finalization (module
     teardown and a last GC cost several ms on every call; nothing of ours needs it: the log writes
     unbuffered, state files are closed, stdio is flushed here)."""
+    # Young-generation collections every 20000 (not 700) net allocations: a command then rarely
+    # collects at all (create: ≈1.5 ms less CPU; a collection after the init is cloned also writes
+    # to every copy-on-write page the GC headers sit on). Still bounded for the long-running ones.
+    import gc
+    gc.set_threshold(GC_THRESHOLD, 10, 10)
     try:
         rc = main(argv)
     except SystemExit as e:
@@ -290,7 +299,7 @@ def run_and_exit(argv=None):
             f.flush()
         except (OSError, ValueError):
             pass
-    os._exit(rc & 0xff)
+    posix._exit(rc & 0xff)
 
 
 if __name__ == "__main__":

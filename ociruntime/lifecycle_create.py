@@ -9,7 +9,7 @@ import errno
 import fcntl
 import os
 import _signal as signal  # the C module: `signal` costs enum at start-up
-import struct
+import _struct as struct  # struct.py is only `from _struct import *`: one file fewer to find and load
 import time
 
 from ociruntime import OCI_VERSION, cgroups, fastjson as json, plan as planmod

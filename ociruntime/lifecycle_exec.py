@@ -3,7 +3,7 @@ the init binary joins every namespace of the container (user first), enters its 
 process's user, caps, rlimits, NNP and cwd, and execs. Python never joins a namespace."""
 import _signal as signal  # the C module: `signal` costs enum at start-up
 import os
-import struct
+import _struct as struct  # struct.py is only `from _struct import *`: one file fewer to find and load
 
 from ociruntime import plan as planmod
 from ociruntime.errors import ConfigError, OciError, SpawnError
@@ -46,9 +46,10 @@ def namespace_joins(pid):
 
 
 def build_process(ctx, st):
-    from ociruntime import config as cfgmod, schema, validate
+    from ociruntime import config as cfgmod, validate
     pfile = ctx.flag("process")
     if pfile:
+        from ociruntime import schema  # only a process.json is schema-checked (start-up cost otherwise)
         proc = cfgmod.load_process(pfile)
         schema.validate_process(proc)
         validate.check_process(proc)

@@ -1,5 +1,5 @@
 """logrus-compatible logging (runc's --log / --log-format contract, cli-contract.md §3)."""
-import os
+import posix  # not `os` (start-up cost on every command)
 import sys
 import time
 
@@ -48,7 +48,8 @@ class Logger:
         self.format = fmt or "text"
         self.level = LEVELS["debug" if debug else "info"]
         if path and path != "/dev/stderr":
-            self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_SYNC | os.O_CLOEXEC, 0o644)
+            self.fd = posix.open(path, posix.O_WRONLY | posix.O_CREAT | posix.O_APPEND | posix.O_SYNC | posix.O_CLOEXEC,
+                                 0o644)
             self.path = path
 
     def log(self, level, msg, **fields):
@@ -63,13 +64,13 @@ class Logger:
             for k, v in sorted(fields.items()):
                 line += f" {k}={_quote(str(v))}"
         try:
-            os.write(self.fd, (line + "\n").encode())
+            posix.write(self.fd, (line + "\n").encode())
         except OSError:
             pass
         if level in ("error", "fatal") and self.fd != 2:
             # runc fatal(): the bare message also goes to stderr when logging elsewhere
             try:
-                os.write(2, (msg + "\n").encode())
+                posix.write(2, (msg + "\n").encode())
             except OSError:
                 pass
 

@@ -7,10 +7,11 @@
   present -> created; alive without fifo -> running; otherwise stopped;
 - delete renames the directory to a tombstone first, so a half-removed dir is never seen under its id.
 """
+import _stat
 import errno
 import fcntl
-import os
-import stat
+import posix  # not `os`: its import (≈1.2 ms: _collections_abc, os.environ) is on every light command
+
 
 from ociruntime import fastjson as json
 
@@ -36,9 +37,54 @@ def _well_formed(st):
             return False
     paths = st.get("cgroup_paths") or {}
     made = st.get("cgroup_made") or []
-    return all(isinstance(v, str) and v.startswith("/sys/fs/cgroup/") and os.path.normpath(v) == v
+    return all(isinstance(v, str) and v.startswith("/sys/fs/cgroup/") and normpath(v) == v
                for v in list(paths.values()) + made)
 FIFO = "exec.fifo"
+
+
+# --- the few `os` helpers the light commands need, on `posix` ---------------------------------------
+
+def getenv(name):
+    """os.environ.get(name): from `os` when something already imported it (it may have been changed
+    in this process), else decoded from posix.environ as os does."""
+    import sys
+    osmod = sys.modules.get("os")
+    if osmod is not None:
+        return osmod.environ.get(name)
+    v = posix.environ.get(name.encode())
+    return None if v is None else v.decode("utf-8", "surrogateescape")
+
+
+def normpath(path):
+    """posixpath.normpath (str)."""
+    if not path:
+        return "."
+    initial = 2 if path.startswith("//") and not path.startswith("///") else 1 if path.startswith("/") else 0
+    comps = []
+    for comp in path.split("/"):
+        if comp in ("", "."):
+            continue
+        if comp != ".." or (not initial and not comps) or (comps and comps[-1] == ".."):
+            comps.append(comp)
+        elif comps:
+            comps.pop()
+    path = "/" * initial + "/".join(comps)
+    return path or "."
+
+
+def abspath(path):
+    """posixpath.abspath (str)."""
+    if not path.startswith("/"):
+        cwd = posix.getcwd()
+        path = cwd + path if cwd.endswith("/") else f"{cwd}/{path}" if path else cwd
+    return normpath(path)
+
+
+def _join(a, b):
+    """posixpath.join of two str parts."""
+    if b.startswith("/") or not a:
+        return b
+    return a + b if a.endswith("/") else f"{a}/{b}"
 
 
 def validate_id(cid):
@@ -55,9 +101,9 @@ DEFAULT_ROOT = "/run/ociruntime"
 def default_root():
     """runc shouldHonorXDGRuntimeDir: $XDG_RUNTIME_DIR/ociruntime when euid != 0, or euid 0 inside a
     user namespace with $USER unset or not "root"; real root always uses /run/ociruntime."""
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg and (os.geteuid() != 0 or (os.environ.get("USER") != "root" and _in_userns())):
-        return os.path.join(xdg, "ociruntime")
+    xdg = getenv("XDG_RUNTIME_DIR")
+    if xdg and (posix.geteuid() != 0 or (getenv("USER") != "root" and _in_userns())):
+        return _join(xdg, "ociruntime")
     return DEFAULT_ROOT
 
 
@@ -65,6 +111,7 @@ def prepare_xdg_root(root):
     """The default root under $XDG_RUNTIME_DIR (no --root given): made 0700 with the sticky bit, which
     keeps the XDG runtime-dir cleaner (files untouched for 6 h may go, basedir-spec) away from it, as
     runc does for $XDG_RUNTIME_DIR/runc."""
+    import os
     try:
         os.makedirs(root, 0o700, exist_ok=True)
         os.chmod(root, 0o1700)
@@ -80,7 +127,7 @@ def _in_userns():
 
 class Store:
     def __init__(self, root):
-        root = os.path.abspath(root)
+        root = abspath(root)
         if not root.strip("/"):  # "/" and "//" alike
             raise OciError("Option --root argument should not be set to /")
         self.root = root
@@ -90,20 +137,21 @@ class Store:
         if self._fd is not None:
             return self._fd
         if create:
+            import os
             try:
                 os.makedirs(self.root, 0o700, exist_ok=True)
             except OSError as e:
                 raise OciError(f"cannot create state root {self.root}: {e.strerror}")
         try:
-            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = posix.open(self.root, posix.O_RDONLY | posix.O_DIRECTORY | posix.O_NOFOLLOW | posix.O_CLOEXEC)
         except FileNotFoundError:
             raise NotFound()
         except OSError as e:
             raise OciError(f"cannot open state root {self.root}: {e.strerror}")
-        st = os.fstat(fd)
-        if st.st_uid != os.geteuid() or st.st_mode & 0o022:
-            os.close(fd)
-            raise OciError(f"state root {self.root} must be owned by uid {os.geteuid()} and not group/other writable")
+        st = posix.fstat(fd)
+        if st.st_uid != posix.geteuid() or st.st_mode & 0o022:
+            posix.close(fd)
+            raise OciError(f"state root {self.root} must be owned by uid {posix.geteuid()} and not group/other writable")
         self._fd = fd
         return fd
 
@@ -112,7 +160,7 @@ class Store:
         validate_id(cid)
         rfd = self._rootfd(create=True)
         try:
-            os.mkdir(cid, 0o711, dir_fd=rfd)
+            posix.mkdir(cid, 0o711, dir_fd=rfd)
         except FileExistsError:
             raise AlreadyExists()
         c = Container(self, cid)
@@ -136,7 +184,7 @@ class Store:
         except NotFound:
             return []
         out = []
-        with os.scandir(rfd) as it:
+        with posix.scandir(rfd) as it:
             for e in it:
                 if "~" not in e.name and e.is_dir(follow_symlinks=False):  # "~": tombstones, never an id
                     out.append(e.name)
@@ -147,9 +195,9 @@ class Container:
     def __init__(self, store, cid):
         self.store = store
         self.id = cid
-        self.path = os.path.join(store.root, cid)
+        self.path = _join(store.root, cid)
         try:
-            self.fd = os.open(cid, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+            self.fd = posix.open(cid, posix.O_RDONLY | posix.O_DIRECTORY | posix.O_NOFOLLOW | posix.O_CLOEXEC,
                               dir_fd=store._rootfd())
         except FileNotFoundError:
             raise NotFound()
@@ -162,25 +210,26 @@ class Container:
         fcntl.flock(self.fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         # a concurrent delete may have removed (renamed) the directory while we waited
         try:
-            st = os.stat(self.id, dir_fd=self.store._rootfd(), follow_symlinks=False)
+            st = posix.stat(self.id, dir_fd=self.store._rootfd(), follow_symlinks=False)
         except FileNotFoundError:
             raise NotFound()
-        if (st.st_ino, st.st_dev) != (os.fstat(self.fd).st_ino, os.fstat(self.fd).st_dev):
+        own = posix.fstat(self.fd)
+        if (st.st_ino, st.st_dev) != (own.st_ino, own.st_dev):
             raise NotFound()
 
     def close(self):
         if self.fd is not None:
-            os.close(self.fd)
+            posix.close(self.fd)
             self.fd = None
 
     def read_state(self, name=None):
         """The saved state dict, or None if there is no state.json or it is not one we wrote."""
         try:
-            fd = os.open(name or STATE_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd)
+            fd = posix.open(name or STATE_FILE, posix.O_RDONLY | posix.O_NOFOLLOW | posix.O_CLOEXEC, dir_fd=self.fd)
         except OSError:
             return None
         try:
-            with os.fdopen(fd, "rb") as f:
+            with open(fd, "rb") as f:
                 data = f.read(16 << 20)
             st = json.loads(data)
         except (ValueError, UnicodeDecodeError):
@@ -194,65 +243,65 @@ class Container:
     def write_state(self, st, name=None):
         data = json.dumps(st).encode()
         name = name or STATE_FILE
-        tmp = f".state.{os.getpid()}.{os.urandom(4).hex()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+        tmp = f".state.{posix.getpid()}.{posix.urandom(4).hex()}.tmp"
+        fd = posix.open(tmp, posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL | posix.O_NOFOLLOW | posix.O_CLOEXEC, 0o600,
                      dir_fd=self.fd)
         try:
             # no fsync (runc has none either): the state lives on tmpfs (/run) in every real setup, and
             # the rename is what makes the update atomic for readers; fsync cost 1-20 ms per write on a
             # busy disk, three times per create
-            os.write(fd, data)
-            os.close(fd)
+            posix.write(fd, data)
+            posix.close(fd)
             fd = -1
-            os.rename(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+            posix.rename(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
         except BaseException:
             if fd >= 0:
                 try:
-                    os.close(fd)
+                    posix.close(fd)
                 except OSError:
                     pass  # Linux releases the descriptor even when close reports an error
             try:
-                os.unlink(tmp, dir_fd=self.fd)
+                posix.unlink(tmp, dir_fd=self.fd)
             except OSError:
                 pass
             raise
 
     def has_fifo(self):
         try:
-            st = os.stat(FIFO, dir_fd=self.fd, follow_symlinks=False)
-            return stat.S_ISFIFO(st.st_mode)
+            st = posix.stat(FIFO, dir_fd=self.fd, follow_symlinks=False)
+            return _stat.S_ISFIFO(st.st_mode)
         except OSError:
             return False
 
     def remove(self):
         """Tombstone rename, then remove the contents; never follows symlinks."""
         rfd = self.store._rootfd()
-        tomb = f"~deleting~{self.id}~{os.getpid()}"
+        tomb = f"~deleting~{self.id}~{posix.getpid()}"
         try:
-            os.rename(self.id, tomb, src_dir_fd=rfd, dst_dir_fd=rfd)
+            posix.rename(self.id, tomb, src_dir_fd=rfd, dst_dir_fd=rfd)
         except FileNotFoundError:
             return
         _rmtree_fd(self.fd)
         self.close()
         try:
-            os.rmdir(tomb, dir_fd=rfd)
+            posix.rmdir(tomb, dir_fd=rfd)
         except OSError:
             pass
 
 
 def _rmtree_fd(dfd):
-    with os.scandir(dfd) as it:
+    with posix.scandir(dfd) as it:
         entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
     for name, is_dir in entries:
         if is_dir:
-            sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+            sub = posix.open(name, posix.O_RDONLY | posix.O_DIRECTORY | posix.O_NOFOLLOW | posix.O_CLOEXEC, dir_fd=dfd)
             try:
                 _rmtree_fd(sub)
             finally:
-                os.close(sub)
-            os.rmdir(name, dir_fd=dfd)
+                posix.close(sub)
+            posix.rmdir(name, dir_fd=dfd)
         else:
-            os.unlink(name, dir_fd=dfd)
+            posix.unlink(name, dir_fd=dfd)
 
 
 # --- liveness -----------------------------------------------------------------------------------
@@ -293,13 +342,27 @@ def spec_state(st, status):
     return out
 
 
+def is_frozen(st):
+    """The container's freezer says FROZEN (v1 freezer.state, v2 cgroup.freeze). Here rather than in
+    the cgroups package so that state/start/list/kill do not import it (start-up cost on every call)."""
+    for key, path in (st.get("cgroup_paths") or {}).items():
+        if key in ("freezer", ""):
+            for name, frozen in (("freezer.state", b"FROZEN"), ("cgroup.freeze", b"1")):
+                try:
+                    with open(f"{path}/{name}", "rb") as f:
+                        if f.read().strip() == frozen:
+                            return True
+                except OSError:
+                    pass
+    return False
+
+
 def status_of(c, st):
     """runc's refreshState: derived, never trusted from the file."""
     if st is None:
         return "stopped"
     if init_alive(st):
-        from ociruntime import cgroups  # paused is checked first, as runc does
-        if cgroups.is_frozen(st):
+        if is_frozen(st):  # paused is checked first, as runc does
             return "paused"
         if c.has_fifo():
             return "created"

@@ -14,8 +14,9 @@ path handling is imported on first use.
 """
 import errno
 import os
-import time
 
+# destroy() and destroy_dirs() live in ociruntime/cgremove.py (a plain `delete` imports only that)
+from ociruntime.cgremove import destroy, destroy_dirs  # noqa: F401
 from ociruntime.errors import OciError
 
 
@@ -257,38 +258,6 @@ def pids(paths):
     for path in paths.values():
         seen.update(_procs(path))
     return sorted(seen)
-
-
-def destroy(paths, made=()):
-    """Remove the container's cgroup on every hierarchy, then the parents this container created
-    (those that are now empty; a parent shared with other containers stays)."""
-    subs = []
-    for path in paths.values():  # sub-cgroups made inside (exec --cgroup, nested managers) go first, as runc
-        for dirpath, dirnames, _files in os.walk(path, topdown=False):
-            subs += [os.path.join(dirpath, d) for d in dirnames]
-    destroy_dirs(subs + list(paths.values()))
-    for d in sorted(set(made) - set(paths.values()), key=len, reverse=True):
-        try:
-            os.rmdir(d)
-        except OSError:
-            pass
-
-
-def destroy_dirs(dirs, timeout=5.0):
-    """rmdir the given directories, deepest first; retries while they are still busy."""
-    deadline = time.monotonic() + timeout
-    for d in sorted(dirs, key=len, reverse=True):
-        while True:
-            try:
-                os.rmdir(d)
-                break
-            except FileNotFoundError:
-                break
-            except OSError as e:
-                if e.errno == errno.EBUSY and time.monotonic() < deadline:
-                    time.sleep(0.01)
-                    continue
-                raise OciError(f"remove cgroup {d}: {e.strerror}")
 
 
 def is_path_frozen(path):

@@ -560,6 +560,46 @@ def test_unsupported_keyword_is_refused():
         schema._Compiler(s).compile(s)
 
 
+def test_unsupported_keyword_in_a_property_is_refused_when_reached():
+    """A property's schema is compiled lazily (when a document has that property)."""
+    s = {"properties": {"a": {"format": "uri"}}}
+    check = schema._Compiler(s).compile(s)
+    assert check({"b": 1}) is None
+    with pytest.raises(ValueError, match="format"):
+        check({"a": "x"})
+
+
+def _subschemas(node):
+    """Every schema object inside a schema (draft-04 keywords whose values are schemas)."""
+    yield node
+    for kw in ("properties", "patternProperties", "definitions"):
+        for sub in (node.get(kw) or {}).values():
+            yield from _subschemas(sub)
+    for kw in ("items", "additionalItems", "additionalProperties", "not"):
+        v = node.get(kw)
+        for sub in (v if isinstance(v, list) else [v]):
+            if isinstance(sub, dict):
+                yield from _subschemas(sub)
+    for kw in ("allOf", "anyOf", "oneOf"):
+        for sub in node.get(kw) or ():
+            yield from _subschemas(sub)
+    for v in (node.get("dependencies") or {}).values():
+        if isinstance(v, dict):
+            yield from _subschemas(v)
+
+
+@pytest.mark.parametrize("name", sorted(schema.SCHEMA_FILES))
+def test_every_subschema_of_our_schemas_compiles(name):
+    """Lazy compilation must not hide an unsupported keyword anywhere in the shipped schemas."""
+    doc = schema._schema(name)
+    c = schema._Compiler(doc)
+    n = 0
+    for sub in _subschemas(doc):
+        c.compile(sub)
+        n += 1
+    assert n > 10
+
+
 # ------------------------------------------------------------------------------------------------ error reporting
 
 @pytest.mark.parametrize("path,value,pointer,fragment", [

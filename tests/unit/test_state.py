@@ -50,13 +50,13 @@ def test_trailing_newline_is_invalid(cid):
 
 def test_default_root_for_real_root_ignores_xdg(monkeypatch):
     monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/1000")
-    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(state.posix, "geteuid", lambda: 0)
     assert state.default_root() == "/run/ociruntime"
 
 
 def test_default_root_rootless_uses_xdg(monkeypatch):
     monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/1000")
-    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(state.posix, "geteuid", lambda: 1000)
     assert state.default_root() == "/run/user/1000/ociruntime"
     monkeypatch.delenv("XDG_RUNTIME_DIR")
     assert state.default_root() == "/run/ociruntime"
@@ -229,11 +229,11 @@ def test_write_state_failure_leaves_no_temp_and_keeps_old(store, monkeypatch, fa
             raise OSError(errno.ENOSPC, "No space left on device")
 
         real_write = os.write
-        if fail_at == "write":
-            monkeypatch.setattr(os, "write", lambda fd, data: boom() if data.startswith(b"{") else
+        if fail_at == "write":  # the state store uses `posix` (not `os`, for start-up time)
+            monkeypatch.setattr(state.posix, "write", lambda fd, data: boom() if data.startswith(b"{") else
                                 real_write(fd, data))
         else:
-            monkeypatch.setattr(os, fail_at, boom)
+            monkeypatch.setattr(state.posix, fail_at, boom)
         with pytest.raises(OSError):
             c.write_state({"pid": 2})
         monkeypatch.undo()

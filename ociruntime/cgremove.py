@@ -1,0 +1,64 @@
+"""Removing a container's cgroup directories: `delete`'s hot path. Outside the cgroups package and on
+`posix` rather than `os`, so that a plain delete imports neither (≈1.5 ms of start-up CPU on every
+call); ociruntime.cgroups re-exports destroy and destroy_dirs from here."""
+import errno
+import posix
+import time
+
+from ociruntime.errors import OciError
+
+
+def _join(a, b):
+    return a + b if a.endswith("/") else f"{a}/{b}"
+
+
+def _subdirs(path, out):
+    """Appends every directory below path, as os.walk(path) lists them (unreadable directories are
+    skipped, symbolic links to directories are listed but not followed)."""
+    try:
+        it = posix.scandir(path)
+    except OSError:
+        return
+    with it:
+        entries = list(it)
+    for e in entries:
+        try:
+            is_dir = e.is_dir()
+        except OSError:
+            is_dir = False
+        if is_dir:
+            sub = _join(path, e.name)
+            out.append(sub)
+            if not e.is_symlink():
+                _subdirs(sub, out)
+
+
+def destroy(paths, made=()):
+    """Remove the container's cgroup on every hierarchy, then the parents this container created
+    (those that are now empty; a parent shared with other containers stays)."""
+    subs = []
+    for path in paths.values():  # sub-cgroups made inside (exec --cgroup, nested managers) go first, as runc
+        _subdirs(path, subs)
+    destroy_dirs(subs + list(paths.values()))
+    for d in sorted(set(made) - set(paths.values()), key=len, reverse=True):
+        try:
+            posix.rmdir(d)
+        except OSError:
+            pass
+
+
+def destroy_dirs(dirs, timeout=5.0):
+    """rmdir the given directories, deepest first; retries while they are still busy."""
+    deadline = time.monotonic() + timeout
+    for d in sorted(dirs, key=len, reverse=True):
+        while True:
+            try:
+                posix.rmdir(d)
+                break
+            except FileNotFoundError:
+                break
+            except OSError as e:
+                if e.errno == errno.EBUSY and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                    continue
+                raise OciError(f"remove cgroup {d}: {e.strerror}")
