@@ -102,7 +102,7 @@ def default_root():
     """runc shouldHonorXDGRuntimeDir: $XDG_RUNTIME_DIR/ociruntime when euid != 0, or euid 0 inside a
     user namespace with $USER unset or not "root"; real root always uses /run/ociruntime."""
     xdg = getenv("XDG_RUNTIME_DIR")
-    if xdg and (posix.geteuid() != 0 or (getenv("USER") != "root" and _in_userns())):
+    if xdg and (posix.geteuid() != 0 or (getenv("USER") != "root" and running_in_userns())):
         return _join(xdg, "ociruntime")
     return DEFAULT_ROOT
 
@@ -120,9 +120,17 @@ def prepare_xdg_root(root):
                        f"writable by the user)")
 
 
-def _in_userns():
-    from ociruntime.cgroups import running_in_userns
-    return running_in_userns()
+def running_in_userns():
+    """True unless we are in the initial user namespace (its uid_map is the identity over all ids).
+    Here rather than in cgroups: default_root asks it on light commands, which do not import cgroups."""
+    try:
+        fd = posix.open("/proc/self/uid_map", posix.O_RDONLY | posix.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return posix.read(fd, 4096).split() != [b"0", b"0", b"4294967295"]
+    finally:
+        posix.close(fd)
 
 
 class Store:

@@ -18,6 +18,7 @@ import os
 # destroy() and destroy_dirs() live in ociruntime/cgremove.py (a plain `delete` imports only that)
 from ociruntime.cgremove import destroy, destroy_dirs  # noqa: F401
 from ociruntime.errors import OciError
+from ociruntime.state import running_in_userns  # noqa: F401  (used below; tests patch it here)
 
 
 def _mounts():
@@ -96,15 +97,6 @@ def container_paths(cgroups_path, cid):
 _TRUE = ("1", "t", "T", "TRUE", "true", "True")
 _FALSE = ("0", "f", "F", "FALSE", "false", "False")
 _IGNORABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
-
-
-def running_in_userns():
-    """True unless we are in the initial user namespace (its uid_map is the identity over all ids)."""
-    try:
-        with open("/proc/self/uid_map") as f:
-            return f.read().split() != ["0", "0", "4294967295"]
-    except OSError:
-        return False
 
 
 def rootless_mode(value):

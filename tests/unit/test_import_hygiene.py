@@ -59,7 +59,7 @@ def loaded(modules, names):
     return sorted(m for m in modules for n in names if m == n or m.startswith(n + "."))
 
 
-def run_wrapped(tmp_path, *args):
+def run_wrapped(tmp_path, *args, env=None):
     """Runs `ociruntime ARGS` through the wrapper; stdio go to files (a created container inherits
     them, so they must not be pipes). Returns (rc, modules, stdout, stderr)."""
     tag = uuid.uuid4().hex[:8]
@@ -67,7 +67,7 @@ def run_wrapped(tmp_path, *args):
     out, err = tmp_path / f"out-{tag}", tmp_path / f"err-{tag}"
     with open(out, "wb") as o, open(err, "wb") as e:
         subprocess.run([sys.executable, "-I", "-S", "-c", WRAPPER, str(res), PATHS, "ociruntime", *args],
-                       stdin=subprocess.DEVNULL, stdout=o, stderr=e, timeout=60, check=False)
+                       stdin=subprocess.DEVNULL, stdout=o, stderr=e, timeout=60, check=False, env=env)
     data = ast.literal_eval(res.read_text())
     return data["rc"], data["modules"], out.read_text(), err.read_text()
 
@@ -213,3 +213,13 @@ def test_launcher_entry_collects_garbage_rarely():
     r = subprocess.run([sys.executable, "-I", "-S", "-c", code, PATHS], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert ast.literal_eval(r.stdout)[0] >= 10000
+
+
+def test_default_root_lookup_stays_light(tmp_path):
+    """No --root, $XDG_RUNTIME_DIR set and $USER unset (a root shell often has both): default_root
+    asks whether we are in a user namespace, which must not pull in the cgroups package or os."""
+    env = {k: v for k, v in os.environ.items() if k != "USER"}
+    env["XDG_RUNTIME_DIR"] = str(tmp_path)
+    rc, mods, _, err = run_wrapped(tmp_path, "state", "no-such-" + uuid.uuid4().hex[:8], env=env)
+    assert rc != 0 and "does not exist" in err
+    assert loaded(mods, NEVER_FOR_LIGHT) == []

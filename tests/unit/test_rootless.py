@@ -59,7 +59,7 @@ def test_default_root_euid0_in_userns(monkeypatch, user, want):
     """runc shouldHonorXDGRuntimeDir: root inside a user namespace uses $XDG_RUNTIME_DIR unless $USER is root."""
     monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/0")
     monkeypatch.setattr(state.posix, "geteuid", lambda: 0)  # default_root uses posix, not os
-    monkeypatch.setattr(cgroups, "running_in_userns", lambda: True)
+    monkeypatch.setattr(state, "running_in_userns", lambda: True)
     if user is None:
         monkeypatch.delenv("USER", raising=False)
     else:
@@ -71,7 +71,7 @@ def test_default_root_real_root_unset_user(monkeypatch):
     monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/0")
     monkeypatch.delenv("USER", raising=False)
     monkeypatch.setattr(state.posix, "geteuid", lambda: 0)  # default_root uses posix, not os
-    monkeypatch.setattr(cgroups, "running_in_userns", lambda: False)
+    monkeypatch.setattr(state, "running_in_userns", lambda: False)
     assert state.default_root() == "/run/ociruntime"
 
 
