@@ -100,29 +100,27 @@ def test_fds_land_on_base_plus_i_and_nothing_else_is_inherited():
 def test_fds_are_shuffled_without_clobbering_a_source():
     """fds[i] may already sit on another slot's target: every fd is moved out of the way first."""
     pipes = [os.pipe() for _ in range(3)]
-    # place the write ends on 10, 11, 12 and ask for them reversed on 10..12 (base 10)
-    targets = [10, 11, 12]
-    saved = []
+    # a free range of three fds well above anything the pipes or pytest use (dup() of a saved fd
+    # could otherwise land inside the range and be clobbered)
+    base = next(b for b in range(600, 1000, 8) if not any(_is_open(b + i) for i in range(3)))
+    targets = [base, base + 1, base + 2]
+    # place the write ends on base..base+2 and ask for them reversed on base..base+2
     for (_, w), t in zip(pipes, targets):
-        saved.append(os.dup(t) if _is_open(t) else None)
         os.dup2(w, t, inheritable=False)
         os.close(w)
-    prog = "import os\nfor i in range(3): os.write(10 + i, str(i).encode())"
+    prog = f"import os\nfor i in range(3): os.write({base} + i, str(i).encode())"
     try:
-        rc, pidfd = _spawn(PY, ["python3", "-I", "-S", "-c", prog], [12, 11, 10], 10)
+        rc, pidfd = _spawn(PY, ["python3", "-I", "-S", "-c", prog], targets[::-1], base)
         assert rc > 0, os.strerror(-rc)
         assert _reap(rc, pidfd) == 0
     finally:
-        for t, s in zip(targets, saved):
+        for t in targets:
             os.close(t)
-            if s is not None:
-                os.dup2(s, t)
-                os.close(s)
     got = []
     for r, _ in pipes:
         got.append(os.read(r, 16))
         os.close(r)
-    # pipe 2's write end (fd 12) was fds[0] -> fd 10 -> "0"
+    # pipe 2's write end (base+2) was fds[0] -> base -> "0"
     assert got == [b"2", b"1", b"0"]
 
 
