@@ -432,7 +432,10 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
     for k, v in (linux.get("sysctl") or {}).items():
         e.add(OP_SYSCTL, e.s(_nul_free(k, "/linux/sysctl")), e.s(_nul_free(v, f"/linux/sysctl/{k}")))
     # rootless (euid != 0): the runtime denies setgroups in the new user namespace (or newgidmap
-    # decides), so the init never calls setgroups, as runc (additionalGids silently not applied)
+    # decides), so the init never calls setgroups; asking for additionalGids is an error, as in runc's
+    # setupUser (refused here, before anything is made)
+    if opts.get("rootless_euid") and (proc.get("user") or {}).get("additionalGids"):
+        raise ConfigError("/process/user/additionalGids", "cannot set any additional groups in a rootless container")
     _process_records(e, proc, 0, setgroups=not opts.get("rootless_euid"))
     _lsm_records(e, labels)
     # execCPUAffinity "is not applicable to the container's init process" (config.md): it is validated

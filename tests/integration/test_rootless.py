@@ -2,13 +2,18 @@
 that maps only that user, as `runc --rootless` does.
 
 Each test switches to a numeric uid/gid with ``setpriv --reuid --regid --clear-groups`` (nothing on
-the host changes: no user is created, /etc/subuid is not touched). The user gets a private
+the host changes: no user is created, the host's /etc/subuid is not touched). The user gets a private
 ``$XDG_RUNTIME_DIR`` (so the default state root, ``$XDG_RUNTIME_DIR/ociruntime``, is exercised), a
 bundle it can traverse, and the config ``ociruntime spec --rootless`` writes for it. On this host
 (cgroup v1 owned by root) the user may create no cgroup: the rootless cgroup manager runs the
 container without one, as runc does.
 
-The differential test runs runc 1.1.5 rootless on the same bundle and compares what the container
+Multi-id maps (container ids 1.. on the user's sub-id range) go through the setuid newuidmap /
+newgidmap: for those tests the user gets a passwd entry and /etc/subuid, /etc/subgid ranges in files
+of its own, bound over /etc's in a private mount namespace made for the one command (unshare -m); the
+host's /etc is never written.
+
+The differential tests runs runc 1.1.5 rootless on the same bundle and compares what the container
 sees (ids, maps, setgroups, capabilities, mounts, /dev, cgroups).
 """
 
@@ -29,6 +34,7 @@ from _util import rootfs_template, _subreaper  # noqa: F401  (fixtures)
 
 RUNC = "/usr/sbin/runc"
 SETPRIV = shutil.which("setpriv")
+UNSHARE = shutil.which("unshare")
 
 
 def _unused_uid():
@@ -92,6 +98,26 @@ class User:
         self.template = template
         self.ids = []
         self._n = 0
+        self.subids = None   # (first host id, count) once with_subids() ran
+
+    def with_subids(self, count):
+        """Give the user a passwd entry and /etc/subuid + /etc/subgid ranges -- in files of its own,
+        bound over /etc/passwd, /etc/subuid and /etc/subgid only in a private mount namespace made for
+        each command (run(..., subids=True)); the host's files are never touched."""
+        first = 200_000_000 + (self.uid - 3_000_000) * 4096   # its own range, far above real ids
+        name = f"ocit{self.uid}"
+        self.subids = (first, count)
+        etc = os.path.join(self.tmp, "etc")
+        os.mkdir(etc, 0o755)
+        with open("/etc/passwd") as f:
+            passwd = f.read()
+        files = {"passwd": passwd + f"{name}:x:{self.uid}:{self.gid}::/nonexistent:/usr/sbin/nologin\n",
+                 "subuid": f"{name}:{first}:{count}\n", "subgid": f"{name}:{first}:{count}\n"}
+        for fname, text in files.items():
+            with open(os.path.join(etc, fname), "w") as f:
+                f.write(text)
+            os.chmod(os.path.join(etc, fname), 0o644)
+        return first
 
     def env(self):
         return {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -100,9 +126,16 @@ class User:
     def argv(self, *args):
         return [SETPRIV, f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups", *map(str, args)]
 
-    def run(self, *args, timeout=30, stdout=None, cgroup_procs=None):
-        """cgroup_procs: a cgroup.procs file the command is moved into first (by root, before setpriv)."""
+    def run(self, *args, timeout=30, stdout=None, cgroup_procs=None, subids=False):
+        """cgroup_procs: a cgroup.procs file the command is moved into first (by root, before setpriv).
+        subids: the command runs in a private mount namespace (unshare -m: private propagation) where
+        the user's passwd entry and sub-id ranges (with_subids) are bound over /etc's."""
         argv = self.argv(*args)
+        if subids:
+            etc = os.path.join(self.tmp, "etc")
+            binds = " && ".join(f'mount --bind "{etc}/{f}" /etc/{f}' for f in ("passwd", "subuid", "subgid"))
+            argv = [UNSHARE, "--mount", "--propagation", "private", "/bin/sh", "-c",
+                    f'{binds} && exec "$@"', "sh", *argv]
         if cgroup_procs:
             argv = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', cgroup_procs, *argv]
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -390,3 +423,133 @@ def test_rootless_uses_a_delegated_cgroup(user):
         for d in (os.path.join(deleg, x) for x in os.listdir(deleg) if os.path.isdir(os.path.join(deleg, x))):
             os.rmdir(d)
         os.rmdir(deleg)
+
+
+# ---------------------------------------------------------- multi-id maps: newuidmap / newgidmap
+
+_NEED_TOOLS = next((f"{t} (package uidmap) is not installed" for t in ("newuidmap", "newgidmap")
+                    if not shutil.which(t)), None)
+
+
+def _wide_maps(user, first, count):
+    def mutate(s):
+        s["linux"]["uidMappings"] = [{"containerID": 0, "hostID": user.uid, "size": 1},
+                                     {"containerID": 1, "hostID": first, "size": count}]
+        s["linux"]["gidMappings"] = [{"containerID": 0, "hostID": user.gid, "size": 1},
+                                     {"containerID": 1, "hostID": first, "size": count}]
+    return mutate
+
+
+@pytest.mark.skipif(_NEED_TOOLS is not None, reason=_NEED_TOOLS or "")
+def test_rootless_multi_id_maps_through_newuidmap(user):
+    """Container root = the user, ids 1..count = its /etc/subuid range: the maps are more than an
+    unprivileged process may write, so create runs the setuid newuidmap/newgidmap, which check the
+    ranges; the container's ids land on the sub-ids on the host (process.user and exec --user)."""
+    count = 2000
+    first = user.with_subids(count)
+
+    def mutate(s):
+        _wide_maps(user, first, count)(s)
+        s["process"]["user"] = {"uid": 1000, "gid": 1001}
+    b = user.bundle(["sleep", "60"], mutate=mutate)
+    cid = user.new_id()
+    snap = user.snapshot(cid)
+    out = os.path.join(user.tmp, "out")
+    with open(out, "wb") as f:
+        user.run(RUNTIME, "create", "--bundle", b, cid, stdout=f, subids=True).check()
+    pid = user.state(cid)["pid"]
+    assert _host_ids(pid) == (first + 999, first + 1000)   # container 1000:1001 on the host
+    user.rt("start", cid).check()
+    r = user.rt("exec", "--user", "0:0", cid, "sh", "-c",
+                "cat /proc/self/uid_map /proc/self/gid_map /proc/self/setgroups; id -u; id -g").check()
+    lines = [" ".join(line.split()) for line in r.stdout.splitlines()]
+    assert lines == [f"0 {user.uid} 1", f"1 {first} {count}", f"0 {user.gid} 1", f"1 {first} {count}",
+                     "allow", "0", "0"], r   # newgidmap leaves setgroups allowed for a sub-id range
+    r = user.rt("exec", "--user", "5:6", cid, "sh", "-c", "id -u; id -g").check()
+    assert r.stdout.split() == ["5", "6"], r
+    # an exec'd process seen from the host: the sub-ids of the range
+    with open(out, "ab") as f:
+        user.rt("exec", "--detach", "--user", "1999:1998", cid, "sleep", "30", stdout=f).check()
+    kids = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != pid and _is_in_ns_of(int(p), pid)]
+    try:
+        assert [_host_ids(p) for p in kids] == [(first + 1998, first + 1997)], kids
+    finally:
+        for p in kids:   # orphaned to us (the subreaper): killed and reaped here, or the dying
+            kill_pid(p)  # pid-namespace init would wait for its reaping during delete
+    r = user.rt("exec", "--user", f"{count + 1}:0", cid, "true")
+    assert r.rc != 0, r    # not mapped: the kernel refuses the id
+    user.rt("delete", "--force", cid).check()
+    assert wait_for(lambda: not pid_alive(pid)), "the container init survived delete --force"
+    snap.assert_clean()
+
+
+def _is_in_ns_of(pid, other):
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid") == os.readlink(f"/proc/{other}/ns/pid")
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(_NEED_TOOLS is not None, reason=_NEED_TOOLS or "")
+def test_rootless_multi_id_maps_refused_without_a_subid_range(user):
+    """The same maps with an /etc/subuid range too small for them: newuidmap refuses, create fails
+    with its reason and leaves nothing behind."""
+    user.with_subids(10)       # a range, but smaller than the mapping asks for
+    b = user.bundle(["true"], mutate=_wide_maps(user, user.subids[0], 2000))
+    cid = user.new_id()
+    snap = user.snapshot(cid)
+    r = user.run(RUNTIME, "create", "--bundle", b, cid, subids=True)
+    assert r.rc != 0 and "newuidmap failed (exit status 1)" in r.error_msg() and "not allowed" in r.error_msg(), r
+    snap.assert_clean()
+
+
+@pytest.mark.skipif(not os.access(RUNC, os.X_OK), reason="runc (the reference runtime) is not installed")
+@pytest.mark.skipif(_NEED_TOOLS is not None, reason=_NEED_TOOLS or "")
+@pytest.mark.parametrize("who", ["root", "user"])
+def test_rootless_multi_id_maps_differential_runc(user, who):
+    """What a rootless container with sub-id maps sees under runc 1.1.5 and under ociruntime."""
+    count = 2000
+    first = user.with_subids(count)
+
+    def mutate(s):
+        _wide_maps(user, first, count)(s)
+        if who == "user":
+            s["process"]["user"] = {"uid": 1000, "gid": 1000}
+    b = user.bundle(["sh", "-c", _VIEW + "; ls -ln /; cat /proc/self/status | grep -E '^(Uid|Gid|Groups)'"],
+                    mutate=mutate)
+    ours = user.run(RUNTIME, "run", "--bundle", b, user.new_id(), subids=True).check()
+    rid = user.new_id("runc")
+    try:
+        theirs = user.run(RUNC, "run", "--bundle", b, rid, subids=True).check()
+    finally:
+        user.run(RUNC, "delete", "--force", rid)
+        user.ids.remove(rid)
+    assert ours.stdout == theirs.stdout, f"runc:\n{theirs.stdout}\nociruntime:\n{ours.stdout}"
+
+
+@pytest.mark.skipif(not os.access(RUNC, os.X_OK), reason="runc (the reference runtime) is not installed")
+@pytest.mark.parametrize("subids", [False, True], ids=["own-ids", "sub-ids"])
+def test_rootless_additional_gids_refused_as_runc(user, subids):
+    """additionalGids in a rootless container: runc's setupUser refuses them ("cannot set any
+    additional groups in a rootless container") even where newgidmap left setgroups allowed; ours
+    refuses them before anything is made."""
+    def mutate(s):
+        if subids:
+            _wide_maps(user, user.subids[0], 2000)(s)
+        s["process"]["user"]["additionalGids"] = [7]
+    if subids:
+        user.with_subids(2000)
+    b = user.bundle(["true"], mutate=mutate)
+    frag = "cannot set any additional groups in a rootless container"
+    cid = user.new_id()
+    snap = user.snapshot(cid)
+    ours = user.run(RUNTIME, "run", "--bundle", b, cid, subids=subids)
+    rid = user.new_id("runc")
+    try:
+        theirs = user.run(RUNC, "run", "--bundle", b, rid, subids=subids)
+    finally:
+        user.run(RUNC, "delete", "--force", rid)
+        user.ids.remove(rid)
+    assert theirs.rc != 0 and frag in theirs.stderr, theirs
+    assert ours.rc != 0 and ours.error_msg().endswith(f"config.json: /process/user/additionalGids: {frag}"), ours
+    snap.assert_clean()

@@ -273,7 +273,12 @@ def test_plan_setgroups_flag(tmp_path):
     (tmp_path / "rootfs").mkdir()
     s = _rootless_spec()
     assert _user_flags(plan.build(s, str(tmp_path), dict(FDS), {}, {}).data) == plan.USER_SETGROUPS
+    with pytest.raises(ConfigError, match=r"^config.json: /process/user/additionalGids: cannot set any additional groups "
+                                          r"in a rootless container$"):
+        plan.build(s, str(tmp_path), dict(FDS), {"rootless_euid": True}, {})  # runc's setupUser refuses it
+    del s["process"]["user"]["additionalGids"]
     assert _user_flags(plan.build(s, str(tmp_path), dict(FDS), {"rootless_euid": True}, {}).data) == 0
+    s["process"]["user"]["additionalGids"] = [5]
     proc = s["process"]
     assert _user_flags(plan.build_exec(proc, dict(FDS), [])) == plan.USER_SETGROUPS
     assert _user_flags(plan.build_exec(proc, dict(FDS), [], setgroups=False)) == 0
