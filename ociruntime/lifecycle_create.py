@@ -260,7 +260,14 @@ def create(ctx, detach_checks=True):
 
         os.mkfifo(FIFO, 0o622, dir_fd=cdir.fd)
         os.chmod(FIFO, 0o622, dir_fd=cdir.fd)
-        os.chown(FIFO, p.host_root_uid, p.host_root_gid, dir_fd=cdir.fd)
+        try:
+            os.chown(FIFO, p.host_root_uid, p.host_root_gid, dir_fd=cdir.fd)
+        except PermissionError:
+            # rootless with the container's root on a sub-id: we may not give the fifo away (runc
+            # fails here: "fchown fd 7: operation not permitted"); its mode (0622) already lets the
+            # init open it for writing through /proc/self/fd, so it stays ours
+            if os.geteuid() == 0:
+                raise
         fifo_fd = os.open(FIFO, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=cdir.fd)
         import _socket  # the C module: `socket` costs enum & co at start-up
         sock, child_sock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)

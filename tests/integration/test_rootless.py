@@ -553,3 +553,35 @@ def test_rootless_additional_gids_refused_as_runc(user, subids):
     assert theirs.rc != 0 and frag in theirs.stderr, theirs
     assert ours.rc != 0 and ours.error_msg().endswith(f"config.json: /process/user/additionalGids: {frag}"), ours
     snap.assert_clean()
+
+
+
+@pytest.mark.skipif(_NEED_TOOLS is not None, reason=_NEED_TOOLS or "")
+def test_rootless_container_root_on_a_sub_id(user):
+    """The user's own uid not mapped at all: the container's root is the first id of its sub-id range.
+    runc 1.1.5 fails ("fchown fd 7: operation not permitted": it gives the exec fifo to the container's
+    root, which an unprivileged user may not); ours keeps the fifo (mode 0622 lets the init open it)
+    and the whole lifecycle works: the init and exec'd processes are the sub-ids on the host."""
+    count = 2000
+    first = user.with_subids(count)
+
+    def mutate(s):
+        s["linux"]["uidMappings"] = [{"containerID": 0, "hostID": first, "size": count}]
+        s["linux"]["gidMappings"] = [{"containerID": 0, "hostID": first, "size": count}]
+    b = user.bundle(["sleep", "60"], mutate=mutate)
+    cid = user.new_id()
+    snap = user.snapshot(cid)
+    out = os.path.join(user.tmp, "out")
+    with open(out, "wb") as f:
+        user.run(RUNTIME, "create", "--bundle", b, cid, stdout=f, subids=True).check()
+    pid = user.state(cid)["pid"]
+    assert _host_ids(pid) == (first, first)
+    user.rt("start", cid).check()
+    assert user.state(cid)["status"] == "running"
+    r = user.rt("exec", cid, "sh", "-c", "id -u; id -g; cat /proc/self/uid_map; grep ^CapEff /proc/self/status").check()
+    lines = [" ".join(line.split()) for line in r.stdout.splitlines()]
+    assert lines == ["0", "0", f"0 {first} {count}", "CapEff: 0000000020000420"], r
+    user.rt("kill", cid, "KILL").check()
+    assert wait_for(lambda: not pid_alive(pid)), "the container init did not die"
+    user.rt("delete", cid).check()
+    snap.assert_clean()
