@@ -91,6 +91,7 @@ class User:
         self.uid = self.gid = _unused_uid()
         self.tmp = tempfile.mkdtemp(prefix="ocit-rootless-", dir=TMP_BASE)
         os.chmod(self.tmp, 0o755)  # mkdtemp makes it 0700 root: the user must traverse it
+        self.out = os.path.join(self.tmp, "out")    # what detached containers print
         self.xdg = os.path.join(self.tmp, "xdg")
         os.mkdir(self.xdg, 0o700)
         os.chown(self.xdg, self.uid, self.gid)
@@ -180,6 +181,22 @@ class User:
             json.dump(spec, f)
         return path
 
+    def create(self, bundle, cid, subids=False):
+        """create; the init keeps the command's stdout, so it goes to a file (self.out), never a pipe
+        we would wait on. Returns the init's pid."""
+        with open(self.out, "ab") as f:
+            self.run(RUNTIME, "create", "--bundle", bundle, cid, stdout=f, subids=subids).check()
+        return self.state(cid)["pid"]
+
+    def runc_run(self, bundle, subids=False):
+        """`runc run` of the bundle as this user (the reference), deleted afterwards."""
+        rid = self.new_id("runc")
+        try:
+            return self.run(RUNC, "run", "--bundle", bundle, rid, subids=subids)
+        finally:
+            self.run(RUNC, "delete", "--force", rid)
+            self.ids.remove(rid)
+
     def state(self, cid):
         r = self.rt("state", cid)
         return json.loads(r.stdout) if r.rc == 0 else None
@@ -225,9 +242,7 @@ def _host_ids(pid):
 def test_rootless_create_start_state_exec_kill_delete(user):
     b = user.bundle(["sleep", "60"])
     cid = user.new_id()
-    out = os.path.join(user.tmp, "out")
-    with open(out, "wb") as f:
-        user.rt("create", "--bundle", b, cid, stdout=f).check()
+    user.create(b, cid)
     # the default state root of an unprivileged user, private to it
     st_root = os.stat(user.root)
     assert (st_root.st_uid, st_root.st_mode & 0o7777) == (user.uid, 0o1700)  # sticky: kept by XDG cleaners
@@ -341,12 +356,7 @@ def test_rootless_differential_runc(user, variant):
             s["linux"]["namespaces"] = [n for n in s["linux"]["namespaces"] if n["type"] != "cgroup"]
     b = user.bundle(["sh", "-c", _VIEW], mutate=mutate)
     ours = user.rt("run", "--bundle", b, user.new_id()).check()
-    rid = user.new_id("runc")
-    try:
-        theirs = user.run(RUNC, "run", "--bundle", b, rid).check()
-    finally:
-        user.run(RUNC, "delete", "--force", rid)
-        user.ids.remove(rid)
+    theirs = user.runc_run(b).check()
     assert ours.stdout == theirs.stdout, f"runc:\n{theirs.stdout}\nociruntime:\n{ours.stdout}"
 
 
@@ -358,12 +368,7 @@ def test_rootless_limit_without_cgroup_fails_as_runc(user):
     cid = user.new_id()
     snap = user.snapshot(cid)
     ours = user.rt("run", "--bundle", b, cid)
-    rid = user.new_id("runc")
-    try:
-        theirs = user.run(RUNC, "run", "--bundle", b, rid)
-    finally:
-        user.run(RUNC, "delete", "--force", rid)
-        user.ids.remove(rid)
+    theirs = user.runc_run(b)
     assert theirs.rc != 0 and frag in theirs.stderr, theirs
     assert ours.rc != 0 and frag in ours.error_msg(), ours
     snap.assert_clean()
@@ -454,10 +459,7 @@ def test_rootless_multi_id_maps_through_newuidmap(user):
     b = user.bundle(["sleep", "60"], mutate=mutate)
     cid = user.new_id()
     snap = user.snapshot(cid)
-    out = os.path.join(user.tmp, "out")
-    with open(out, "wb") as f:
-        user.run(RUNTIME, "create", "--bundle", b, cid, stdout=f, subids=True).check()
-    pid = user.state(cid)["pid"]
+    pid = user.create(b, cid, subids=True)
     assert _host_ids(pid) == (first + 999, first + 1000)   # container 1000:1001 on the host
     user.rt("start", cid).check()
     r = user.rt("exec", "--user", "0:0", cid, "sh", "-c",
@@ -468,7 +470,7 @@ def test_rootless_multi_id_maps_through_newuidmap(user):
     r = user.rt("exec", "--user", "5:6", cid, "sh", "-c", "id -u; id -g").check()
     assert r.stdout.split() == ["5", "6"], r
     # an exec'd process seen from the host: the sub-ids of the range
-    with open(out, "ab") as f:
+    with open(user.out, "ab") as f:
         user.rt("exec", "--detach", "--user", "1999:1998", cid, "sleep", "30", stdout=f).check()
     kids = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != pid and _is_in_ns_of(int(p), pid)]
     try:
@@ -518,12 +520,7 @@ def test_rootless_multi_id_maps_differential_runc(user, who):
     b = user.bundle(["sh", "-c", _VIEW + "; ls -ln /; cat /proc/self/status | grep -E '^(Uid|Gid|Groups)'"],
                     mutate=mutate)
     ours = user.run(RUNTIME, "run", "--bundle", b, user.new_id(), subids=True).check()
-    rid = user.new_id("runc")
-    try:
-        theirs = user.run(RUNC, "run", "--bundle", b, rid, subids=True).check()
-    finally:
-        user.run(RUNC, "delete", "--force", rid)
-        user.ids.remove(rid)
+    theirs = user.runc_run(b, subids=True).check()
     assert ours.stdout == theirs.stdout, f"runc:\n{theirs.stdout}\nociruntime:\n{ours.stdout}"
 
 
@@ -544,12 +541,7 @@ def test_rootless_additional_gids_refused_as_runc(user, subids):
     cid = user.new_id()
     snap = user.snapshot(cid)
     ours = user.run(RUNTIME, "run", "--bundle", b, cid, subids=subids)
-    rid = user.new_id("runc")
-    try:
-        theirs = user.run(RUNC, "run", "--bundle", b, rid, subids=subids)
-    finally:
-        user.run(RUNC, "delete", "--force", rid)
-        user.ids.remove(rid)
+    theirs = user.runc_run(b, subids=subids)
     assert theirs.rc != 0 and frag in theirs.stderr, theirs
     assert ours.rc != 0 and ours.error_msg().endswith(f"config.json: /process/user/additionalGids: {frag}"), ours
     snap.assert_clean()
@@ -571,10 +563,7 @@ def test_rootless_container_root_on_a_sub_id(user):
     b = user.bundle(["sleep", "60"], mutate=mutate)
     cid = user.new_id()
     snap = user.snapshot(cid)
-    out = os.path.join(user.tmp, "out")
-    with open(out, "wb") as f:
-        user.run(RUNTIME, "create", "--bundle", b, cid, stdout=f, subids=True).check()
-    pid = user.state(cid)["pid"]
+    pid = user.create(b, cid, subids=True)
     assert _host_ids(pid) == (first, first)
     user.rt("start", cid).check()
     assert user.state(cid)["status"] == "running"
