@@ -28,7 +28,7 @@ import uuid
 
 import pytest
 
-from _util import (HostSnapshot, RUNTIME, TMP_BASE, Result, descends_from_us, kill_pid, memfd_inits,
+from _util import (HostSnapshot, RUNTIME, TMP_BASE, Result, descends_from_us, kill_pid, memfd_inits, read_mountinfo,
                    pid_alive, proc_status, reap_zombie_children, wait_for)
 from _util import rootfs_template, _subreaper  # noqa: F401  (fixtures)
 
@@ -217,7 +217,7 @@ class User:
                 kill_pid(pid)
                 errors.append(f"container init {pid} survived delete --force; killed it")
         reap_zombie_children()
-        if any(self.tmp in line for line in open("/proc/self/mountinfo")):
+        if any(self.tmp in line for line in read_mountinfo()):
             errors.append(f"not removing {self.tmp}: something is mounted below it")
         else:
             shutil.rmtree(self.tmp, ignore_errors=True)
