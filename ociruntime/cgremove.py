@@ -2,7 +2,7 @@
 `posix` rather than `os`, so that a plain delete imports neither (≈1.5 ms of start-up CPU on every
 call); ociruntime.cgroups re-exports destroy and destroy_dirs from here."""
 import errno
-import posix
+from ociruntime.lean import posix
 import time
 
 from ociruntime.errors import OciError

@@ -7,13 +7,13 @@ import signal
 
 
 def socketpair():
-    import _socket
+    from ociruntime.lean import socket as _socket
     a, b = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
     return a, b
 
 
 def recv_master(sock):
-    import _socket
+    from ociruntime.lean import socket as _socket
     fds = array.array("i")
     msg, anc, _flags, _addr = sock.recvmsg(4096, _socket.CMSG_SPACE(fds.itemsize))
     for level, typ, data in anc:

@@ -1,5 +1,5 @@
 """logrus-compatible logging (runc's --log / --log-format contract, cli-contract.md §3)."""
-import posix  # not `os` (start-up cost on every command)
+from ociruntime.lean import posix
 import sys
 import time
 

@@ -40,7 +40,7 @@ def pointer(host_name, *rest):
 def check_host(devices):
     """Before anything is spawned: every device exists in the runtime's network namespace.
     if_nametoindex is an ioctl in the caller's namespace (sysfs may show another one)."""
-    import _socket
+    from ociruntime.lean import socket as _socket
     if os.geteuid() != 0:
         raise ConfigError("/linux/netDevices", "network devices are not supported for rootless containers")
     for name in devices:
@@ -222,13 +222,13 @@ def _netns_socket(ns_fd):
     """A NETLINK_ROUTE socket in the namespace ns_fd with our credentials, from the sealed init run as
     `ociruntime-init --netns-socket 3 4` (setns + socket in C: no Python enters the namespace); -1 if
     that fails."""
-    import _socket
-    from ociruntime import lifecycle_create
+    from ociruntime.lean import socket as _socket
+    from ociruntime.initbin import sealed_init
     from ociruntime._shim import ffi, lib
     mine, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     fd = -1
     try:
-        init_fd = lifecycle_create.sealed_init()
+        init_fd = sealed_init()
         try:
             keep = [ffi.new("char[]", a) for a in (b"ociruntime-init", b"--netns-socket", b"3", b"4")]
             argv = ffi.new("char *[]", keep + [ffi.NULL])

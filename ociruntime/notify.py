@@ -20,7 +20,7 @@ def prepare(config, cdir_path):
 
 
 def bind(cdir_path):
-    import _socket
+    from ociruntime.lean import socket as _socket
     path = os.path.join(cdir_path, "notify", "notify.sock")
     s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM)
     try:
@@ -34,7 +34,7 @@ def bind(cdir_path):
 
 def forward_ready(sock, pid, host_path):
     """Wait for READY=… from the container (or its exit) and pass READY and MAINPID on."""
-    import _socket
+    from ociruntime.lean import socket as _socket
     try:
         pidfd = os.pidfd_open(pid)
     except OSError:

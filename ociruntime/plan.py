@@ -4,7 +4,7 @@ Pure functions (no syscalls except reading host facts handed in), so they are un
 root. The binary layout mirrors csrc/plan.h.
 """
 import os
-import _struct as struct  # struct.py is only `from _struct import *`: one file fewer to find and load
+from ociruntime.lean import struct
 
 from ociruntime.errors import ConfigError
 

@@ -10,7 +10,7 @@
 import _stat
 import errno
 import fcntl
-import posix  # not `os`: its import (≈1.2 ms: _collections_abc, os.environ) is on every light command
+from ociruntime.lean import posix
 
 
 from ociruntime import fastjson as json

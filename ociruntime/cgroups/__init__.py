@@ -375,7 +375,7 @@ def kill_all(paths, sig):
     """Signal every process of the container's cgroup (runc signalAllProcesses): SIGKILL through
     cgroup.kill where the unified hierarchy has it (v2, and hybrid hosts), else freeze, signal
     each pid, thaw. Returns False when the cgroup no longer exists."""
-    import _signal  # the C module: `signal` costs enum on the delete path
+    from ociruntime.lean import signal as _signal
     if not exists(paths):
         return False
     if sig == _signal.SIGKILL and paths.get(""):

@@ -7,7 +7,7 @@ target with the fewest disruptive writes (a "deny all" first when the mode must 
 gets a program whose blocks are the target's exceptions in (major, minor, type) order.
 """
 import os
-import _struct as struct  # struct.py is only `from _struct import *`: one file fewer to find and load
+from ociruntime.lean import struct
 
 from ociruntime.cgroups import files
 from ociruntime.cgroups.resources import WILDCARD

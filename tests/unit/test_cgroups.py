@@ -608,7 +608,7 @@ def test_merge_update_semantics():
 
 
 def test_ram_in_bytes_and_durations():
-    from ociruntime.lifecycle_cgroups import parse_duration, ram_in_bytes
+    from ociruntime.lifecycle.cgroupcmds import parse_duration, ram_in_bytes
     assert ram_in_bytes("64m") == 64 << 20
     assert ram_in_bytes("1g") == 1 << 30
     assert ram_in_bytes("1.5GiB") == 3 << 29
@@ -693,7 +693,7 @@ def test_freeze_dispatch_and_frozen_status(tmp_path, kernel):
 
 def test_update_request_from_flags_and_json(monkeypatch):
     import io
-    from ociruntime import lifecycle_cgroups as lc
+    from ociruntime.lifecycle import cgroupcmds as lc
 
     class Ctx:
         def __init__(self, flags):
@@ -717,7 +717,7 @@ def test_update_request_from_flags_and_json(monkeypatch):
 
 
 def test_saved_resources_fallback(tmp_path):
-    from ociruntime.lifecycle_cgroups import _saved_resources
+    from ociruntime.lifecycle.cgroupcmds import _saved_resources
     (tmp_path / "config.json").write_text(json.dumps({"linux": {"resources": {"pids": {"limit": 3}}}}))
     assert _saved_resources({"bundle": str(tmp_path)}) == {"pids": {"limit": 3}}
     assert _saved_resources({"bundle": str(tmp_path), "resources": {"cpu": {"shares": 2}}}) == {"cpu": {"shares": 2}}

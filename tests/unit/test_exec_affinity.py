@@ -5,7 +5,7 @@ import os
 import pytest
 
 from ociruntime.errors import ConfigError
-from ociruntime.lifecycle_exec import _cpu_text, spawn_with_affinity
+from ociruntime.lifecycle.exec import _cpu_text, spawn_with_affinity
 
 WHERE = ("process.json", "/execCPUAffinity/initial")
 

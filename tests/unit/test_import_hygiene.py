@@ -48,7 +48,7 @@ PATHS = "\n".join([os.path.dirname(os.path.dirname(os.path.abspath(__import__("o
 
 HEAVY = ("jsonschema", "referencing", "pyroute2", "cffi", "_cffi_backend", "ociruntime.plan",
          "ociruntime.schema", "ociruntime.validate", "ociruntime.config", "ociruntime._shim",
-         "ociruntime.lifecycle_create")
+         "ociruntime.lifecycle.create")
 NEVER_FOR_CREATE = ("jsonschema", "referencing", "pyroute2")
 # what the light commands (state, list, start, kill without --all; delete of a missing container) no
 # longer import: each is start-up CPU on every call

@@ -9,7 +9,8 @@ import struct
 
 import pytest
 
-from ociruntime import cgroups, lifecycle_create, plan, state, validate
+from ociruntime import cgroups, plan, state, validate
+from ociruntime.lifecycle import create as lifecycle_create
 from ociruntime.cgroups import fs1
 from ociruntime.cgroups.files import NoPath
 from ociruntime.errors import ConfigError, OciError, SpawnError
@@ -285,7 +286,7 @@ def test_plan_setgroups_flag(tmp_path):
 
 
 def test_exec_setgroups_rules(monkeypatch):
-    from ociruntime import lifecycle_exec
+    from ociruntime.lifecycle import exec as lifecycle_exec
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     assert lifecycle_exec._setgroups_allowed(os.getpid(), [], None) is False
     with pytest.raises(OciError, match="cannot set any additional groups in a rootless container"):

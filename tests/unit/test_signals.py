@@ -10,7 +10,7 @@ import signal
 import pytest
 
 from ociruntime.errors import OciError
-from ociruntime.lifecycle import SIGNALS, parse_signal
+from ociruntime.lifecycle.control import SIGNALS, parse_signal
 
 CLASSIC = ["HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2",
            "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG",

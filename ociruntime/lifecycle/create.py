@@ -8,43 +8,21 @@ attempted"): the init and its helper are killed, the cgroups and the state dir r
 import errno
 import fcntl
 import os
-import _signal as signal  # the C module: `signal` costs enum at start-up
-import _struct as struct  # struct.py is only `from _struct import *`: one file fewer to find and load
+from ociruntime.lean import signal
+from ociruntime.lean import struct
 import time
 
 from ociruntime import OCI_VERSION, cgroups, fastjson as json, plan as planmod
 from ociruntime.errors import OciError, SpawnError
+from ociruntime.initbin import sealed_init
 from ociruntime.state import (Store, proc_start_time, validate_id, spec_state, FIFO, CREATING_FILE,
                               DEFAULT_ROOT)
-
-LIBEXEC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "libexec", "ociruntime-init")
-
 
 def rfc3339nano(ns):
     sec, frac = divmod(ns, 1_000_000_000)
     base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
     f = f"{frac:09d}".rstrip("0")
     return f"{base}.{f}Z" if f else f"{base}Z"
-
-
-def sealed_init():
-    """A sealed memfd copy of the init binary: /proc/<pid>/exe of every container process we start
-    is this memfd, never a host file the container could write through."""
-    src = os.open(LIBEXEC, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        size = os.fstat(src).st_size
-        fd = os.memfd_create("ociruntime-init", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-        off = 0
-        while off < size:
-            n = os.sendfile(fd, src, off, size - off)
-            if n <= 0:
-                raise OSError("short copy of ociruntime-init")
-            off += n
-    finally:
-        os.close(src)
-    fcntl.fcntl(fd, fcntl.F_ADD_SEALS,
-                fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE)
-    return fd
 
 
 def spawn(plan_data, slots, base):
@@ -88,7 +66,7 @@ def write_pid_file(path, pid):
 def send_pidfd(path, pid, payload):
     """--pidfd-socket: a pidfd of the new process over SCM_RIGHTS (payload "standard" for the init,
     "setns" for exec, as runc)."""
-    import _socket
+    from ociruntime.lean import socket as _socket
     try:
         fd = os.pidfd_open(pid)
     except OSError as e:
@@ -106,7 +84,7 @@ def send_pidfd(path, pid, payload):
 
 def connect_console(path):
     """Connect to the --console-socket (AF_UNIX stream); the init sends the pty master on it."""
-    import _socket
+    from ociruntime.lean import socket as _socket
     s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         s.connect(path)
@@ -269,7 +247,7 @@ def create(ctx, detach_checks=True):
             if os.geteuid() == 0:
                 raise
         fifo_fd = os.open(FIFO, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=cdir.fd)
-        import _socket  # the C module: `socket` costs enum & co at start-up
+        from ociruntime.lean import socket as _socket
         sock, child_sock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
         slots = [child_sock.fileno(), None, fifo_fd] + ([console_sock] if console_sock is not None else [])
         slots += userns_fds
@@ -439,7 +417,7 @@ def _map_with_tool(tool, pid, maps):
 
 def recv_msg(sock):
     """One sync message: (type, value, payload, [fds passed with SCM_RIGHTS]); type None at EOF."""
-    import _socket
+    from ociruntime.lean import socket as _socket
     msg, anc, _f, _a = sock.recvmsg(8 + 65536, _socket.CMSG_SPACE(4))
     fds = []
     for level, typ, data in anc:
@@ -455,7 +433,7 @@ def forward_seccomp_fd(sock, fd, sc, state, status="creating", process_pid=None)
     """runtime-spec config-linux.md#seccomp: connect to listenerPath, send the container process state
     JSON with the notify fd (SCM_RIGHTS), then let the init go on. For exec, `pid` is the exec'd
     process and `state` the container's (status running, the init's pid), as runc sends."""
-    import _socket
+    from ociruntime.lean import socket as _socket
     try:
         path = (sc or {}).get("listenerPath")
         if not path:
@@ -574,7 +552,7 @@ def cmd_create(ctx):
 
 
 def cmd_run(ctx):
-    from ociruntime import lifecycle
+    from ociruntime.lifecycle import control as lifecycle
     detach = ctx.flag("detach")
     own_console = None
     if not detach and ctx.flag("console-socket"):
@@ -582,7 +560,7 @@ def cmd_run(ctx):
     try:
         if not detach:
             # a foreground terminal: we are the console socket's peer ourselves
-            import _socket
+            from ociruntime.lean import socket as _socket
             own_console, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
             ctx.internal_console = theirs
         st = create(ctx, detach_checks=detach)

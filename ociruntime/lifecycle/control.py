@@ -1,7 +1,7 @@
 """start, state, kill, delete, list: the light commands. None of them imports the config
 validators, the planner or the C shim: they read state.json and /proc."""
-import _signal  # the `signal` module wraps it in enums (≈3 ms of import on every command)
-import posix  # not `os` (≈1.2 ms of import: _collections_abc, os.environ); see state.py's helpers
+from ociruntime.lean import signal as _signal
+from ociruntime.lean import posix
 import sys
 import time
 

@@ -1,13 +1,13 @@
 """exec: run a new process in a running (or created) container through the same C path as create:
 the init binary joins every namespace of the container (user first), enters its cgroup, applies the
 process's user, caps, rlimits, NNP and cwd, and execs. Python never joins a namespace."""
-import _signal as signal  # the C module: `signal` costs enum at start-up
+from ociruntime.lean import signal
 import os
-import _struct as struct  # struct.py is only `from _struct import *`: one file fewer to find and load
+from ociruntime.lean import struct
 
 from ociruntime import plan as planmod
 from ociruntime.errors import ConfigError, OciError, SpawnError
-from ociruntime.lifecycle import _open
+from ociruntime.lifecycle.control import _open
 from ociruntime.state import status_of
 
 NS_FILES = [("user", planmod.CLONE_NEWUSER), ("ipc", planmod.CLONE_NEWIPC), ("uts", planmod.CLONE_NEWUTS),
@@ -181,7 +181,7 @@ def cmd_exec(ctx):
 def _exec(ctx):
     from ociruntime import cgroups
     cgroups.prewarm_attach()  # see there: hides the grace period of the cgroup.procs write below
-    from ociruntime.lifecycle_create import spawn, write_pid_file, connect_console, recv_msg, forward_seccomp_fd
+    from ociruntime.lifecycle.create import spawn, write_pid_file, connect_console, recv_msg, forward_seccomp_fd
     c, st = _open(ctx.root, ctx.args[0], lock=False)
     status = status_of(c, st)
     c.close()
@@ -205,7 +205,7 @@ def _exec(ctx):
             os.fstat(3 + i)
         except OSError as e:
             raise OciError(f"unable to stat preserved-fd {i} (of {npreserve}): {e.strerror}")
-    import _socket
+    from ociruntime.lean import socket as _socket
     base = 3 + npreserve
     fds = {"sync": base, "close_from": base}
     own_console = None
@@ -276,7 +276,7 @@ def _exec(ctx):
         sock.close()
         os.close(pidfd)
     if ctx.flag("pidfd-socket"):
-        from ociruntime.lifecycle_create import send_pidfd
+        from ociruntime.lifecycle.create import send_pidfd
         send_pidfd(ctx.flag("pidfd-socket"), exec_pid, b"setns")
     if pid_file:
         write_pid_file(pid_file, exec_pid)
@@ -292,7 +292,7 @@ def _exec(ctx):
 
 def wait_forwarding(pid):
     """Foreground: forward signals to pid, return its exit code (128+signal when killed)."""
-    from ociruntime.lifecycle_create import forward_signals
+    from ociruntime.lifecycle.create import forward_signals
     forward_signals(pid)
     while True:
         try:
