@@ -338,8 +338,12 @@ def test_rootless_failing_create_leaves_nothing(user, what):
 
 # ------------------------------------------------------------------------------------ differential
 
+# what the runtimes decide, never host-volatile values: no dates (a listing straddling a minute differs),
+# no link count of /proc (the number of the host's processes)
 _VIEW = ("id; cat /proc/self/uid_map /proc/self/gid_map /proc/self/setgroups; grep ^Cap /proc/self/status; "
-         "cut -d' ' -f4- /proc/self/mountinfo; ls -ln /dev; cat /proc/self/cgroup; hostname")
+         "cut -d' ' -f4- /proc/self/mountinfo; stat -c '%A %h %u %g %s %t:%T %N' /dev/*; cat /proc/self/cgroup; "
+         "hostname")
+_VIEW_ROOT = "stat -c '%A %u %g %N' /*"
 
 
 @pytest.mark.skipif(not os.access(RUNC, os.X_OK), reason="runc (the reference runtime) is not installed")
@@ -517,7 +521,7 @@ def test_rootless_multi_id_maps_differential_runc(user, who):
         _wide_maps(user, first, count)(s)
         if who == "user":
             s["process"]["user"] = {"uid": 1000, "gid": 1000}
-    b = user.bundle(["sh", "-c", _VIEW + "; ls -ln /; cat /proc/self/status | grep -E '^(Uid|Gid|Groups)'"],
+    b = user.bundle(["sh", "-c", _VIEW + "; " + _VIEW_ROOT + "; cat /proc/self/status | grep -E '^(Uid|Gid|Groups)'"],
                     mutate=mutate)
     ours = user.run(RUNTIME, "run", "--bundle", b, user.new_id(), subids=True).check()
     theirs = user.runc_run(b, subids=True).check()
