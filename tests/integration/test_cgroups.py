@@ -126,6 +126,15 @@ def host_lacks(case):
     return None
 
 
+def _last_cpu():
+    """Host fact: the highest online CPU (a cpuset case pins to it, so it runs on a 1-CPU host too)."""
+    with open("/sys/devices/system/cpu/online") as f:
+        return f.read().strip().split(",")[-1].split("-")[-1]
+
+
+CPU = _last_cpu()
+
+
 def root_dev():
     st = os.stat("/")
     return os.major(st.st_dev), os.minor(st.st_dev)
@@ -152,7 +161,7 @@ CASES = {
                   {"cpu/cpu.cfs_burst_us": ("0", "20000")}),
     # SCHED_IDLE groups read back the minimal weight in cpu.shares
     "cpu-idle": ({"cpu": {"idle": 1}}, {"cpu/cpu.idle": ("0", "1"), "cpu/cpu.shares": ("1024", "3")}),
-    "cpuset": ({"cpu": {"cpus": "1", "mems": "0"}}, {}),
+    "cpuset": ({"cpu": {"cpus": CPU, "mems": "0"}}, {}),
     "pids": ({"pids": {"limit": 33}}, {}),
     "pids-unlimited": ({"pids": {"limit": -1}}, {}),
     # a limit below what setup needs is written once the init is alone (after SYNC_PID)
@@ -255,7 +264,7 @@ UPDATES = {
     "flags-pids": (["--pids-limit", "50"], {}),
     "flags-blkio": (["--blkio-weight", "200"], {}),
     "resources-json": ({"memory": {"limit": 104857600, "swap": 209715200}, "cpu": {"shares": 128, "quota": 40000,
-                        "period": 100000, "cpus": "1"}, "pids": {"limit": 77}, "blockIO": {"weight": 500, "throttleReadBpsDevice": [
+                        "period": 100000, "cpus": CPU}, "pids": {"limit": 77}, "blockIO": {"weight": 500, "throttleReadBpsDevice": [
                             {"major": BLOCK_MAJ, "minor": BLOCK_MIN, "rate": 4096}]}},
                        # runc 1.1.5's update ignores throttle devices; runc 1.4 upserts and applies them
                        {"blkio/blkio.throttle.read_bps_device": ("", f"{BLOCK_MAJ}:{BLOCK_MIN} 4096")}),
