@@ -5,6 +5,7 @@ import subprocess
 
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 INIT_SOURCES = sorted(
@@ -24,6 +25,36 @@ def build_init(out_dir):
     return out
 
 
+def entry_script():
+    """The `ociruntime` script a wheel installs: ociruntime/launcher.py's SCRIPT (a sh/Python polyglot
+    that starts Python without site, as make build's launcher; pip would drop the -IS of a #!python
+    console script). Read without importing the package."""
+    import runpy
+    text = runpy.run_path(os.path.join(HERE, "ociruntime", "launcher.py"))["SCRIPT"]
+    out = os.path.join("build", "entry", "ociruntime")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
+        f.write(text)
+    os.chmod(out, 0o755)
+    return out
+
+
+class BuildPy(build_py):
+    """schemas/ (the source of truth) goes into the package as ociruntime/schemas: an installed runtime
+    finds its schemas next to its modules, whatever the prefix. In a source tree (make build's editable
+    install) ociruntime.schema reads ../schemas itself."""
+
+    def run(self):
+        super().run()
+        if self.editable_mode:
+            return
+        out = os.path.join(self.build_lib, "ociruntime", "schemas")
+        os.makedirs(out, exist_ok=True)
+        for f in sorted(os.listdir(os.path.join(HERE, "schemas"))):
+            if f.endswith(".json"):
+                self.copy_file(os.path.join(HERE, "schemas", f), os.path.join(out, f))
+
+
 class BuildExt(build_ext):
     def run(self):
         super().run()
@@ -39,15 +70,11 @@ setup(
     license="Apache-2.0",
     packages=["ociruntime", "ociruntime.cgroups", "ociruntime.testing"],
     package_data={"ociruntime": ["libexec/ociruntime-init"]},
-    data_files=[("share/ociruntime/schemas", [os.path.join("schemas", f) for f in sorted(os.listdir("schemas"))
-                                               if f.endswith(".json")])],
     setup_requires=["cffi>=1.15"],
     install_requires=["cffi>=1.15", "jsonschema>=4", "pyroute2>=0.7"],
     cffi_modules=["ociruntime/_shim_build.py:ffibuilder"],
-    cmdclass={"build_ext": BuildExt},
-    entry_points={
-        "console_scripts": ["ociruntime=ociruntime.cli:main"],
-        "pytest11": ["ociruntime=ociruntime.testing.plugin"],
-    },
+    cmdclass={"build_ext": BuildExt, "build_py": BuildPy},
+    scripts=[entry_script()],
+    entry_points={"pytest11": ["ociruntime=ociruntime.testing.plugin"]},
     python_requires=">=3.9",
 )

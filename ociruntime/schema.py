@@ -19,15 +19,15 @@ An unsupported keyword in a schema raises an error when the schema is compiled. 
 """
 
 import os
-import sys
 
 from ociruntime.errors import ConfigError
 
-# The source tree's schemas/ (also used by an editable install); setup.py installs a copy as data_files.
-SCHEMA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "schemas")
-SCHEMA_DIRS = (SCHEMA_DIR, os.path.join(sys.prefix, "share", "ociruntime", "schemas"))
+# An installed package carries them as ociruntime/schemas (setup.py's build_py copies schemas/ there);
+# a source tree (and make build's editable install) reads the project's schemas/ itself.
+_PKG = os.path.dirname(os.path.abspath(__file__))
+SCHEMA_DIRS = (os.path.join(_PKG, "schemas"), os.path.join(os.path.dirname(_PKG), "schemas"))
 
-# schema name -> file in SCHEMA_DIR
+# schema name -> file in the first of SCHEMA_DIRS that has it
 SCHEMA_FILES = {"config": "config.json", "state": "state.json", "features": "features.json"}
 
 # The URI base our files are registered under in the jsonschema registry. Nothing is ever fetched from it.

@@ -292,11 +292,14 @@ def _warn(msg):
 SETUP_TASKS = 2  # the container's init and the helper that clones it
 
 
-def set_resources(paths, resources, cid=None, skip_devices=False, warn=None, rootless=False):
+def set_resources(paths, resources, cid=None, skip_devices=False, warn=None, rootless=False,
+                  source="config.json", pointer_base="/linux/resources"):
     """Apply a linux.resources dict to the container's cgroups (create: right after the
     directories exist and before the init is placed in them; update: with skip_devices).
-    rootless: errors of the device controller are ignored (runc: "not expected to work")."""
-    from ociruntime.cgroups.files import CgroupError
+    rootless: errors of the device controller are ignored (runc: "not expected to work").
+    A setting this kernel has no file for is a ConfigError naming its field: ``source`` and
+    ``pointer_base`` say where the resources came from (update: its request)."""
+    from ociruntime.cgroups.files import CgroupError, HostLacks
     warn = warn or _warn
     if not skip_devices:
         limit = ((resources or {}).get("pids") or {}).get("limit")
@@ -314,6 +317,9 @@ def set_resources(paths, resources, cid=None, skip_devices=False, warn=None, roo
             from ociruntime.cgroups import fs1
             fs1.set_resources(paths, resources or {}, warn, skip_devices=skip_devices,
                               ignore_devices=rootless)
+    except HostLacks as e:
+        from ociruntime.errors import ConfigError
+        raise ConfigError(e.pointer(pointer_base), e.reason, source=source)
     except CgroupError as e:
         raise OciError(f"error setting cgroup config: {e}")
 

@@ -23,6 +23,20 @@ class NoPath(CgroupError):
     """The controller needed for a setting is not available (runc's path == "" case)."""
 
 
+class HostLacks(CgroupError):
+    """A setting this host's kernel has no control file for (e.g. blkio weights without BFQ). ``field``
+    is its path inside linux.resources (("blockIO", "weight")): the caller names it as a JSON pointer
+    of the document it came from (config.json, or update's request)."""
+
+    def __init__(self, field, reason):
+        super().__init__(reason, errno.ENOENT)
+        self.field = tuple(field)
+        self.reason = reason
+
+    def pointer(self, base=""):
+        return base + "".join("/" + str(p) for p in self.field)
+
+
 def strerror(e):
     s = os.strerror(e)
     return s[:1].lower() + s[1:]

@@ -9,7 +9,7 @@ import os
 import time
 
 from ociruntime.cgroups import devices, files
-from ociruntime.cgroups.files import CgroupError, NoPath
+from ociruntime.cgroups.files import CgroupError, HostLacks, NoPath
 from ociruntime.cgroups.resources import KERNEL_MEMORY_WARNING, Resources, device_rules
 from ociruntime.errors import OciError
 
@@ -172,20 +172,47 @@ def set_pids(path, r):
     files.write(path, "pids.max", val)
 
 
+_NO_WEIGHT = "this kernel has no blkio {} (BFQ not available)"
+_NO_LEAF = "this kernel has no blkio {} (only the CFQ scheduler had leaf weights; it is gone since Linux 5.0)"
+
+
+def blkio_weight_files(path):
+    """(weight, weight_device, leaf_weight, leaf_weight_device): the files of the blkio directory
+    ``path`` for them, None where this kernel has none. blkio.weight* came with CFQ (removed in Linux
+    5.0), blkio.bfq.weight* come with the BFQ scheduler (a host without it has only throttle files)."""
+    def have(name):
+        return name if os.path.exists(os.path.join(path, name)) else None
+    if have("blkio.weight"):
+        return "blkio.weight", have("blkio.weight_device"), have("blkio.leaf_weight"), have("blkio.leaf_weight_device")
+    return have("blkio.bfq.weight"), have("blkio.bfq.weight_device"), None, None
+
+
+def _check_blkio_weights(r, wfile, wdfile, lfile, ldfile):
+    """The first weight setting (in runc's write order) this kernel has no file for: a clear error
+    naming the field, before anything is written (runc fails on the write with ENOENT)."""
+    if r.blkio_weight and not wfile:
+        raise HostLacks(("blockIO", "weight"), _NO_WEIGHT.format("weight"))
+    if r.blkio_leaf_weight and not lfile:
+        raise HostLacks(("blockIO", "leafWeight"), _NO_LEAF.format("leaf weight"))
+    for i, (_major, _minor, weight, leaf) in enumerate(r.blkio_weight_device):
+        if weight and not wdfile:
+            raise HostLacks(("blockIO", "weightDevice", i, "weight"), _NO_WEIGHT.format("weight_device"))
+        if leaf and not ldfile:
+            raise HostLacks(("blockIO", "weightDevice", i, "leafWeight"), _NO_LEAF.format("leaf_weight_device"))
+
+
 def set_blkio(path, r):
-    if os.path.exists(os.path.join(path, "blkio.weight")):
-        wfile, wdfile = "blkio.weight", "blkio.weight_device"
-    else:
-        wfile, wdfile = "blkio.bfq.weight", "blkio.bfq.weight_device"
+    wfile, wdfile, lfile, ldfile = blkio_weight_files(path)
+    _check_blkio_weights(r, wfile, wdfile, lfile, ldfile)
     if r.blkio_weight:
         files.write(path, wfile, str(r.blkio_weight))
     if r.blkio_leaf_weight:
-        files.write(path, "blkio.leaf_weight", str(r.blkio_leaf_weight))
+        files.write(path, lfile, str(r.blkio_leaf_weight))
     for major, minor, weight, leaf in r.blkio_weight_device:
         if weight:
             files.write(path, wdfile, f"{major}:{minor} {weight}")
         if leaf:
-            files.write(path, "blkio.leaf_weight_device", f"{major}:{minor} {leaf}")
+            files.write(path, ldfile, f"{major}:{minor} {leaf}")
     for key, fname in (("throttleReadBpsDevice", "blkio.throttle.read_bps_device"),
                        ("throttleWriteBpsDevice", "blkio.throttle.write_bps_device"),
                        ("throttleReadIOPSDevice", "blkio.throttle.read_iops_device"),

@@ -9,7 +9,7 @@ import os
 import time
 
 from ociruntime.cgroups import devices, files
-from ociruntime.cgroups.files import CgroupError
+from ociruntime.cgroups.files import CgroupError, HostLacks
 from ociruntime.cgroups.resources import (KERNEL_MEMORY_WARNING, Resources, blkio_weight_to_io,
                                           device_rules, swap_to_v2)
 from ociruntime.errors import OciError
@@ -103,8 +103,11 @@ def set_io(path, r):
         if r.blkio_weight:
             if bfq is not None:
                 _fd_write(bfq, path, "io.bfq.weight", str(r.blkio_weight))
-            else:
+            elif os.path.exists(os.path.join(path, "io.weight")):
                 files.write(path, "io.weight", str(blkio_weight_to_io(r.blkio_weight)))
+            else:
+                raise HostLacks(("blockIO", "weight"), "this kernel has no io weight (neither BFQ nor "
+                                                       "blk-iocost available)")
         if bfq is not None and _bfq_device_weight_supported(bfq):
             for major, minor, weight, _leaf in r.blkio_weight_device:
                 try:

@@ -218,8 +218,11 @@ def cmd_update(ctx):
         paths = st.get("cgroup_paths") or {}
         saved = _saved_resources(st)
         merged = merge_update(saved, req)
+        # a setting this kernel lacks is named in the request: "update --resources: /blockIO/weight: ..."
+        source = "update --resources" if _flag(ctx, "resources", "r") else \
+            "update --blkio-weight" if ctx.flag("blkio-weight") else "update"
         try:
-            cgroups.set_resources(paths, merged, skip_devices=True)
+            cgroups.set_resources(paths, merged, skip_devices=True, source=source, pointer_base="")
         except OciError:
             try:
                 cgroups.set_resources(paths, saved, skip_devices=True, warn=lambda m: None)

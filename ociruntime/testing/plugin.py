@@ -9,6 +9,7 @@ Options: ``--oci-runtime=PATH`` (runtime under test; default ``$OCI_RUNTIME``, e
 ``--oci-spec-version``, ``--oci-keep`` (keep temp dirs of failed tests).
 
 Fixtures: ``oci_runtime``, ``reference_runtime`` (``Runtime`` objects with private roots),
+``oci_runtime_for_others`` (session: a path of the runtime an unprivileged uid can run, see reach.py),
 ``bundle`` (a fresh busybox bundle), ``make_test_bundle`` (factory), ``rootfs_template``
 (session), ``oci_tmp`` (a world-traversable per-test dir), ``ns_holder`` (factory of namespace
 holder processes), ``ctl`` (a host dir to bind into the container) and ``waiting_bundle``.
@@ -119,9 +120,8 @@ def pytest_runtest_makereport(item, call):
 def oci_session_dir(request):
     """A world-traversable session temp dir (user-namespaced containers must be able to reach
     their rootfs, which pytest's 0700 tmp_path does not allow)."""
-    import tempfile
-    d = tempfile.mkdtemp(prefix="oci-tests-")
-    os.chmod(d, 0o755)
+    from .reach import mkdtemp
+    d = mkdtemp(prefix="oci-tests-")  # below a directory every uid traverses, wherever $TMPDIR is
     yield d
     left = mounts_under(d)
     if left:
@@ -150,6 +150,22 @@ def oci_runtime_path(request):
         pytest.skip(f"no runtime under test (looked for {path or 'ociruntime'}): "
                     "pass --oci-runtime=PATH or set OCI_RUNTIME")
     return path
+
+
+@pytest.fixture(scope="session")
+def oci_runtime_for_others(oci_runtime_path):
+    """A path of the runtime under test that an unprivileged uid (no groups) can run: the runtime
+    itself when it can, else a temporary copy of this package below a directory every uid reaches
+    (a checkout under a 0700 directory such as /root), removed after the session. Fails with the
+    reason when neither works."""
+    from .reach import ReachError, runtime_for_others
+    try:
+        path, copy = runtime_for_others(oci_runtime_path)
+    except ReachError as e:
+        pytest.fail(f"no runtime an unprivileged uid can run: {e}", pytrace=False)
+    yield path
+    if copy is not None:
+        copy.remove()
 
 
 @pytest.fixture(scope="session")

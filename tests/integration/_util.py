@@ -55,7 +55,7 @@ PR_SET_CHILD_SUBREAPER = 36
 
 def _pick_tmp_base():
     """tmpfs (/dev/shm) when it allows exec: bundles are copied per test and the runtime fsyncs its
-    state, both slow on a loaded disk. $OCIT_TMPDIR overrides."""
+    state, both slow on a loaded disk. $OCIT_TMPDIR overrides. Else a directory every uid can traverse."""
     env = os.environ.get("OCIT_TMPDIR")
     if env:
         return env
@@ -70,7 +70,10 @@ def _pick_tmp_base():
                         return "/dev/shm"
     except (OSError, ValueError, IndexError):
         pass
-    return None
+    # $TMPDIR (or /tmp) when every uid can traverse it: user-namespaced containers and rootless runs
+    # reach their bundles from there
+    from ociruntime.testing.reach import reachable_base
+    return reachable_base()
 
 
 TMP_BASE = _pick_tmp_base()

@@ -64,7 +64,8 @@ KNOBS = {
             "cpu.rt_runtime_us", "cpu.idle"],
     "cpuset": ["cpuset.cpus", "cpuset.mems"],
     "pids": ["pids.max"],
-    "blkio": ["blkio.bfq.weight", "blkio.bfq.weight_device", "blkio.throttle.read_bps_device",
+    "blkio": ["blkio.weight", "blkio.weight_device", "blkio.leaf_weight", "blkio.leaf_weight_device",
+              "blkio.bfq.weight", "blkio.bfq.weight_device", "blkio.throttle.read_bps_device",
               "blkio.throttle.write_bps_device", "blkio.throttle.read_iops_device",
               "blkio.throttle.write_iops_device"],
     "devices": ["devices.list"],
@@ -87,6 +88,51 @@ def snapshot(name):
             out[f"{h}/{n}"] = v
     out["dirs"] = sorted(os.path.basename(os.path.dirname(d)) for d in cg_dirs(name))
     return out
+
+
+def _blkio_weight_files():
+    """Host fact: the blkio weight files a container's cgroup gets here (CFQ-era blkio.weight*, BFQ's
+    blkio.bfq.weight*, or none: only throttling, e.g. with mq-deadline/kyber). They are not on the
+    root cgroup, so a probe cgroup of our own is made and removed."""
+    probe = os.path.join(CG, "blkio", f"ocit-probe-{uuid.uuid4().hex[:10]}")
+    try:
+        os.mkdir(probe)
+    except OSError:
+        return set()
+    try:
+        return {n for n in os.listdir(probe) if n.startswith("blkio.") and "weight" in n}
+    finally:
+        os.rmdir(probe)
+
+
+BLKIO_WEIGHT_FILES = _blkio_weight_files() if hybrid_v1() else set()
+HAS_BLKIO_WEIGHT = bool(BLKIO_WEIGHT_FILES & {"blkio.weight", "blkio.bfq.weight"})
+HAS_BLKIO_LEAF_WEIGHT = "blkio.leaf_weight" in BLKIO_WEIGHT_FILES
+NO_WEIGHT = "this kernel has no blkio weight (BFQ not available)"
+
+
+def host_lacks(case):
+    """The runtime's clear error a case must fail with on this host (runc fails it too, with a bare
+    ENOENT of the file), or None where the host has what the case sets."""
+    if case in ("blkio-weight", "flags-blkio", "resources-json") and not HAS_BLKIO_WEIGHT:
+        return "/blockIO/weight: " + NO_WEIGHT
+    if case == "blkio-weight-device" and not HAS_BLKIO_WEIGHT:
+        return "/linux/resources/blockIO/weightDevice/0/weight: this kernel has no blkio weight_device (BFQ not available)"
+    if case == "blkio-leaf-weight":
+        if not HAS_BLKIO_WEIGHT:
+            return "/linux/resources/blockIO/weight: " + NO_WEIGHT
+        if not HAS_BLKIO_LEAF_WEIGHT:
+            return "/linux/resources/blockIO/leafWeight: this kernel has no blkio leaf weight"
+    return None
+
+
+def _last_cpu():
+    """Host fact: the highest online CPU (a cpuset case pins to it, so it runs on a 1-CPU host too)."""
+    with open("/sys/devices/system/cpu/online") as f:
+        return f.read().strip().split(",")[-1].split("-")[-1]
+
+
+CPU = _last_cpu()
 
 
 def root_dev():
@@ -115,7 +161,7 @@ CASES = {
                   {"cpu/cpu.cfs_burst_us": ("0", "20000")}),
     # SCHED_IDLE groups read back the minimal weight in cpu.shares
     "cpu-idle": ({"cpu": {"idle": 1}}, {"cpu/cpu.idle": ("0", "1"), "cpu/cpu.shares": ("1024", "3")}),
-    "cpuset": ({"cpu": {"cpus": "1", "mems": "0"}}, {}),
+    "cpuset": ({"cpu": {"cpus": CPU, "mems": "0"}}, {}),
     "pids": ({"pids": {"limit": 33}}, {}),
     "pids-unlimited": ({"pids": {"limit": -1}}, {}),
     # a limit below what setup needs is written once the init is alone (after SYNC_PID)
@@ -189,6 +235,9 @@ def test_differential_create(case, oci_runtime, reference_runtime, make_test_bun
     assert (results["ours"][0] == 0) == (results["runc"][0] == 0), \
         f"{case}: runc rc={results['runc'][0]} ({results['runc'][1].strip()}) vs ours rc={results['ours'][0]} " \
         f"({results['ours'][1].strip()})"
+    lacks = host_lacks(case)
+    if lacks:
+        assert results["ours"][0] != 0 and lacks in results["ours"][1], results["ours"][1]
     if results["runc"][0] != 0:
         # both refused: ours with a clear message naming the setting, and nothing left behind
         msg = results["ours"][1]
@@ -215,14 +264,15 @@ UPDATES = {
     "flags-pids": (["--pids-limit", "50"], {}),
     "flags-blkio": (["--blkio-weight", "200"], {}),
     "resources-json": ({"memory": {"limit": 104857600, "swap": 209715200}, "cpu": {"shares": 128, "quota": 40000,
-                        "period": 100000, "cpus": "1"}, "pids": {"limit": 77}, "blockIO": {"weight": 500, "throttleReadBpsDevice": [
+                        "period": 100000, "cpus": CPU}, "pids": {"limit": 77}, "blockIO": {"weight": 500, "throttleReadBpsDevice": [
                             {"major": BLOCK_MAJ, "minor": BLOCK_MIN, "rate": 4096}]}},
                        # runc 1.1.5's update ignores throttle devices; runc 1.4 upserts and applies them
                        {"blkio/blkio.throttle.read_bps_device": ("", f"{BLOCK_MAJ}:{BLOCK_MIN} 4096")}),
 }
 
+# the base of the update cases: a blkio weight only where the host has one (else create fails, see host_lacks)
 BASE = {"memory": {"limit": 67108864, "swap": 134217728}, "cpu": {"shares": 512, "quota": 50000, "period": 100000},
-        "pids": {"limit": 33}, "blockIO": {"weight": 300}}
+        "pids": {"limit": 33}, "blockIO": {"weight": 300} if HAS_BLKIO_WEIGHT else {}}
 
 
 @pytest.mark.oci_reference
@@ -231,12 +281,14 @@ def test_differential_update(case, oci_runtime, reference_runtime, make_test_bun
     upd, known = UPDATES[case]
     snaps = {}
     rcs = {}
+    before = {}
     for name, rt in (("runc", reference_runtime), ("ours", oci_runtime)):
         cid = f"cgu-{name}-{uuid.uuid4().hex[:10]}"
         b = _bundle(make_test_bundle, cid, BASE)
         r, text = _create(rt, cid, b, cg_cleanup)
         assert r.rc == 0, text
         assert rt.start(cid).rc == 0
+        before[name] = snapshot(cid)
         if isinstance(upd, dict):
             r = rt.call("update", "--resources", "-", cid, input=json.dumps(upd).encode())
         else:
@@ -245,6 +297,17 @@ def test_differential_update(case, oci_runtime, reference_runtime, make_test_bun
         snaps[name] = snapshot(cid)
         assert rt.delete(cid, force=True).rc == 0
     assert rcs["ours"][0] == rcs["runc"][0], f"runc {rcs['runc']} vs ours {rcs['ours']}"
+    lacks = host_lacks(case)
+    if lacks:
+        flag = "--resources" if isinstance(upd, dict) else "--blkio-weight"
+        assert rcs["ours"][0] != 0 and f"update {flag}: {lacks}" in rcs["ours"][1], rcs["ours"]
+        # a failed update leaves the cgroup as it was: the settings written before the failing one are
+        # set back (runc 1.1.5 means to, but its set-back re-applies the new values: it keeps them).
+        # cpuset: the base config sets no cpus, so there is no value to set back (as in runc)
+        changed = {k: (v, snaps["ours"][k]) for k, v in before["ours"].items()
+                   if snaps["ours"][k] != v and not k.startswith("cpuset/")}
+        assert not changed, changed
+        return
     _expect_same(case, snaps["ours"], snaps["runc"], known)
 
 

@@ -28,8 +28,9 @@ import uuid
 
 import pytest
 
-from _util import (HostSnapshot, RUNTIME, TMP_BASE, Result, descends_from_us, kill_pid, memfd_inits, read_mountinfo,
+from _util import (HostSnapshot, TMP_BASE, Result, descends_from_us, kill_pid, memfd_inits, read_mountinfo,
                    pid_alive, proc_status, reap_zombie_children, wait_for)
+from ociruntime.testing import reach
 from _util import rootfs_template, _subreaper  # noqa: F401  (fixtures)
 
 RUNC = "/usr/sbin/runc"
@@ -87,10 +88,12 @@ pytestmark = [pytest.mark.timeout(60), pytest.mark.skipif(_SKIP is not None, rea
 class User:
     """An unprivileged uid with its own XDG_RUNTIME_DIR and bundles; runs commands as that uid."""
 
-    def __init__(self, template):
+    def __init__(self, template, runtime):
         self.uid = self.gid = _unused_uid()
-        self.tmp = tempfile.mkdtemp(prefix="ocit-rootless-", dir=TMP_BASE)
-        os.chmod(self.tmp, 0o755)  # mkdtemp makes it 0700 root: the user must traverse it
+        self.runtime = runtime  # a path of the runtime this uid can run (oci_runtime_for_others)
+        # 0755, below a directory every uid traverses (wherever the checkout and $TMPDIR are)
+        self.tmp = reach.mkdtemp(prefix="ocit-rootless-",
+                                 base=TMP_BASE if reach.others_can_traverse(TMP_BASE) else None)
         self.out = os.path.join(self.tmp, "out")    # what detached containers print
         self.xdg = os.path.join(self.tmp, "xdg")
         os.mkdir(self.xdg, 0o700)
@@ -154,7 +157,7 @@ class User:
                           err.read().decode(errors="replace"))
 
     def rt(self, *args, **kw):
-        return self.run(RUNTIME, *args, **kw)
+        return self.run(self.runtime, *args, **kw)
 
     def new_id(self, prefix="rl"):
         cid = f"{prefix}-{uuid.uuid4().hex[:10]}"
@@ -185,7 +188,7 @@ class User:
         """create; the init keeps the command's stdout, so it goes to a file (self.out), never a pipe
         we would wait on. Returns the init's pid."""
         with open(self.out, "ab") as f:
-            self.run(RUNTIME, "create", "--bundle", bundle, cid, stdout=f, subids=subids).check()
+            self.run(self.runtime, "create", "--bundle", bundle, cid, stdout=f, subids=subids).check()
         return self.state(cid)["pid"]
 
     def runc_run(self, bundle, subids=False):
@@ -225,8 +228,8 @@ class User:
 
 
 @pytest.fixture
-def user(rootfs_template):
-    u = User(rootfs_template)
+def user(rootfs_template, oci_runtime_for_others):
+    u = User(rootfs_template, oci_runtime_for_others)
     yield u
     errors = u.cleanup()
     assert not errors, "cleanup problems:\n" + "\n".join(errors)
@@ -338,8 +341,12 @@ def test_rootless_failing_create_leaves_nothing(user, what):
 
 # ------------------------------------------------------------------------------------ differential
 
+# what the runtimes decide, never host-volatile values: no dates (a listing straddling a minute differs),
+# no link count of /proc (the number of the host's processes)
 _VIEW = ("id; cat /proc/self/uid_map /proc/self/gid_map /proc/self/setgroups; grep ^Cap /proc/self/status; "
-         "cut -d' ' -f4- /proc/self/mountinfo; ls -ln /dev; cat /proc/self/cgroup; hostname")
+         "cut -d' ' -f4- /proc/self/mountinfo; stat -c '%A %h %u %g %s %t:%T %N' /dev/*; cat /proc/self/cgroup; "
+         "hostname")
+_VIEW_ROOT = "stat -c '%A %u %g %N' /*"
 
 
 @pytest.mark.skipif(not os.access(RUNC, os.X_OK), reason="runc (the reference runtime) is not installed")
@@ -500,7 +507,7 @@ def test_rootless_multi_id_maps_refused_without_a_subid_range(user):
     b = user.bundle(["true"], mutate=_wide_maps(user, user.subids[0], 2000))
     cid = user.new_id()
     snap = user.snapshot(cid)
-    r = user.run(RUNTIME, "create", "--bundle", b, cid, subids=True)
+    r = user.run(user.runtime, "create", "--bundle", b, cid, subids=True)
     assert r.rc != 0 and "newuidmap failed (exit status 1)" in r.error_msg() and "not allowed" in r.error_msg(), r
     snap.assert_clean()
 
@@ -517,9 +524,9 @@ def test_rootless_multi_id_maps_differential_runc(user, who):
         _wide_maps(user, first, count)(s)
         if who == "user":
             s["process"]["user"] = {"uid": 1000, "gid": 1000}
-    b = user.bundle(["sh", "-c", _VIEW + "; ls -ln /; cat /proc/self/status | grep -E '^(Uid|Gid|Groups)'"],
+    b = user.bundle(["sh", "-c", _VIEW + "; " + _VIEW_ROOT + "; cat /proc/self/status | grep -E '^(Uid|Gid|Groups)'"],
                     mutate=mutate)
-    ours = user.run(RUNTIME, "run", "--bundle", b, user.new_id(), subids=True).check()
+    ours = user.run(user.runtime, "run", "--bundle", b, user.new_id(), subids=True).check()
     theirs = user.runc_run(b, subids=True).check()
     assert ours.stdout == theirs.stdout, f"runc:\n{theirs.stdout}\nociruntime:\n{ours.stdout}"
 
@@ -540,7 +547,7 @@ def test_rootless_additional_gids_refused_as_runc(user, subids):
     frag = "cannot set any additional groups in a rootless container"
     cid = user.new_id()
     snap = user.snapshot(cid)
-    ours = user.run(RUNTIME, "run", "--bundle", b, cid, subids=subids)
+    ours = user.run(user.runtime, "run", "--bundle", b, cid, subids=subids)
     theirs = user.runc_run(b, subids=subids)
     assert theirs.rc != 0 and frag in theirs.stderr, theirs
     assert ours.rc != 0 and ours.error_msg().endswith(f"config.json: /process/user/additionalGids: {frag}"), ours

@@ -514,6 +514,86 @@ def test_v2_check_before_update(tmp_path, kernel):
     fs2.set_resources(d, {"memory": {"limit": 4096}}, print, skip_devices=True)
 
 
+# --- blkio weights: which files the host's kernel has --------------------------------------------
+
+BLKIO_HOSTS = {
+    # CFQ era (before Linux 5.0): the plain names and leaf weights
+    "cfq": ["blkio.weight", "blkio.weight_device", "blkio.leaf_weight", "blkio.leaf_weight_device"],
+    # BFQ: its own names, no leaf weights
+    "bfq": ["blkio.bfq.weight", "blkio.bfq.weight_device"],
+    # neither (mq-deadline/kyber/none only): throttle files only
+    "none": [],
+}
+
+
+def blkio_tree(tmp_path, host):
+    paths = make_v1_tree(tmp_path)
+    d = paths["blkio"]
+    for n in os.listdir(d):
+        if n.startswith("blkio.") and not n.startswith("blkio.throttle."):
+            os.unlink(os.path.join(d, n))
+    for n in BLKIO_HOSTS[host]:
+        with open(os.path.join(d, n), "w") as f:
+            f.write("")
+    return paths
+
+
+@pytest.mark.parametrize("host", list(BLKIO_HOSTS))
+@pytest.mark.parametrize("bio,field,wfile,data", [
+    ({"weight": 300}, "/linux/resources/blockIO/weight", "weight", "300"),
+    ({"weightDevice": [{"major": 8, "minor": 0, "leafWeight": 20}, {"major": 8, "minor": 16, "weight": 400}]},
+     "/linux/resources/blockIO/weightDevice/0/leafWeight", "weight_device", "8:16 400"),
+    ({"leafWeight": 300}, "/linux/resources/blockIO/leafWeight", "leaf_weight", "300"),
+], ids=["weight", "weightDevice", "leafWeight"])
+def test_v1_blkio_weights_per_host(tmp_path, kernel, host, bio, field, wfile, data):
+    """What the kernel has decides: the value lands in the file it has, else a ConfigError naming the
+    field and the missing host feature, before anything is written."""
+    paths = blkio_tree(tmp_path, host)
+    has = BLKIO_HOSTS[host]
+    names = {f.rsplit(".", 1)[1] for f in has}
+    wants = {"weight"} if "weight" in bio else set()
+    wants |= {"leaf_weight"} if "leafWeight" in bio else set()
+    for wd in bio.get("weightDevice", []):
+        wants |= {"weight_device"} if "weight" in wd else set()
+        wants |= {"leaf_weight_device"} if "leafWeight" in wd else set()
+    if wants <= names:
+        cgroups.set_resources(paths, {"blockIO": bio}, skip_devices=True)
+        assert read(paths, "blkio", [f for f in has if f.endswith("." + wfile)][0]) == data
+        return
+    with pytest.raises(OciError) as ei:
+        cgroups.set_resources(paths, {"blockIO": bio}, skip_devices=True)
+    msg = str(ei.value)
+    assert msg.startswith(f"config.json: {field}: this kernel has no blkio "), msg
+    assert "BFQ not available" in msg or "CFQ" in msg, msg
+    assert [w for w in kernel.log if w[1].startswith("blkio.")] == []
+
+
+def test_v1_blkio_weight_error_text_without_bfq(tmp_path, kernel):
+    paths = blkio_tree(tmp_path, "none")
+    with pytest.raises(OciError) as ei:
+        cgroups.set_resources(paths, {"blockIO": {"weight": 300}}, skip_devices=True)
+    assert str(ei.value) == ("config.json: /linux/resources/blockIO/weight: this kernel has no blkio weight "
+                             "(BFQ not available)")
+    # update names its own request
+    with pytest.raises(OciError) as ei:
+        cgroups.set_resources(paths, {"blockIO": {"weight": 300}}, skip_devices=True,
+                              source="update --blkio-weight", pointer_base="")
+    assert str(ei.value) == "update --blkio-weight: /blockIO/weight: this kernel has no blkio weight (BFQ not available)"
+    # throttling needs no scheduler: applied
+    cgroups.set_resources(paths, {"blockIO": {"throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 9}]}},
+                          skip_devices=True)
+    assert read(paths, "blkio", "blkio.throttle.read_bps_device") == "8:0 9"
+
+
+def test_v2_io_weight_without_bfq_or_iocost(tmp_path, kernel):
+    d = make_v2_tree(tmp_path)
+    os.unlink(os.path.join(d, "io.weight"))
+    with pytest.raises(OciError) as ei:
+        cgroups.set_resources({"": d}, {"blockIO": {"weight": 300}}, skip_devices=True)
+    assert str(ei.value) == ("config.json: /linux/resources/blockIO/weight: this kernel has no io weight "
+                             "(neither BFQ nor blk-iocost available)")
+
+
 def test_v2_unified_errors(tmp_path, kernel):
     d = make_v2_tree(tmp_path)
     with pytest.raises(OciError, match="must be a file name"):

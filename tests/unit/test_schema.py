@@ -884,10 +884,14 @@ def test_invalid_config_uses_jsonschema_for_the_explanation():
     assert r.stdout.splitlines() == ["config.json: /root/path: 1 is not of type 'string'", "True"]
 
 
-def test_schema_dir_exists():
-    assert os.path.isdir(schema.SCHEMA_DIR)
-    for f in schema.SCHEMA_FILES.values():
-        assert os.path.isfile(os.path.join(schema.SCHEMA_DIR, f))
+def test_schemas_found_relative_to_the_package():
+    """The package's own ociruntime/schemas (an installed package), else the source tree's schemas/;
+    never a prefix-dependent place."""
+    pkg = os.path.dirname(os.path.abspath(schema.__file__))
+    assert schema.SCHEMA_DIRS == (os.path.join(pkg, "schemas"), os.path.join(os.path.dirname(pkg), "schemas"))
+    for name, f in schema.SCHEMA_FILES.items():
+        assert any(os.path.isfile(os.path.join(d, f)) for d in schema.SCHEMA_DIRS), f
+        assert isinstance(schema.schema_document(name), dict)
 
 
 @pytest.mark.parametrize("value", ["0-", "1,,2", " 1", "0-3,x"])
