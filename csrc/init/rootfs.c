@@ -319,6 +319,13 @@ static void make_device(struct device_op *d)
 		close(tfd);
 	} else {
 		if (mknodat(dfd, base, d->mode, makedev(d->major, d->minor)) < 0) {
+			if (errno == EPERM) {
+				/* runc createDeviceNode: a namespace we did not detect may still forbid mknod */
+				d->bind = 1;
+				close(dfd);
+				make_device(d);
+				return;
+			}
 			if (errno != EEXIST) bail("mknod %s", d->path);
 		} else {
 			if (fchownat(dfd, base, d->uid, d->gid, AT_SYMLINK_NOFOLLOW) < 0) bail("chown %s", d->path);
