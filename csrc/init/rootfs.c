@@ -424,6 +424,21 @@ void setup_rootfs(struct plan *p)
 	umask(022);
 }
 
+/* runc reOpenDevNull (when it set up /dev): stdio that is the null device is replaced by the
+ * container's own /dev/null, opened read-write (a caller's read-only /dev/null stdin becomes O_RDWR) */
+static void reopen_dev_null(void)
+{
+	int fd = open_in_root(g_rootfd, "/dev/null", O_RDWR | O_NOFOLLOW, 0);
+	if (fd < 0) bail("reopen /dev/null inside the container");
+	struct stat null, st;
+	if (fstat(fd, &null) < 0) bail("stat /dev/null");
+	if (S_ISCHR(null.st_mode))
+		for (int i = 0; i < 3; i++)
+			if (fstat(i, &st) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == null.st_rdev && dup3(fd, i, 0) < 0)
+				bail("dup3 /dev/null onto fd %d", i);
+	close(fd);
+}
+
 void finish_rootfs(struct plan *p)
 {
 	if (p->root_flags & ROOTFS_NO_MOUNTNS) {
@@ -456,6 +471,7 @@ void finish_rootfs(struct plan *p)
 	if ((p->root_propagation & ~(unsigned)MS_REC) != MS_SLAVE && mount(NULL, "/", NULL, p->root_propagation, NULL) < 0)
 		bail("set rootfsPropagation 0x%x of /", p->root_propagation);
 	if ((p->root_flags & ROOTFS_READONLY) && remount_bind("/", MS_RDONLY) < 0) bail("remount root read-only");
+	if (p->ndevices) reopen_dev_null();
 }
 
 static int open_dev_null(void)

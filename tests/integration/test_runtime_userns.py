@@ -280,3 +280,20 @@ def test_cgroups_rootless_manager(place):
         s["linux"]["resources"] = {"pids": {"limit": 100}}
     b = place.bundle("grep -c ocirl- /proc/self/cgroup; cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || true", mutate)
     _same(place, b, expect_ok=None)
+
+
+def test_stdio_dev_null_reopened_read_write(place):
+    """stdio that is the null device becomes the container's own /dev/null opened read-write (runc
+    reOpenDevNull), e.g. conmon's read-only /dev/null stdin of `podman run -d`."""
+    b = place.bundle("ls -l /proc/self/fd/0 /proc/self/fd/2 | cut -c1-3")
+    outs = {}
+    for rt in (RUNC, RUNTIME):
+        cid = f"ul-{uuid.uuid4().hex[:10]}"
+        place.made.append((rt, cid))
+        r = f'"{rt}" --root "{place.root(rt)}"'
+        script = (f'exec 3>&1; {r} run --detach --bundle "{b}" {cid} </dev/null >&3 2>/dev/null || exit 99; '
+                  f'n=0; while ! {r} state {cid} | grep -q stopped && [ $n -lt 100 ]; do sleep 0.1; n=$((n+1)); done; '
+                  f'{r} delete --force {cid}')
+        outs[rt] = place.cmd(["/bin/sh", "-c", script])
+    assert outs[RUNC][:2] == (0, "lrw\nlrw\n"), outs
+    assert outs[RUNTIME][:2] == outs[RUNC][:2], outs
