@@ -211,10 +211,13 @@ num_locks = 128
 network_backend = "cni"
 network_config_dir = "{self.home}/cni"
 """,
+                # rootless podman ignores graphroot (rootless_storage_path is the user's); the runroot
+                # is $XDG_RUNTIME_DIR/containers
                 "storage.conf": f"""[storage]
 driver = "vfs"
-runroot = "{self.xdg}/storage"
+runroot = "{self.xdg}/containers"
 graphroot = "{self.home}/storage"
+rootless_storage_path = "{self.home}/storage"
 """,
                 "registries.conf": "unqualified-search-registries = []\n"}
         for fname, text in conf.items():
@@ -295,8 +298,15 @@ graphroot = "{self.home}/storage"
             # podman keeps a pause process (holding its user + mount namespace) for the user's
             # session; it and anything else of this uid are ours: end them by pid
             pause = (read_file(os.path.join(self.xdg, "libpod", "tmp", "pause.pid"), "") or "").strip()
+
+            def others():
+                return [pid for pid in pids_of_uid(self.uid) if str(pid) != pause]
+            try:  # conmon and podman's cleanup process end on their own a moment after the container
+                wait_for(lambda: not others(), timeout=15, what="the test user's processes to end")
+            except AssertionError:
+                pass
+            others = others()
             pids = pids_of_uid(self.uid)
-            others = [pid for pid in pids if str(pid) != pause]
             if others:
                 problems.append("processes of the test user besides podman's pause process: "
                                 + "; ".join(f"{pid} {(read_file(f'/proc/{pid}/cmdline', '') or '').replace(chr(0), ' ')}"
