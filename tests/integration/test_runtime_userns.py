@@ -297,3 +297,18 @@ def test_stdio_dev_null_reopened_read_write(place):
         outs[rt] = place.cmd(["/bin/sh", "-c", script])
     assert outs[RUNC][:2] == (0, "lrw\nlrw\n"), outs
     assert outs[RUNTIME][:2] == outs[RUNC][:2], outs
+
+
+@pytest.mark.parametrize("netns,ok", [(True, True), (False, False)])
+def test_sysfs_needs_its_own_network_namespace(place, netns, ok):
+    """A sysfs mount in a non-initial user namespace: allowed with a network namespace it owns,
+    refused (EPERM) in the runtime's own one, by both runtimes."""
+    def mutate(s):
+        s["mounts"] = [m for m in s["mounts"] if not m["destination"].startswith("/sys")]
+        s["mounts"].append({"destination": "/sys", "type": "sysfs", "source": "sysfs",
+                            "options": ["nosuid", "noexec", "nodev", "ro"]})
+        s["linux"]["namespaces"] = [n for n in s["linux"]["namespaces"] if n["type"] != "network"]
+        if netns:
+            s["linux"]["namespaces"].append({"type": "network"})
+    b = place.bundle("grep -E ' /sys ' /proc/self/mountinfo | cut -d' ' -f5,6,9", mutate)
+    _same(place, b, expect_ok=ok)
