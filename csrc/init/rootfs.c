@@ -425,14 +425,14 @@ void setup_rootfs(struct plan *p)
 }
 
 /* runc reOpenDevNull (when it set up /dev): stdio that is the null device is replaced by the
- * container's own /dev/null, opened read-write (a caller's read-only /dev/null stdin becomes O_RDWR) */
+ * container's own /dev/null, opened read-write (a caller's read-only /dev/null stdin becomes O_RDWR).
+ * Only onto the real null device (char 1:3, never through a symlink): else stdio stays as it came. */
 static void reopen_dev_null(void)
 {
 	int fd = open_in_root(g_rootfd, "/dev/null", O_RDWR | O_NOFOLLOW, 0);
-	if (fd < 0) bail("reopen /dev/null inside the container");
+	if (fd < 0) return;
 	struct stat null, st;
-	if (fstat(fd, &null) < 0) bail("stat /dev/null");
-	if (S_ISCHR(null.st_mode))
+	if (fstat(fd, &null) == 0 && S_ISCHR(null.st_mode) && null.st_rdev == makedev(1, 3))
 		for (int i = 0; i < 3; i++)
 			if (fstat(i, &st) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == null.st_rdev && dup3(fd, i, 0) < 0)
 				bail("dup3 /dev/null onto fd %d", i);
