@@ -144,9 +144,11 @@ class RootlessPodman:
         self.subids = subids
         self.W = tempfile.mkdtemp(prefix="ocirl-", dir="/var/tmp")
         os.chmod(self.W, 0o755)
-        self.uid = self.gid = unused_uid(3_200_000 + (os.getpid() % 10_000) * 64 + (0 if subids else 32))
+        # apart from test_rootless's uids (3.0M-3.8M): the teardown ends this uid's processes by pid,
+        # which are then only ever ours
+        self.uid = self.gid = unused_uid(5_000_000 + (os.getpid() % 10_000) * 64 + (0 if subids else 32))
         self.name = f"ocirl{self.uid}"
-        self.first_subid = 400_000_000 + ((self.uid - 3_200_000) % 40_000) * SUBID_COUNT
+        self.first_subid = 400_000_000 + ((self.uid - 5_000_000) % 40_000) * SUBID_COUNT
         self.holder = None
         self.home, self.xdg = self.p("home"), self.p("xdg")
         self.tun_mode = self._tun_mode()
