@@ -29,8 +29,8 @@ run: build
 	$(VPY) -m ociruntime.demo $(DEMO)
 	cd $(DEMO) && $(VENV)/bin/ociruntime --root $(DEMO)/state run demo-$$$$
 
-# client tests (podman, containerd), the cgroup v2 guest (user-mode-linux), the plan fuzzer (clang), netDevices (ip)
-TEST_APT_PKGS := podman conmon containerd user-mode-linux clang uidmap iproute2
+# client tests (podman, containerd; rootless podman: slirp4netns, uidmap), the cgroup v2 guest (user-mode-linux), the plan fuzzer (clang), netDevices (ip)
+TEST_APT_PKGS := podman conmon containerd user-mode-linux clang uidmap iproute2 slirp4netns
 
 test: build
 	@missing=""; for p in $(TEST_APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

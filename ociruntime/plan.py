@@ -292,7 +292,8 @@ def _maps_key(maps):
 
 def build(config, bundle, fds, opts, cgroup_paths=None):
     """config: validated dict; bundle: absolute dir; fds: dict(sync, fifo, console, close_from);
-    opts: dict(no_pivot); cgroup_paths: {hierarchy dir name: host path} for cgroup mounts."""
+    opts: dict(no_pivot, rootless_euid, in_userns: the runtime itself runs in a non-initial user
+    namespace, e.g. rootless podman's); cgroup_paths: {hierarchy dir name: host path} for cgroup mounts."""
     refuse_unimplemented(config)
     from ociruntime import lsm
     e = Encoder()
@@ -315,7 +316,9 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
             new |= flag
     p.new_ns = new
     e.add(OP_NS_NEW, _u32(new))
-    userns = bool(new & CLONE_NEWUSER) or any(f == CLONE_NEWUSER for f, _ in p.joins)
+    # runc: "running in a user namespace, or the config asks for one" (userns.RunningInUserNS()): a
+    # runtime that is itself in a non-initial user namespace (rootless podman) may not mknod either
+    userns = bool(new & CLONE_NEWUSER) or any(f == CLONE_NEWUSER for f, _ in p.joins) or bool(opts.get("in_userns"))
     if new & CLONE_NEWUSER:
         p.uid_map = linux.get("uidMappings") or []
         p.gid_map = linux.get("gidMappings") or []

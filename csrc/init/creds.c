@@ -1,6 +1,7 @@
 /* creds.c - rlimits, user and groups, capabilities, executable lookup. */
 #include "init.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
 #include <stdio.h>
@@ -62,12 +63,25 @@ static void set_caps(uint64_t eff, uint64_t perm, uint64_t inh)
 	if (syscall(SYS_capset, &h, d) < 0) bail("capset");
 }
 
+/* runc setupUser: no setgroups in a user namespace whose /proc/self/setgroups is "deny" (an
+ * unprivileged user's single-id map: rootless podman without sub-ids, or the runtime's own); read
+ * here, after every namespace was entered, so that the runtime's own user namespace counts too */
+static int setgroups_denied(void)
+{
+	char buf[8] = { 0 };
+	int fd = open("/proc/self/setgroups", O_RDONLY | O_CLOEXEC);
+	if (fd < 0) return 0;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	return n >= 4 && strncmp(buf, "deny", 4) == 0;
+}
+
 void apply_user_and_caps(struct plan *p)
 {
 	if (p->has_caps) drop_bounding(p->caps[0]);
 	if (p->has_user) {
 		if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) bail("prctl(PR_SET_KEEPCAPS)");
-		if (p->user_flags & USER_SETGROUPS) {
+		if ((p->user_flags & USER_SETGROUPS) && !setgroups_denied()) {
 			if (setgroups(p->ngroups, (gid_t *)p->groups) < 0) bail("setgroups");
 		}
 		if (setresgid(p->gid, p->gid, p->gid) < 0) bail("setresgid %u", p->gid);

@@ -299,7 +299,9 @@ static void stage1(struct plan *p)
 		sync_send(SYNC_USERMAP_PLS, 0, NULL, 0);
 		sync_expect(SYNC_USERMAP_ACK, NULL, NULL);
 		if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) bail("prctl(PR_SET_DUMPABLE)");
-		if (setresgid(0, 0, 0) < 0) bail("setresgid(0) in the new user namespace");
+		/* the uid only, as runc's nsexec: the namespaces below are made with our gid as it maps in
+		 * the new namespace (the new ipc namespace's mqueue root takes it, e.g. the user's group under
+		 * podman --userns=keep-id); the init becomes gid 0 itself */
 		if (setresuid(0, 0, 0) < 0) bail("setresuid(0) in the new user namespace");
 	}
 	uint32_t rest = p->new_ns & ~(uint32_t)CLONE_NEWUSER;

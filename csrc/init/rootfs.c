@@ -319,6 +319,13 @@ static void make_device(struct device_op *d)
 		close(tfd);
 	} else {
 		if (mknodat(dfd, base, d->mode, makedev(d->major, d->minor)) < 0) {
+			if (errno == EPERM) {
+				/* runc createDeviceNode: a namespace we did not detect may still forbid mknod */
+				d->bind = 1;
+				close(dfd);
+				make_device(d);
+				return;
+			}
 			if (errno != EEXIST) bail("mknod %s", d->path);
 		} else {
 			if (fchownat(dfd, base, d->uid, d->gid, AT_SYMLINK_NOFOLLOW) < 0) bail("chown %s", d->path);
@@ -417,6 +424,21 @@ void setup_rootfs(struct plan *p)
 	umask(022);
 }
 
+/* runc reOpenDevNull (when it set up /dev): stdio that is the null device is replaced by the
+ * container's own /dev/null, opened read-write (a caller's read-only /dev/null stdin becomes O_RDWR).
+ * Only onto the real null device (char 1:3, never through a symlink): else stdio stays as it came. */
+static void reopen_dev_null(void)
+{
+	int fd = open_in_root(g_rootfd, "/dev/null", O_RDWR | O_NOFOLLOW, 0);
+	if (fd < 0) return;
+	struct stat null, st;
+	if (fstat(fd, &null) == 0 && S_ISCHR(null.st_mode) && null.st_rdev == makedev(1, 3))
+		for (int i = 0; i < 3; i++)
+			if (fstat(i, &st) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == null.st_rdev && dup3(fd, i, 0) < 0)
+				bail("dup3 /dev/null onto fd %d", i);
+	close(fd);
+}
+
 void finish_rootfs(struct plan *p)
 {
 	if (p->root_flags & ROOTFS_NO_MOUNTNS) {
@@ -449,6 +471,7 @@ void finish_rootfs(struct plan *p)
 	if ((p->root_propagation & ~(unsigned)MS_REC) != MS_SLAVE && mount(NULL, "/", NULL, p->root_propagation, NULL) < 0)
 		bail("set rootfsPropagation 0x%x of /", p->root_propagation);
 	if ((p->root_flags & ROOTFS_READONLY) && remount_bind("/", MS_RDONLY) < 0) bail("remount root read-only");
+	if (p->ndevices) reopen_dev_null();
 }
 
 static int open_dev_null(void)

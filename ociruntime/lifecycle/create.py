@@ -16,7 +16,7 @@ from ociruntime import OCI_VERSION, cgroups, fastjson as json, plan as planmod
 from ociruntime.errors import OciError, SpawnError
 from ociruntime.initbin import sealed_init
 from ociruntime.state import (Store, proc_start_time, validate_id, spec_state, FIFO, CREATING_FILE,
-                              DEFAULT_ROOT)
+                              DEFAULT_ROOT, running_in_userns)
 
 def rfc3339nano(ns):
     sec, frac = divmod(ns, 1_000_000_000)
@@ -230,7 +230,8 @@ def create(ctx, detach_checks=True):
             fds["console"] = base + 3
         fds["idmap_base"] = base + 3 + (console_sock is not None)
         p = planmod.build(config, bundle, fds, {"no_pivot": ctx.flag("no-pivot"),
-                                                "rootless_euid": os.geteuid() != 0},
+                                                "rootless_euid": os.geteuid() != 0,
+                                                "in_userns": running_in_userns()},
                           cgroups.with_own(cg_all, cg_paths))
         userns_fds = idmap_userns_fds(p.idmap_userns)
         if p.net_devices:

@@ -9,6 +9,10 @@ driving ociruntime, everything inside one private mount namespace (see clients_e
 * ``podman`` / ``ctr`` (function): the env plus a finalizer that removes what the test left
   (``podman rm -f``, ``ctr task rm -f`` + ``ctr container rm``) and then fails the test if a
   process, mount, cgroup or runtime state dir remains compared with the start of the test.
+* ``runtime_for_uid`` (session): ``f(uid, scratch)`` -> the runtime path an unprivileged uid is given
+  (the plugin's oci_runtime_for_others: the build itself, or a session copy that uid can reach).
+* ``rootless_podman`` (module, once with and once without sub-id ranges): an ordinary user's podman
+  in a private mount namespace (rootless_env.py), torn down with a check that nothing was left.
 """
 
 import os
@@ -19,6 +23,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from clients_env import ClientEnv, Snapshot, ensure_client_packages  # noqa: E402
+import rootless_env  # noqa: E402
 
 
 def pytest_configure(config):
@@ -92,3 +97,28 @@ def ctr(ctd_env):
     yield env
     problems = env.ctr_cleanup_all()
     _finish(env, snap, problems)
+
+
+@pytest.fixture(scope="session")
+def runtime_for_uid(oci_runtime_for_others):
+    # the plugin's session copy when the checkout is not reachable by other uids (ociruntime.testing.reach)
+    return lambda uid, scratch: oci_runtime_for_others
+
+
+@pytest.fixture(scope="module", params=["subids", "single"])
+def rootless_podman(request, runtime_for_uid):
+    if os.geteuid() != 0:
+        pytest.skip("client tests need root")
+    reason = ensure_client_packages() or rootless_env.ensure_rootless_packages()
+    if reason:
+        print(reason, file=sys.stderr)
+        pytest.skip(reason)
+    env = rootless_env.RootlessPodman(runtime_for_uid, subids=request.param == "subids")
+    try:
+        env.setup()
+    except BaseException:
+        env.teardown()
+        raise
+    yield env
+    problems = env.teardown()
+    assert not problems, "rootless podman teardown:\n" + "\n".join(problems)

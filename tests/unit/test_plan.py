@@ -1199,3 +1199,31 @@ def test_oversized_plan_rejected(tmp_path):
     r = subprocess.run([INIT, "--check-plan", str(path)], capture_output=True, timeout=60)
     assert_rejected(r.returncode, r.stdout.decode(), r.stderr.decode(), "65 MiB plan")
     assert "bad size" in r.stdout.decode()
+
+
+def _device_bind_flags(data):
+    """{path: bind flag} of the OP_DEVICE records of an encoded plan."""
+    n = struct.unpack_from("=I", data, 8)[0]
+    off, out = 12, {}
+    for _ in range(n):
+        op, ln = struct.unpack_from("=II", data, off)
+        if op == plan.OP_DEVICE:
+            sl = struct.unpack_from("=I", data, off + 8)[0]
+            path = data[off + 12:off + 12 + sl - 1].decode()
+            out[path] = struct.unpack_from("=6I", data, off + 12 + sl)[5]
+        off += 8 + ln
+    return out
+
+
+@pytest.mark.parametrize("in_userns,config_userns,bind", [(False, False, 0), (True, False, 1), (False, True, 1)])
+def test_devices_bound_when_the_runtime_or_the_config_is_in_a_user_namespace(bundle, in_userns, config_userns,
+                                                                            bind):
+    """runc: bind mounts instead of mknod when "running in a user namespace, or the config asks for one":
+    rootless podman runs the runtime in its own user namespace with a config that has none."""
+    s = spec()
+    s["linux"]["namespaces"] = [n for n in s["linux"]["namespaces"] if n["type"] != "user"]
+    if config_userns:
+        s["linux"]["namespaces"].append({"type": "user"})
+        s["linux"]["uidMappings"] = s["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 1000, "size": 1}]
+    flags = _device_bind_flags(build(s, bundle, {"in_userns": in_userns}).data)
+    assert set(flags) >= {"/dev/null", "/dev/zero", "/dev/tty"} and set(flags.values()) == {bind}, flags
