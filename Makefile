@@ -4,10 +4,10 @@ PY := /usr/bin/python3
 VENV := $(CURDIR)/.venv
 VPY := $(VENV)/bin/python
 APT_PKGS := busybox-static libseccomp-dev runc crun musl-tools python3-venv python3-dev gcc make jq strace
-PIP_PKGS := jsonschema pyroute2 cffi pytest pytest-timeout
+PIP_PKGS := jsonschema pyroute2 cffi pytest pytest-timeout protobuf
 DEMO := $(CURDIR)/demo
 
-.PHONY: deps build run test bench bench-quick clean
+.PHONY: deps build run test bench bench-quick clean criu
 
 deps: $(VENV)/.deps
 
@@ -32,10 +32,21 @@ run: build
 # client tests (podman, containerd), the cgroup v2 guest (user-mode-linux), the plan fuzzer (clang), netDevices (ip)
 TEST_APT_PKGS := podman conmon containerd user-mode-linux clang uidmap iproute2
 
-test: build
+# CRIU >= 4.1 for checkpoint/restore (Debian 12's 3.17 cannot start on kernels >= 6.13): built from the
+# upstream tarball in Debian's archive into a project-owned prefix outside the checkout, cached by version
+# (tools/get-criu.sh); the tests find it through $(CRIU_PREFIX)/current. Debian's broken criu package (a
+# Recommends of runc) is removed, never left on PATH.
+CRIU_PREFIX ?= /var/tmp/ociruntime-criu
+criu:
+	@if dpkg -s criu >/dev/null 2>&1 && ! /usr/sbin/criu check >/dev/null 2>&1; then \
+	  echo "removing Debian's criu $$(dpkg-query -W -f='$${Version}' criu): it cannot run on this kernel"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 remove -y -qq criu >/dev/null; fi
+	CRIU_PREFIX=$(CRIU_PREFIX) tools/get-criu.sh
+
+test: build criu
 	@missing=""; for p in $(TEST_APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
-	$(VPY) -m pytest -q
+	OCIRUNTIME_TEST_CRIU=$(CRIU_PREFIX)/current/criu $(VPY) -m pytest -q
 
 # Benchmark against runc/crun side by side (root; see bench/README.md). Not part of `make test`.
 BENCH_ARGS ?=
