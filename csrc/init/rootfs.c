@@ -417,6 +417,29 @@ void setup_rootfs(struct plan *p)
 	umask(022);
 }
 
+/* runc reOpenDevNull: stdio that is a null device opened outside (conmon and `podman run -d` give the
+ * host's /dev/null) becomes the container's own /dev/null, which we made, opened with the same access
+ * mode. Same device, but a file of a mount inside the container: CRIU cannot checkpoint a file of a mount
+ * it does not see. Best effort: where the container's /dev/null cannot be opened so (a symlink in the
+ * image, a read-only /dev), or is not the null device, stdio stays as it was (maskedPaths say why, if
+ * they need it). */
+static void reopen_dev_null(void)
+{
+	for (int i = 0; i < 3; i++) {
+		struct stat st, null;
+		if (fstat(i, &st) < 0 || !S_ISCHR(st.st_mode) || major(st.st_rdev) != 1 || minor(st.st_rdev) != 3)
+			continue;
+		int fl = fcntl(i, F_GETFL);
+		if (fl < 0) continue;
+		int fd = open_in_root(g_rootfd, "/dev/null", (fl & O_ACCMODE) | O_NOFOLLOW | O_CLOEXEC, 0);
+		if (fd < 0) continue;
+		if (fstat(fd, &null) == 0 && S_ISCHR(null.st_mode) && null.st_rdev == st.st_rdev &&
+		    (null.st_dev != st.st_dev || null.st_ino != st.st_ino) && dup3(fd, i, 0) < 0)
+			bail("reopen /dev/null as fd %d", i);
+		close(fd);
+	}
+}
+
 void finish_rootfs(struct plan *p)
 {
 	if (p->root_flags & ROOTFS_NO_MOUNTNS) {
@@ -449,6 +472,8 @@ void finish_rootfs(struct plan *p)
 	if ((p->root_propagation & ~(unsigned)MS_REC) != MS_SLAVE && mount(NULL, "/", NULL, p->root_propagation, NULL) < 0)
 		bail("set rootfsPropagation 0x%x of /", p->root_propagation);
 	if ((p->root_flags & ROOTFS_READONLY) && remount_bind("/", MS_RDONLY) < 0) bail("remount root read-only");
+	if (p->ndevices) /* the runtime made /dev (runc: setupDev) */
+		reopen_dev_null();
 }
 
 static int open_dev_null(void)

@@ -185,14 +185,44 @@ def test_missing_and_too_old_criu(env, rt):
     io.close()
 
 
-def test_failed_checkpoint_leaves_container_running(env, rt):
-    """A host file as stdin (here /dev/null of the host) cannot be dumped (CRIU: can't lookup mount):
-    the checkpoint fails with CRIU's reason in one line and the container runs on untouched."""
+def test_host_dev_null_stdin_is_checkpointable(env, rt):
+    """`podman run -d` gives the container the host's /dev/null as stdin: the init reopens it as the
+    container's own /dev/null (runc reOpenDevNull), so CRIU can dump it."""
     b = counter_bundle(env)
     cid = env.new_id()
     io = Stdio()
     with open("/dev/null", "rb") as devnull:
         p = subprocess.Popen(rt.argv("run", "-d", "--bundle", b.path, cid), stdin=devnull, stdout=io.out_w,
+                             stderr=io.err_w)
+        assert p.wait(30) == 0, io.err()
+    io.close_child_ends()
+    io.wait_count(3)
+    pid = rt.state(cid)["pid"]
+    with open("/proc/self/mountinfo") as f:
+        host_dev = [ln.split()[0] for ln in f if ln.split()[4] == "/dev"]
+    with open(f"/proc/{pid}/fdinfo/0") as f:
+        mnt = [ln.split()[1] for ln in f if ln.startswith("mnt_id:")]
+    assert mnt and mnt[0] not in host_dev, "fd 0 is still the host's /dev/null"
+    img = images(env)
+    rt.ok("checkpoint", "--image-path", img, cid)
+    io2, rc, err = restore_counter(rt, img, b.path, cid)
+    assert rc == 0, err
+    io2.wait_count(3)
+    io.close()
+    io2.close()
+
+
+def test_failed_checkpoint_leaves_container_running(env, rt):
+    """A host file as stdin cannot be dumped (CRIU: can't lookup mount): the checkpoint fails with CRIU's
+    reason in one line and the container runs on untouched."""
+    b = counter_bundle(env)
+    cid = env.new_id()
+    io = Stdio()
+    host_file = os.path.join(env.tmp, "stdin-file")
+    with open(host_file, "w") as f:
+        f.write("x\n")
+    with open(host_file, "rb") as stdin:
+        p = subprocess.Popen(rt.argv("run", "-d", "--bundle", b.path, cid), stdin=stdin, stdout=io.out_w,
                              stderr=io.err_w)
         assert p.wait(30) == 0, io.err()
     io.close_child_ends()
