@@ -7,7 +7,7 @@ APT_PKGS := busybox-static libseccomp-dev runc crun musl-tools python3-venv pyth
 PIP_PKGS := jsonschema pyroute2 cffi pytest pytest-timeout protobuf
 DEMO := $(CURDIR)/demo
 
-.PHONY: deps build run test bench bench-quick clean criu
+.PHONY: deps build run test bench bench-quick bench-criu clean criu
 
 deps: $(VENV)/.deps
 
@@ -50,9 +50,14 @@ test: build criu
 
 # Benchmark against runc/crun side by side (root; see bench/README.md). Not part of `make test`.
 BENCH_ARGS ?=
-bench: build
+bench: build criu
 	$(VPY) -m pip install -q 'matplotlib>=3.6'
 	$(VPY) bench/run.py $(BENCH_ARGS)
+	$(VPY) bench/criu.py --criu $(CRIU_PREFIX)/current/criu
+
+# checkpoint/restore wall time only (ociruntime vs runc, the same CRIU)
+bench-criu: build criu
+	$(VPY) bench/criu.py --criu $(CRIU_PREFIX)/current/criu
 
 bench-quick:
 	$(MAKE) bench BENCH_ARGS=--quick

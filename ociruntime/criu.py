@@ -197,19 +197,21 @@ def request(req_type, opts=None, **extra):
     return req
 
 
-def version(binary):
+def version(binary, swrk=None):
     """CRIU's version as major*10000 + minor*100 + sublevel, over RPC (VERSION request, CRIU >= 3.0).
-    A CRIU that cannot start on this kernel (Debian 12's 3.17 on >= 6.13) gets a clear error naming the
-    version needed, with what `criu --version` says."""
+    With swrk: asked on that service with keep_open, so the same process serves the real request next
+    (one CRIU start-up, not two). A CRIU that cannot start on this kernel (Debian 12's 3.17 on >= 6.13)
+    or is too old gets a clear error naming the version needed, with what `criu --version` says."""
     need = _min_version()
-    s = Swrk(binary, quiet=True)
+    s = swrk or Swrk(binary, quiet=True)
     try:
-        s.send(request(VERSION))
+        s.send(request(VERSION, keep_open=swrk is not None))
         resp, _ = s.recv()
     except OSError:
         resp = None
     finally:
-        s.close()
+        if swrk is None:
+            s.close()
     if resp is None or not resp.success or not resp.HasField("version"):
         said = _cli_version(binary)
         raise CriuError(f"criu {binary} ({said or 'unknown version'}) does not work on this kernel "
@@ -234,15 +236,18 @@ def _cli_version(binary):
     return ""
 
 
-def features(binary, **wanted):
-    """FEATURE_CHECK: {name: bool} for the features asked (mem_track, lazy_pages)."""
+def features(binary, swrk=None, **wanted):
+    """FEATURE_CHECK: {name: bool} for the features asked (mem_track, lazy_pages); on swrk with keep_open
+    when given."""
     M = messages()
-    s = Swrk(binary, quiet=True)
+    s = swrk or Swrk(binary, quiet=True)
     try:
-        s.send(request(FEATURE_CHECK, features=M["criu_features"](**{k: True for k in wanted})))
+        s.send(request(FEATURE_CHECK, features=M["criu_features"](**{k: True for k in wanted}),
+                       keep_open=swrk is not None))
         resp, _ = s.recv()
     finally:
-        s.close()
+        if swrk is None:
+            s.close()
     if resp is None:
         return {k: False for k in wanted}
     # CRIU answers with success false when a feature is missing, the features field saying which

@@ -96,9 +96,21 @@ def _open_dir(path, what):
         raise OciError(f"{what} {path}: {e.strerror}")
 
 
-def _criu_binary(ctx, pre_dump=False, lazy=False, parent=False):
+def _open_criu(ctx, pass_fds=(), quiet=True, pre_dump=False, lazy=False, parent=False):
+    """A `criu swrk` service whose version (and the features the flags need) passed: the checks are asked
+    on it with keep_open, the real request follows on the same process. Closed on any refusal."""
     binary = criu.find(ctx.g.get("criu") or "")
-    v = criu.version(binary)
+    swrk = criu.Swrk(binary, pass_fds, quiet=quiet)
+    try:
+        _check_criu(ctx, binary, swrk, pre_dump, lazy, parent)
+    except BaseException:
+        swrk.close()
+        raise
+    return swrk
+
+
+def _check_criu(ctx, binary, swrk, pre_dump, lazy, parent):
+    v = criu.version(binary, swrk)
     if ctx.flag("tcp-established") and v <= criu.INET_PASSSEC_NEEDED_UP_TO and criu.kernel_refuses_inet_passsec():
         raise OciError(f"--tcp-established: CRIU {criu._fmt(v)} cannot dump TCP sockets on this kernel "
                        f"({os.uname().release}: getsockopt SO_PASSSEC is refused on inet sockets since 6.18)")
@@ -108,7 +120,7 @@ def _criu_binary(ctx, pre_dump=False, lazy=False, parent=False):
     if lazy:
         wanted["lazy_pages"] = True
     if wanted:
-        have = criu.features(binary, **wanted)
+        have = criu.features(binary, swrk, **wanted)
         if not have.get("mem_track", True):
             what = "--pre-dump" if pre_dump else "--parent-path"
             raise OciError(f"{what} needs memory change tracking, which this kernel lacks (CRIU feature "
@@ -116,7 +128,6 @@ def _criu_binary(ctx, pre_dump=False, lazy=False, parent=False):
         if not have.get("lazy_pages", True):
             raise OciError("--lazy-pages needs userfaultfd, which this kernel or CRIU lacks (CRIU feature "
                            "lazy_pages)")
-    return binary
 
 
 def _bundle_config(bundle):
@@ -127,30 +138,48 @@ def _bundle_config(bundle):
         raise OciError(f"read the container's config.json in {bundle}: {getattr(e, 'strerror', None) or e}")
 
 
-def _external_ns(config, opts, restore=False):
-    """runc handleCheckpointingExternalNamespaces / handleRestoringNamespaces: a network or pid
-    namespace joined by path is external (CRIU key extRootNetNS / extRootPidNS). Returns the fds to pass
-    to CRIU at restore."""
-    fds = []
+_EXT_NS = {"network": ("net", "extRootNetNS"), "pid": ("pid", "extRootPidNS")}
+
+
+def _external_ns(config, opts):
+    """runc handleCheckpointingExternalNamespaces: a network or pid namespace joined by path is external
+    to the checkpoint (CRIU external "net[<inode>]:extRootNetNS")."""
     for ns in (config.get("linux") or {}).get("namespaces") or ():
-        key = {"network": ("net", "extRootNetNS"), "pid": ("pid", "extRootPidNS")}.get(ns.get("type"))
+        key = _EXT_NS.get(ns.get("type"))
         if not key or not ns.get("path"):
             continue
-        if not restore:
-            try:
-                ino = os.stat(ns["path"]).st_ino
-            except OSError as e:
-                raise OciError(f"{ns['type']} namespace {ns['path']}: {e.strerror}")
-            opts.external.append(f"{key[0]}[{ino}]:{key[1]}")
-            continue
         try:
-            fd = os.open(ns["path"], os.O_RDONLY)  # inheritable: CRIU gets it
+            ino = os.stat(ns["path"]).st_ino
         except OSError as e:
             raise OciError(f"{ns['type']} namespace {ns['path']}: {e.strerror}")
-        fds.append(fd)
-        inh = opts.inherit_fd.add()
-        inh.key, inh.fd = key[1], fd
-    return fds
+        opts.external.append(f"{key[0]}[{ino}]:{key[1]}")
+
+
+def _restore_ns_fds(config):
+    """runc handleRestoringNamespaces: [(CRIU key, fd)] of the namespaces joined by path, which CRIU
+    inherits (inherit_fd extRootNetNS / extRootPidNS) and puts the restored tree in."""
+    out = []
+    try:
+        for ns in (config.get("linux") or {}).get("namespaces") or ():
+            key = _EXT_NS.get(ns.get("type"))
+            if not key or not ns.get("path"):
+                continue
+            try:
+                out.append((key[1], os.open(ns["path"], os.O_RDONLY | os.O_CLOEXEC)))
+            except OSError as e:
+                raise OciError(f"{ns['type']} namespace {ns['path']}: {e.strerror}")
+    except BaseException:
+        _close_fds([fd for _, fd in out])
+        raise
+    return out
+
+
+def _close_fds(fds):
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 def _has_ns(config, typ, with_path=None):
@@ -262,25 +291,29 @@ def checkpoint(ctx):
         c.close()
         raise StateError(f"Container cannot be checkpointed in {status} state")
     pre_dump = bool(ctx.flag("pre-dump"))
+    pass_fds = []
+    swrk = None
     try:
         image, parent = _image_paths(ctx)
-        binary = _criu_binary(ctx, pre_dump=pre_dump, lazy=bool(ctx.flag("lazy-pages")), parent=bool(parent))
-        config = _bundle_config(st["bundle"])
-        config["_pid"] = st["pid"]
-        config["_bundle"] = st["bundle"]
-        M = criu.messages()
-        opts = M["criu_opts"]()
-        _common_opts(ctx, opts)
-        img_fd = _open_dir(image, "--image-path")
-        opts.images_dir_fd = img_fd
-        pass_fds = [img_fd]
+        ps = _page_server(ctx.flag("page-server") or "")
+        status_fd = _status_fd(ctx.flag("status-fd", -1))
+        pass_fds.append(_open_dir(image, "--image-path"))
         log_dir = image
         if ctx.flag("work-path"):
             work = os.path.abspath(ctx.flag("work-path"))
             os.makedirs(work, 0o700, exist_ok=True)
-            opts.work_dir_fd = _open_dir(work, "--work-path")
-            pass_fds.append(opts.work_dir_fd)
+            pass_fds.append(_open_dir(work, "--work-path"))
             log_dir = work
+        swrk = _open_criu(ctx, pass_fds, pre_dump=pre_dump, lazy=bool(ctx.flag("lazy-pages")),
+                          parent=bool(parent))
+        config = _bundle_config(st["bundle"])
+        config["_pid"] = st["pid"]
+        config["_bundle"] = st["bundle"]
+        opts = criu.messages()["criu_opts"]()
+        _common_opts(ctx, opts)
+        opts.images_dir_fd = pass_fds[0]
+        if len(pass_fds) > 1:
+            opts.work_dir_fd = pass_fds[1]
         opts.log_file = DUMP_LOG
         opts.root = st["rootfs"]
         opts.pid = st["pid"]
@@ -288,29 +321,12 @@ def checkpoint(ctx):
         paths = st.get("cgroup_paths") or {}
         fcg = paths.get("freezer") or (paths.get("") if len(paths) == 1 else None)
         if fcg:
-            opts.freeze_cgroup = fcg
-        ps = ctx.flag("page-server") or ""
+            opts.freeze_cgroup = fcg  # CRIU freezes through the cgroup instead of ptrace-stopping one by one
         if ps:
-            addr, _, port = ps.rpartition(":")
-            try:
-                port = int(port)
-            except ValueError:
-                raise OciError(f"--page-server {ps!r}: expected ADDRESS:PORT")
-            if not addr:
-                raise OciError(f"--page-server {ps!r}: expected ADDRESS:PORT")
-            opts.ps.address, opts.ps.port = addr.strip("[]"), port
+            opts.ps.address, opts.ps.port = ps
         if parent:
             opts.parent_img = parent
             opts.track_mem = True
-        status_fd = ctx.flag("status-fd", -1)
-        if status_fd is not None and status_fd >= 0:
-            import fcntl
-            try:
-                fl = fcntl.fcntl(status_fd, fcntl.F_GETFL)
-            except OSError as e:
-                raise OciError(f"invalid --status-fd argument {status_fd}: {e.strerror}")
-            if not fl & (os.O_WRONLY | os.O_RDWR):
-                raise OciError(f"invalid --status-fd argument {status_fd}: not writable")
         _external_ns(config, opts)
         if not pre_dump:
             _add_ext_mounts(opts, _ext_mounts(config, paths, restore=False))
@@ -318,18 +334,17 @@ def checkpoint(ctx):
         req = criu.request(criu.PRE_DUMP if pre_dump else criu.DUMP, opts)
 
         def on_notify(script, pid, fds):
-            if script == "status-ready" and status_fd is not None and status_fd >= 0:
+            if script == "status-ready" and status_fd >= 0:
+                # CRIU >= 3.15: the lazy-pages page server is ready; runc writes one NUL and closes
                 os.write(status_fd, b"\0")
                 os.close(status_fd)
 
-        swrk = criu.Swrk(binary, pass_fds, quiet=True)
-        try:
-            _run(swrk, req, on_notify, log_dir, DUMP_LOG, "checkpoint")
-        finally:
-            swrk.close()
-            for fd in pass_fds:
-                os.close(fd)
+        _run(swrk, req, on_notify, log_dir, DUMP_LOG, "checkpoint")
     finally:
+        if swrk is not None:
+            swrk.close()
+        for fd in pass_fds:
+            os.close(fd)
         c.close()
     if not (opts.leave_running or pre_dump):
         # the processes are gone (CRIU killed them after the dump): the container goes too, as runc
@@ -338,6 +353,34 @@ def checkpoint(ctx):
     elif status == "running" and cgroups.is_frozen(st):
         pass  # CRIU thaws what it froze; a paused container stays paused
     return 0
+
+
+def _page_server(value):
+    """--page-server ADDRESS:PORT (runc: the last colon splits, so [v6]:port works)."""
+    if not value:
+        return None
+    addr, _, port = value.rpartition(":")
+    try:
+        port = int(port)
+    except ValueError:
+        port = -1
+    if not addr or not 0 < port < 65536:
+        raise OciError(f"--page-server {value!r}: expected ADDRESS:PORT")
+    return addr.strip("[]"), port
+
+
+def _status_fd(fd):
+    """--status-fd: an open, writable descriptor (runc checks the same), or -1."""
+    if fd is None or fd < 0:
+        return -1
+    import fcntl
+    try:
+        fl = fcntl.fcntl(fd, fcntl.F_GETFL)
+    except OSError as e:
+        raise OciError(f"invalid --status-fd argument {fd}: {e.strerror}")
+    if not fl & (os.O_WRONLY | os.O_RDWR):
+        raise OciError(f"invalid --status-fd argument {fd}: not writable")
+    return fd
 
 
 def _write_descriptors(image, pid):
@@ -466,11 +509,30 @@ def restore(ctx):
         raise OciError("cannot allocate tty if runc will detach without setting console socket")
     if console and not proc.get("terminal"):
         raise OciError("cannot use console socket if runc will not detach or allocate tty")
-    binary = _criu_binary(ctx, lazy=bool(ctx.flag("lazy-pages")))
     rootless = cgroups.rootless_mode(ctx.g.get("rootless"))
-    store = Store(ctx.root)
-    cdir = store.claim(cid)
     r = _Restore()
+    log_dir = image
+    try:
+        r.fds.append(_open_dir(image, "--image-path"))
+        if ctx.flag("work-path"):
+            work = os.path.abspath(ctx.flag("work-path"))
+            os.makedirs(work, 0o700, exist_ok=True)
+            r.fds.append(_open_dir(work, "--work-path"))
+            log_dir = work
+        ext_ns = _restore_ns_fds(config)
+        r.fds += [fd for _, fd in ext_ns]
+        # our stdio stays CRIU's: it hands fds 0-2 to the restored process (inherit_fd)
+        swrk = _open_criu(ctx, r.fds, quiet=False, lazy=bool(ctx.flag("lazy-pages")))
+    except BaseException:
+        _close_fds(r.fds)
+        raise
+    store = Store(ctx.root)
+    try:
+        cdir = store.claim(cid)
+    except BaseException:
+        swrk.close()
+        _close_fds(r.fds)
+        raise
     linux = config.get("linux") or {}
     try:
         cg_paths = cgroups.container_paths(linux.get("cgroupsPath"), cid)
@@ -484,15 +546,12 @@ def restore(ctx):
         M = criu.messages()
         opts = M["criu_opts"]()
         _common_opts(ctx, opts)
-        r.fds.append(_open_dir(image, "--image-path"))
-        opts.images_dir_fd = r.fds[-1]
-        log_dir = image
+        opts.images_dir_fd = r.fds[0]
         if ctx.flag("work-path"):
-            work = os.path.abspath(ctx.flag("work-path"))
-            os.makedirs(work, 0o700, exist_ok=True)
-            r.fds.append(_open_dir(work, "--work-path"))
-            opts.work_dir_fd = r.fds[-1]
-            log_dir = work
+            opts.work_dir_fd = r.fds[1]
+        for key, fd in ext_ns:
+            inh = opts.inherit_fd.add()
+            inh.key, inh.fd = key, fd
         opts.log_file = RESTORE_LOG
         opts.evasive_devices = True
         opts.rst_sibling = True
@@ -507,7 +566,6 @@ def restore(ctx):
             opts.lsm_profile = ctx.flag("lsm-profile")
         if ctx.flag("lsm-mount-context"):
             opts.lsm_mount_context = ctx.flag("lsm-mount-context")
-        r.fds += _external_ns(config, opts, restore=True)
         _prepare_mountpoints(config, rootfs)
         _add_ext_mounts(opts, _ext_mounts(config, cg_paths, restore=True))
         _inherit_stdio(image, opts)
@@ -542,7 +600,6 @@ def restore(ctx):
             elif script == "post-restore" and pid:
                 r.pid = pid
 
-        swrk = criu.Swrk(binary, r.fds)
         try:
             # CRIU's own process goes into the container's cgroups first: the restored tree is born there
             cgroups.apply(dict(cg_paths), swrk.pid)
@@ -551,7 +608,7 @@ def restore(ctx):
                 cr.ctrl, cr.path = ctrl, path
             resp = _run(swrk, criu.request(criu.RESTORE, opts), on_notify, log_dir, RESTORE_LOG, "restore")
         finally:
-            swrk.close()
+            swrk.close()  # CRIU exits once the restore is answered (the restored tree is our child)
         r.pid = resp.restore.pid or r.pid
         info = proc_start_time(r.pid)
         if not info or info[1] in ("Z", "X"):
@@ -568,11 +625,8 @@ def restore(ctx):
         _rollback(r, cdir)
         raise
     finally:
-        for fd in r.fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        swrk.close()
+        _close_fds(r.fds)
         if r.mounted:
             _umount(r.mounted)
             r.mounted = None
