@@ -273,6 +273,28 @@ def kernel_refuses_inet_passsec():
         s.close()
 
 
+# CRIU's lazy-pages transfer reads pages through a pipe it enlarges to PIPE_MAX_SIZE pages
+# ((1 << PAGE_ALLOC_COSTLY_ORDER) * PAGE_SIZE / sizeof(struct pipe_buffer) = 819 pages, 3.2 MiB):
+# past fs.pipe-max-size that needs CAP_SYS_RESOURCE (pipe(7)); the kernel rounds to 1024 pages
+LAZY_PIPE_BYTES = 4 << 20
+CAP_SYS_RESOURCE = 24
+
+
+def lazy_pages_blocker():
+    """Why CRIU's lazy-pages transfer cannot work for this process, or ''."""
+    try:
+        with open("/proc/self/status") as f:
+            eff = next(int(ln.split()[1], 16) for ln in f if ln.startswith("CapEff:"))
+        with open("/proc/sys/fs/pipe-max-size") as f:
+            pmax = int(f.read())
+    except (OSError, StopIteration, ValueError):
+        return ""
+    if eff & (1 << CAP_SYS_RESOURCE) or pmax >= LAZY_PIPE_BYTES:
+        return ""
+    return (f"CRIU's page transfer needs pipes of {LAZY_PIPE_BYTES >> 20} MiB, above fs.pipe-max-size "
+            f"({pmax}), and this process lacks CAP_SYS_RESOURCE")
+
+
 # CRIU's log lines that are noise, not the reason (a CRIU without CAP_SYS_RESOURCE says it every time)
 _NOISE = ("rlimit: Can't setup RLIMIT_NOFILE",)
 

@@ -128,6 +128,10 @@ def _check_criu(ctx, binary, swrk, pre_dump, lazy, parent):
         if not have.get("lazy_pages", True):
             raise OciError("--lazy-pages needs userfaultfd, which this kernel or CRIU lacks (CRIU feature "
                            "lazy_pages)")
+    if lazy:
+        why = criu.lazy_pages_blocker()
+        if why:  # runc goes on and hangs at restore (the transfer fails half-way)
+            raise OciError(f"--lazy-pages: {why}")
 
 
 def _bundle_config(bundle):

@@ -528,3 +528,161 @@ def test_migration_by_page_server_in_another_netns(env, rt, criu_bin):
     rt_b.ok("delete", "--force", cid_b)
     io.close()
     io2.close()
+
+
+# --- lazy migration -------------------------------------------------------------------------------------
+
+def test_lazy_pages_refused_where_the_transfer_cannot_work(env, rt, criu_bin):
+    """--lazy-pages (+ --page-server, --status-fd): CRIU's lazy transfer needs 4 MiB pipes, i.e.
+    CAP_SYS_RESOURCE or fs.pipe-max-size >= 4 MiB; runc starts anyway and its restore hangs. Where the host
+    lacks both, checkpoint and restore refuse up front in one line and the container runs on; where it has
+    them, the lazy migration runs: a `criu lazy-pages` daemon fetches the pages from the dump's page
+    server while the restored counter goes on."""
+    from ociruntime import criu
+    b = counter_bundle(env)
+    cid = env.new_id()
+    io = start_counter(rt, b.path, cid)
+    img = images(env)
+    r, w = os.pipe()
+    port = 28000 + os.getpid() % 1000
+    why = criu.lazy_pages_blocker()
+    if why:
+        rc, err = rt("checkpoint", "--lazy-pages", "--page-server", f"127.0.0.1:{port}", "--status-fd", str(w),
+                     "--image-path", img, cid, pass_fds=(w,))
+        assert rc != 0 and len(err.strip().splitlines()) == 1, err
+        assert "--lazy-pages" in err and "CAP_SYS_RESOURCE" in err and "pipe-max-size" in err, err
+        assert rt.state(cid)["status"] == "running"
+        io.wait_count(5)
+        new = env.new_id()
+        snap = env.snapshot(new)
+        rc, err = rt("restore", "-d", "--lazy-pages", "--image-path", img, "--bundle", b.path, new)
+        assert rc != 0 and "--lazy-pages" in err and "CAP_SYS_RESOURCE" in err, err
+        snap.assert_clean()
+        os.close(r)
+        os.close(w)
+        io.close()
+        return
+    # the host can: lazy migration end to end
+    dump = subprocess.Popen(rt.argv("checkpoint", "--lazy-pages", "--page-server", f"127.0.0.1:{port}",
+                                    "--status-fd", str(w), "--image-path", img, cid),
+                            pass_fds=(w,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    env.helper_pids.append(dump.pid)
+    os.close(w)
+    assert os.read(r, 1) == b"\0", "no status-fd notification"
+    os.close(r)
+    lazy = subprocess.Popen([criu_bin, "lazy-pages", "--page-server", "--address", "127.0.0.1", "--port",
+                             str(port), "--images-dir", img], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env.helper_pids.append(lazy.pid)
+    time.sleep(0.5)
+    io2, rc, err = restore_counter(rt, img, b.path, cid, "--lazy-pages")
+    assert rc == 0, err
+    io2.wait_count(10)
+    assert dump.wait(60) == 0, dump.stderr.read()
+    io.close()
+    io2.close()
+
+
+# --- namespaces joined by path, cgroups, hooks ----------------------------------------------------------
+
+def test_network_namespace_joined_by_path(env, rt):
+    """A network namespace named by path is external to the checkpoint (runc: extRootNetNS): the restored
+    container is back in that same namespace, not a new one."""
+    import uuid
+    ns = Netns(uuid.uuid4().hex[:6])
+    try:
+        path = f"/run/netns/{ns.name}"
+
+        def mutate(spec):
+            spec["linux"]["namespaces"] = [n if n["type"] != "network" else {"type": "network", "path": path}
+                                           for n in spec["linux"]["namespaces"]]
+        b = counter_bundle(env, mutate=mutate)
+        cid = env.new_id()
+        io = start_counter(rt, b.path, cid)
+        want = f"net:[{os.stat(path).st_ino}]"
+        assert os.readlink(f"/proc/{rt.state(cid)['pid']}/ns/net") == want
+        img = images(env)
+        rt.ok("checkpoint", "--image-path", img, cid)
+        io2, rc, err = restore_counter(rt, img, b.path, cid)
+        assert rc == 0, err
+        io2.wait_count(3)
+        assert os.readlink(f"/proc/{rt.state(cid)['pid']}/ns/net") == want
+        # the veth end that lives there is still seen from inside
+        assert ns.ns_if in rt.exec_out(cid, "ip", "-o", "link")
+        rt.ok("delete", "--force", cid)
+        io.close()
+        io2.close()
+    finally:
+        ns.close()
+
+
+def test_cgroups_and_limits_restored(env, rt):
+    """The restored tree is in the container's own cgroups (every hierarchy, the state's paths) with the
+    config's limits; delete removes them."""
+    def mutate(spec):
+        spec["linux"]["resources"] = {"memory": {"limit": 64 << 20}, "pids": {"limit": 50}}
+    b = counter_bundle(env, mutate=mutate)
+    cid = env.new_id()
+    io = start_counter(rt, b.path, cid)
+    img = images(env)
+    rt.ok("checkpoint", "--image-path", img, cid)
+    io2, rc, err = restore_counter(rt, img, b.path, cid)
+    assert rc == 0, err
+    io2.wait_count(3)
+    st = rt.state(cid)
+    with open(f"/proc/{st['pid']}/cgroup") as f:
+        lines = [ln.strip().split(":", 2) for ln in f if ln.strip()]
+    for _, ctrl, path in lines:
+        assert path.endswith("/" + cid), (ctrl, path)
+    from ociruntime import cgroups
+    paths = cgroups.container_paths(None, cid)
+    mem = paths.get("memory")
+    if mem:
+        with open(os.path.join(mem, "memory.limit_in_bytes")) as f:
+            assert int(f.read()) == 64 << 20
+    else:
+        with open(os.path.join(paths[""], "memory.max")) as f:
+            assert int(f.read()) == 64 << 20
+    pids = paths.get("pids") or paths.get("")
+    with open(os.path.join(pids, "pids.max")) as f:
+        assert f.read().strip() == "50"
+    rt.ok("delete", "--force", cid)
+    assert not [p for p in paths.values() if os.path.exists(p)]
+    io.close()
+    io2.close()
+
+
+def test_restore_runs_hooks(env, rt):
+    """prestart and createRuntime run at CRIU's setup-namespaces (the restored pid in their state),
+    poststart once it runs, poststop at delete (runc's points)."""
+    log = os.path.join(env.tmp, "hooks.log")
+
+    def hook(name):
+        return {"path": "/bin/sh", "args": ["sh", "-c", f"echo {name} $(cat) >> {log}"]}
+
+    def mutate(spec):
+        spec["hooks"] = {k: [hook(k)] for k in ("prestart", "createRuntime", "poststart", "poststop")}
+    b = counter_bundle(env, mutate=mutate)
+    cid = env.new_id()
+    io = start_counter(rt, b.path, cid)
+    img = images(env)
+    rt.ok("checkpoint", "--image-path", img, cid)
+    os.unlink(log)
+    io2, rc, err = restore_counter(rt, img, b.path, cid)
+    assert rc == 0, err
+    io2.wait_count(3)
+    with open(log) as f:
+        lines = f.read().splitlines()
+    names = [ln.split()[0] for ln in lines]
+    assert names == ["prestart", "createRuntime", "poststart"], lines
+    import json as _json
+    pid = rt.state(cid)["pid"]
+    for ln in lines:
+        s = _json.loads(ln.split(" ", 1)[1])
+        assert s["id"] == cid and s["pid"] == pid, ln
+    rt.ok("delete", "--force", cid)
+    with open(log) as f:
+        assert f.read().splitlines()[-1].startswith("poststop")
+    io.close()
+    io2.close()
