@@ -513,6 +513,7 @@ def restore(ctx):
         raise OciError("cannot allocate tty if runc will detach without setting console socket")
     if console and not proc.get("terminal"):
         raise OciError("cannot use console socket if runc will not detach or allocate tty")
+    _check_lsm_flags(ctx)
     rootless = cgroups.rootless_mode(ctx.g.get("rootless"))
     r = _Restore()
     log_dir = image
@@ -644,6 +645,25 @@ def restore(ctx):
         from ociruntime import hooks as hookmod
         hookmod.run(hooks, "poststart", json.dumps(spec_state(st, "running")).encode(), cwd=bundle)
     return st
+
+
+def _check_lsm_flags(ctx):
+    """--lsm-profile TYPE:NAME (apparmor or selinux, as runc passes it to CRIU) and --lsm-mount-context
+    (an SELinux context): refused up front, naming what is missing, where the host has no such LSM (CRIU
+    would fail half-way through the restore)."""
+    from ociruntime import lsm
+    prof = ctx.flag("lsm-profile") or ""
+    if prof:
+        kind, sep, name = prof.partition(":")
+        if not sep or not name or kind not in ("apparmor", "selinux"):
+            raise OciError(f"--lsm-profile {prof!r}: expected apparmor:PROFILE or selinux:LABEL")
+        if kind == "apparmor" and not lsm.apparmor_enabled():
+            raise OciError(f"--lsm-profile {prof!r}: AppArmor is not enabled on this host")
+        if kind == "selinux" and not lsm.selinux_enabled():
+            raise OciError(f"--lsm-profile {prof!r}: SELinux is not enabled on this host")
+    ctxt = ctx.flag("lsm-mount-context") or ""
+    if ctxt and not lsm.selinux_enabled():
+        raise OciError(f"--lsm-mount-context {ctxt!r}: SELinux is not enabled on this host")
 
 
 def _new_ns(config):

@@ -98,18 +98,19 @@ def test_foreground_restore_waits_and_returns_exit_code(env, rt):
 
 def test_pid_file_work_path_and_options(env, rt):
     """--pid-file, --work-path (logs there), --auto-dedup, --manage-cgroups-mode, --no-subreaper,
-    --no-pivot, --file-locks, --shell-job, --ext-unix-sk, --empty-ns network all accepted end to end."""
+    --no-pivot, --file-locks, --shell-job, --ext-unix-sk, --empty-ns network all accepted end to end
+    (tests/unit/test_checkpoint_opts.py checks each lands in its CRIU field)."""
     b = counter_bundle(env)
     cid = env.new_id()
     io = start_counter(rt, b.path, cid)
     img, work = images(env), images(env, "work")
     rt.ok("checkpoint", "--image-path", img, "--work-path", work, "--auto-dedup", "--manage-cgroups-mode",
-          "soft", "--file-locks", "--ext-unix-sk", "--empty-ns", "network", cid)
+          "soft", "--file-locks", "--ext-unix-sk", "--empty-ns", "network", "--shell-job", cid)
     assert os.path.exists(os.path.join(work, "dump.log")) and not os.path.exists(os.path.join(img, "dump.log"))
     pidf = os.path.join(env.tmp, "pid")
     io2, rc, err = restore_counter(rt, img, b.path, cid, "--work-path", work, "--pid-file", pidf,
                                    "--manage-cgroups-mode", "full", "--no-subreaper", "--no-pivot",
-                                   "--file-locks", "--ext-unix-sk", "--auto-dedup")
+                                   "--file-locks", "--ext-unix-sk", "--auto-dedup", "--empty-ns", "network")
     assert rc == 0, err
     io2.wait_count(3)
     assert os.path.exists(os.path.join(work, "restore.log"))
@@ -686,3 +687,35 @@ def test_restore_runs_hooks(env, rt):
         assert f.read().splitlines()[-1].startswith("poststop")
     io.close()
     io2.close()
+
+
+def test_lsm_flags(env, rt):
+    """--lsm-profile / --lsm-mount-context: passed to CRIU where the LSM is enabled; refused up front in one
+    line (nothing left behind) where it is not, and a malformed profile always."""
+    from ociruntime import lsm
+    b = counter_bundle(env)
+    cid = env.new_id()
+    io = start_counter(rt, b.path, cid)
+    img = images(env)
+    rt.ok("checkpoint", "--image-path", img, cid)
+    cases = [(("--lsm-profile", "bogus"), "expected apparmor:PROFILE or selinux:LABEL")]
+    if not lsm.apparmor_enabled():
+        cases.append((("--lsm-profile", "apparmor:unconfined"), "AppArmor is not enabled on this host"))
+    if not lsm.selinux_enabled():
+        cases.append((("--lsm-profile", "selinux:system_u:system_r:container_t:s0"),
+                      "SELinux is not enabled on this host"))
+        cases.append((("--lsm-mount-context", "system_u:object_r:container_file_t:s0"),
+                      "SELinux is not enabled on this host"))
+    for args, want in cases:
+        new = env.new_id()
+        snap = env.snapshot(new)
+        io2, rc, err = restore_counter(rt, img, b.path, new, *args)
+        assert rc != 0 and want in err and len(err.strip().splitlines()) == 1, (args, err)
+        snap.assert_clean()
+        io2.close()
+    if lsm.apparmor_enabled():
+        io2, rc, err = restore_counter(rt, img, b.path, cid, "--lsm-profile", "apparmor:unconfined")
+        assert rc == 0, err
+        io2.wait_count(3)
+        io2.close()
+    io.close()
