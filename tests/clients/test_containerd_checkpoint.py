@@ -57,8 +57,8 @@ def test_ctr_checkpoint_and_live_restore(ctr, criu_bin):
         out = ctr.ctr("tasks", "exec", "--exec-id", new_id("x"), cid, "cat", "/dev/shm/n").out
         m = re.search(r"n=(\d+)", out)
         return int(m.group(1)) if m else -1
-    # the restored counter goes on from the checkpoint (/dev/shm is a tmpfs CRIU dumps and restores; only the restored
-    # process can have written a number that high), not from 0
+    # the restored counter goes on from the checkpoint, not from 0 (/dev/shm, a tmpfs CRIU dumps and
+    # restores, holds what the counter last wrote)
     assert wait_for(lambda: n_now() >= 0, timeout=20, what="the restored count")
     first = n_now()
     assert first >= at_ckpt - 5, (at_ckpt, first)  # a restart from 0 would be far below
