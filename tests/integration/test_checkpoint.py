@@ -719,3 +719,30 @@ def test_lsm_flags(env, rt):
         io2.wait_count(3)
         io2.close()
     io.close()
+
+
+def test_checkpoint_status_rules(env, rt):
+    """As runc: a created (not started) container cannot be checkpointed; a paused one can, and with
+    --leave-running it stays paused."""
+    b = counter_bundle(env)
+    cid = env.new_id()
+    rc, err = rt("create", "--bundle", b.path, cid, stdio=None)
+    assert rc == 0, err
+    rc, err = rt("checkpoint", "--image-path", images(env, "created"), cid)
+    assert rc != 0 and "Container cannot be checkpointed in created state" in err, err
+    assert rt.state(cid)["status"] == "created"
+    rt.ok("delete", "--force", cid)
+    cid = env.new_id()
+    io = start_counter(rt, b.path, cid)
+    rt.ok("pause", cid)
+    img = images(env)
+    rt.ok("checkpoint", "--leave-running", "--image-path", img, cid)
+    assert rt.state(cid)["status"] == "paused"
+    rt.ok("resume", cid)
+    io.wait_count(3)
+    rt.ok("delete", "--force", cid)
+    io2, rc, err = restore_counter(rt, img, b.path, cid)
+    assert rc == 0, err
+    io2.wait_count(3)
+    io.close()
+    io2.close()
