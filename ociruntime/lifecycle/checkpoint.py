@@ -493,6 +493,7 @@ class _Restore:
         self.criu_root = None
         self.pid = 0
         self.fds = []
+        self.master = -1  # a foreground restore's pty master (relayed by cmd_restore)
 
 
 def restore(ctx):
@@ -509,9 +510,12 @@ def restore(ctx):
     config = _load_config(bundle)
     proc = config.get("process") or {}
     console = ctx.flag("console-socket")
-    if proc.get("terminal") and not console:
+    detach = ctx.flag("detach")
+    if proc.get("terminal") and not console and detach:
         raise OciError("cannot allocate tty if runc will detach without setting console socket")
     if console and not proc.get("terminal"):
+        raise OciError("cannot use console socket if runc will not detach or allocate tty")
+    if console and not detach:
         raise OciError("cannot use console socket if runc will not detach or allocate tty")
     _check_lsm_flags(ctx)
     rootless = cgroups.rootless_mode(ctx.g.get("rootless"))
@@ -601,7 +605,10 @@ def restore(ctx):
                     hookmod.run(hooks, "prestart", json.dumps(spec_state(s, "created")).encode(), cwd=bundle)
                     hookmod.run(hooks, "createRuntime", json.dumps(spec_state(s, "creating")).encode(), cwd=bundle)
             elif script == "orphan-pts-master" and fds:
-                _send_master(console, fds[0])
+                if console:
+                    _send_master(console, fds[0])
+                else:  # foreground: we relay the terminal ourselves, as `run` does
+                    r.master = os.dup(fds[0])
             elif script == "post-restore" and pid:
                 r.pid = pid
 
@@ -641,6 +648,7 @@ def restore(ctx):
             except OSError:
                 pass
     cdir.close()
+    st["_master"] = r.master
     if hooks.get("poststart"):
         from ociruntime import hooks as hookmod
         hookmod.run(hooks, "poststart", json.dumps(spec_state(st, "running")).encode(), cwd=bundle)
@@ -711,6 +719,9 @@ def _send_master(console, master_fd):
 
 def _rollback(r, cdir):
     import signal
+    if r.master >= 0:
+        os.close(r.master)
+        r.master = -1
     if r.pid:
         try:
             os.kill(r.pid, signal.SIGKILL)
@@ -762,6 +773,12 @@ def cmd_restore(ctx):
     if not ctx.flag("no-subreaper"):
         from ociruntime._shim import lib
         lib.oci_set_child_subreaper()
+    master = st.pop("_master", -1)
+    if master >= 0:
+        from ociruntime import console as conmod
+        code = conmod.relay(master, pid)
+        control.delete(ctx.root, st["id"], force=True)
+        return code
     forward_signals(pid)
     code = 255
     while True:

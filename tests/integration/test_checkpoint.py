@@ -746,3 +746,42 @@ def test_checkpoint_status_rules(env, rt):
     io2.wait_count(3)
     io.close()
     io2.close()
+
+
+def test_foreground_terminal_restore_relays_the_tty(env, rt):
+    """restore of a terminal container without -d and without --console-socket: the runtime relays the
+    pty itself (as `run` does); the count goes on on our terminal; the exit code is passed on."""
+    import pty
+    import signal as _signal
+
+    def tty(spec):
+        spec["process"]["terminal"] = True
+    b = counter_bundle(env, mutate=tty)
+    cid = env.new_id()
+    cs = ConsoleSocket(os.path.join(env.tmp, "console.sock"))
+    try:
+        rt.ok("run", "-d", "--console-socket", cs.path, "--bundle", b.path, cid)
+        m = cs.take()
+        last = _read_tty_ints(m)[-1]
+        img = images(env)
+        rt.ok("checkpoint", "--image-path", img, cid)
+        os.close(m)
+    finally:
+        cs.close()
+    master, slave = pty.openpty()
+    p = subprocess.Popen(rt.argv("restore", "--image-path", img, "--bundle", b.path, cid), stdin=slave,
+                         stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    os.set_blocking(master, False)
+    try:
+        vals = _read_tty_ints(master, want=8)
+        assert vals and vals[-1] > last, (last, vals)
+        assert wait_for(lambda: (rt.state(cid) or {}).get("status") == "running", timeout=10)
+        rt.ok("kill", cid, "KILL")
+        assert p.wait(30) == 128 + _signal.SIGKILL
+        assert rt.state(cid) is None
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(master)
