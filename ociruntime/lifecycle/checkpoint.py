@@ -402,7 +402,15 @@ def _write_descriptors(image, pid):
         os.close(fd)
 
 
+def _need_root(what):
+    if os.geteuid() != 0:
+        # CRIU dumps and restores other processes' memory, namespaces and mounts: root only, as in runc
+        # (CRIU's --unprivileged mode cannot restore the namespaces and cgroups a container has)
+        raise OciError(f"{what}: needs root (CRIU cannot {what} a rootless container)")
+
+
 def cmd_checkpoint(ctx):
+    _need_root("checkpoint")
     try:
         return checkpoint(ctx)
     except OciError as e:
@@ -756,6 +764,7 @@ def _rollback(r, cdir):
 
 
 def cmd_restore(ctx):
+    _need_root("restore")
     detach = ctx.flag("detach")
     try:
         st = restore(ctx)
