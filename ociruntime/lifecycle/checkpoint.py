@@ -402,6 +402,11 @@ def _write_descriptors(image, pid):
         os.close(fd)
 
 
+import re as _re
+_PID_TAKEN = _re.compile(r"Can't fork for \d+: File exists")
+PID_WAIT = 10.0  # seconds a restore waits for the dumped pids to be free
+
+
 def _need_root(what):
     if os.geteuid() != 0:
         # CRIU dumps and restores other processes' memory, namespaces and mounts: root only, as in runc
@@ -766,12 +771,25 @@ def _rollback(r, cdir):
 def cmd_restore(ctx):
     _need_root("restore")
     detach = ctx.flag("detach")
-    try:
-        st = restore(ctx)
-    except OciError as e:
-        if not str(e).startswith("restore"):
-            e.args = (f"restore: {e}",)
-        raise
+    deadline = None
+    while True:
+        try:
+            st = restore(ctx)
+            break
+        except OciError as e:
+            if not str(e).startswith("restore"):
+                e.args = (f"restore: {e}",)
+            # the checkpointed processes' pids are still taken in a pid namespace the restore shares
+            # (joined by path, or the host's) until their zombies are reaped by a parent we do not
+            # control (PID 1 may take seconds): CRIU fails "Can't fork for N: File exists". A failed
+            # restore left nothing behind, so it is tried again for a while; runc fails here.
+            if not _PID_TAKEN.search(str(e)):
+                raise
+            import time as _time
+            deadline = deadline or _time.monotonic() + PID_WAIT
+            if _time.monotonic() > deadline:
+                raise
+            _time.sleep(0.2)
     if detach:
         return 0
     # foreground: as `run`, wait for the restored init (our child: CRIU restored it as its sibling),

@@ -797,3 +797,52 @@ def test_rootless_is_refused_in_one_line(env, rt):
         p = subprocess.run([RUNTIME, "--root", root, *args], capture_output=True, text=True, preexec_fn=drop,
                            timeout=30)
         assert p.returncode != 0 and "needs root" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p
+
+
+def _reap_dead_children():
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def test_pid_namespace_joined_by_path(env, rt):
+    """A container in another container's pid namespace (joined by path): checkpointed and restored back
+    into that namespace right away. The dumped pids stay taken there until their zombies are reaped by a
+    parent the runtime does not control, so CRIU first fails 'Can't fork for N: File exists'; the restore
+    waits for them (runc 1.1.5 fails: 'criu failed: type NOTIFY errno 17')."""
+    b = counter_bundle(env)
+    holder = env.new_id()
+    io_h = start_counter(rt, b.path, holder)
+    path = f"/proc/{rt.state(holder)['pid']}/ns/pid"
+
+    def mutate(spec):
+        spec["linux"]["namespaces"] = [n if n["type"] != "pid" else {"type": "pid", "path": path}
+                                       for n in spec["linux"]["namespaces"]]
+    b2 = counter_bundle(env, mutate=mutate)
+    cid = env.new_id()
+    io = start_counter(rt, b2.path, cid)
+    want = os.readlink(path)
+    img = images(env)
+    rt.ok("checkpoint", "--image-path", img, cid)
+    last = io.read_ints()[-1]
+    # this test is the dumped processes' subreaper (as conmon or the containerd shim would be): it reaps
+    # them, a little later, while the restore waits
+    import threading
+    threading.Timer(1.0, _reap_dead_children).start()
+    io2, rc, err = restore_counter(rt, img, b2.path, cid)
+    assert rc == 0, err
+    io2.wait_count(3)
+    assert io2.values[0] <= last + 2
+    assert os.readlink(f"/proc/{rt.state(cid)['pid']}/ns/pid") == want
+    rt.ok("delete", "--force", cid)
+    # the holder's pid 1 can only finish exiting once every task of its namespace is reaped, the restored
+    # one included (its zombie is ours: we are the subreaper)
+    _reap_dead_children()
+    rt.ok("delete", "--force", holder)
+    io_h.close()
+    io.close()
+    io2.close()
