@@ -14,7 +14,10 @@ Where runc is known to fail, we do better:
   lo is set up at CRIU's setup-namespaces notification, before sockets are restored, through a netlink
   socket the sealed init opened in that namespace (no Python enters it);
 - --pre-dump / --parent-path need memory tracking (soft-dirty): refused up front, naming it, when CRIU's
-  feature check says the kernel lacks it (CRIU itself may abort instead); --lazy-pages likewise;
+  feature check says the kernel lacks it (CRIU itself may abort instead); likewise --lazy-pages without
+  userfaultfd or without the 4 MiB pipes its transfer needs, --tcp-established where this CRIU cannot dump
+  TCP sockets on this kernel, --lsm-profile/--lsm-mount-context naming an LSM the host lacks;
+- a restore into a pid namespace it shares waits for the dumped pids to be free (runc fails);
 - a missing or too old CRIU is a one-line error naming the version needed;
 - a failed checkpoint leaves the container as it was (CRIU resumes it; the state is not touched);
 - a failed restore leaves nothing: no state dir, cgroup, mount or process.
@@ -510,7 +513,7 @@ class _Restore:
 
 
 def restore(ctx):
-    from ociruntime.lifecycle.create import _load_config, connect_console, write_pid_file, rfc3339nano
+    from ociruntime.lifecycle.create import _load_config, write_pid_file, rfc3339nano
     cid = validate_id(ctx.args[0])
     pid_file = ctx.flag("pid-file")
     if pid_file:

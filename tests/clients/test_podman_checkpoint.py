@@ -8,7 +8,6 @@ checkpoint tests: no CRIU is a failure, not a skip.
 import os
 import re
 import sys
-import time
 
 import pytest
 

@@ -3,7 +3,6 @@
 Every container here has pipes as stdio (criu_util.Stdio), runs a counter, a unique id and a temporary
 --root (the env fixture deletes it, its cgroups and processes even on failure).
 """
-import json
 import os
 import shutil
 import subprocess
@@ -11,7 +10,7 @@ import time
 
 import pytest
 
-from _util import env, rootfs_template, _subreaper, wait_for, pid_alive, RUNTIME, read_mountinfo  # noqa: F401
+from _util import env, rootfs_template, _subreaper, wait_for, RUNTIME, read_mountinfo  # noqa: F401
 from criu_util import (COUNTER, Runner, Stdio, criu_bin, restore_counter, run_cli,  # noqa: F401
                        start_counter)
 

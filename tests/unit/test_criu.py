@@ -1,6 +1,5 @@
 """ociruntime.criu: the RPC messages built at run time from CRIU's documented field numbers encode to
 the bytes CRIU's protobuf-c expects; version errors name the version needed."""
-import os
 
 import pytest
 
