@@ -346,7 +346,13 @@ def checkpoint(ctx):
                 os.write(status_fd, b"\0")
                 os.close(status_fd)
 
-        _run(swrk, req, on_notify, log_dir, DUMP_LOG, "checkpoint")
+        try:
+            _run(swrk, req, on_notify, log_dir, DUMP_LOG, "checkpoint")
+        except OciError as e:
+            from ociruntime.state import init_alive
+            if not init_alive(st):  # CRIU's own message for a root task gone mid-dump is a BUG line
+                raise OciError(f"checkpoint: the container exited during the checkpoint ({e})")
+            raise
     finally:
         if swrk is not None:
             swrk.close()
