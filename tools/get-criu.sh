@@ -52,6 +52,5 @@ make -C "$WORK/src" -j"$(nproc)" criu >"$WORK/build.log" 2>&1 || { tail -30 "$WO
 mkdir -p "$PREFIX/$V.new" && install -m 0755 "$WORK/src/criu/criu" "$PREFIX/$V.new/criu"
 works "$PREFIX/$V.new/criu" || { "$PREFIX/$V.new/criu" check >&2 || true; echo "get-criu: the built criu $V does not pass 'criu check'" >&2; exit 1; }
 rm -rf "$PREFIX/$V" && mv "$PREFIX/$V.new" "$PREFIX/$V" && ln -sfn "$V" "$PREFIX/current"
-cp "$WORK/src/images/rpc.proto" "$PREFIX/$V/rpc.proto" 2>/dev/null || true
 rm -rf "$WORK"
 "$PREFIX/current/criu" --version | head -1
