@@ -29,7 +29,9 @@ def normalize(text, cid):
     # the exec'd view script's own pid and fds are volatile; the init's are not
     out = []
     for ln in text.splitlines():
-        if re.match(r"^\d+ (sh|cat|awk|grep|sort|basename|readlink|hostname|id)$", ln) and not ln.startswith("1 "):
+        # (runc's exec helper shows up as "exe" or "runc:[..." while it joins the container)
+        if re.match(r"^\d+ (sh|cat|awk|grep|sort|basename|readlink|hostname|id|exe|runc:\S*|ociruntime\S*)$",
+                    ln) and not ln.startswith("1 "):
             continue
         out.append(ln)
     return "\n".join(out)
