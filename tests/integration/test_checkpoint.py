@@ -457,39 +457,52 @@ def test_migration_by_directory_copy(env, rt, criu_bin):
 
 
 class Netns:
-    """A network namespace made by the test (ip netns), a veth pair into it, addresses in 10.213.x.0/30.
-    Removed at the end (the veth goes with the namespace)."""
+    """Two network namespaces made by the test ("host A" and "host B", ip netns), a veth pair made directly
+    between them, addresses 10.213.n.1/30 (A) and .2/30 (B), lo up in both. The host's own network is never
+    touched; both go (with the veth) at close()."""
 
     def __init__(self, tag):
         import random
-        self.name = f"ocit-{tag}"
+        self.a, self.b = f"ocit-{tag}-a", f"ocit-{tag}-b"
         n = random.randrange(1, 250)
-        self.host_ip, self.ns_ip = f"10.213.{n}.1", f"10.213.{n}.2"
-        self.host_if, self.ns_if = f"oc{tag[:6]}a", f"oc{tag[:6]}b"
-        self._ip("netns", "add", self.name)
+        self.a_ip, self.b_ip = f"10.213.{n}.1", f"10.213.{n}.2"
+        self.a_if, self.b_if = f"oc{tag[:6]}a", f"oc{tag[:6]}b"
+        self.made = []
         try:
-            self._ip("link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if, "netns", self.name)
-            self._ip("addr", "add", f"{self.host_ip}/30", "dev", self.host_if)
-            self._ip("link", "set", self.host_if, "up")
-            self._ip("-n", self.name, "addr", "add", f"{self.ns_ip}/30", "dev", self.ns_if)
-            self._ip("-n", self.name, "link", "set", self.ns_if, "up")
-            self._ip("-n", self.name, "link", "set", "lo", "up")
+            for ns in (self.a, self.b):
+                self._ip("netns", "add", ns)
+                self.made.append(ns)
+            self._ip("link", "add", self.a_if, "netns", self.a, "type", "veth", "peer", "name", self.b_if,
+                     "netns", self.b)
+            for ns, ifn, ip in ((self.a, self.a_if, self.a_ip), (self.b, self.b_if, self.b_ip)):
+                self._ip("-n", ns, "addr", "add", f"{ip}/30", "dev", ifn)
+                self._ip("-n", ns, "link", "set", ifn, "up")
+                self._ip("-n", ns, "link", "set", "lo", "up")
         except BaseException:
             self.close()
             raise
+
+    def path(self, ns):
+        return f"/run/netns/{ns}"
+
+    def enter(self, ns, argv):
+        """argv run in network namespace ns only (nsenter: no other namespace, no remounted /sys)."""
+        return ["nsenter", f"--net={self.path(ns)}", "--", *argv]
 
     @staticmethod
     def _ip(*args):
         subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
 
     def close(self):
-        subprocess.run(["ip", "link", "del", self.host_if], capture_output=True, timeout=30)
-        subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=30)
+        for ns in self.made:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+        self.made = []
 
 
 def test_migration_by_page_server_in_another_netns(env, rt, criu_bin):
-    """The memory pages go over a veth pair to a CRIU page server listening in another network namespace
-    (host B); the rest of the images are copied; restore on root B."""
+    """Host A and host B are two network namespaces the test made, joined by a veth pair: the checkpoint runs
+    in A and sends the memory pages over the veth to a CRIU page server listening in B; the rest of the
+    images are copied; restore on root B with a copied bundle and another id."""
     import uuid
     b = counter_bundle(env)
     cid = env.new_id()
@@ -499,13 +512,16 @@ def test_migration_by_page_server_in_another_netns(env, rt, criu_bin):
     try:
         img_b = images(env, "host-b-img")
         port = 27000 + os.getpid() % 1000
-        ps = subprocess.Popen(["ip", "netns", "exec", ns.name, criu_bin, "page-server", "--images-dir", img_b,
-                               "--address", ns.ns_ip, "--port", str(port)],
+        ps = subprocess.Popen(ns.enter(ns.b, [criu_bin, "page-server", "--images-dir", img_b, "--address", ns.b_ip,
+                                              "--port", str(port)]),
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         env.helper_pids.append(ps.pid)
         time.sleep(0.5)
         img_a = images(env, "host-a-img")
-        rt.ok("checkpoint", "--page-server", f"{ns.ns_ip}:{port}", "--image-path", img_a, cid)
+        # the checkpoint runs on "host A" (its network namespace), the pages go over the veth to B
+        rc, err = run_cli(ns.enter(ns.a, rt.argv("checkpoint", "--page-server", f"{ns.b_ip}:{port}",
+                                                  "--image-path", img_a, cid)))
+        assert rc == 0, err
         ps.wait(timeout=30)  # a page server serves one dump, then exits
         last = io.read_ints()[-1]
         assert not [n for n in os.listdir(img_a) if n.startswith("pages-")]
@@ -594,7 +610,7 @@ def test_network_namespace_joined_by_path(env, rt):
     import uuid
     ns = Netns(uuid.uuid4().hex[:6])
     try:
-        path = f"/run/netns/{ns.name}"
+        path = ns.path(ns.b)
 
         def mutate(spec):
             spec["linux"]["namespaces"] = [n if n["type"] != "network" else {"type": "network", "path": path}
@@ -611,7 +627,7 @@ def test_network_namespace_joined_by_path(env, rt):
         io2.wait_count(3)
         assert os.readlink(f"/proc/{rt.state(cid)['pid']}/ns/net") == want
         # the veth end that lives there is still seen from inside
-        assert ns.ns_if in rt.exec_out(cid, "ip", "-o", "link")
+        assert ns.b_if in rt.exec_out(cid, "ip", "-o", "link")
         rt.ok("delete", "--force", cid)
         io.close()
         io2.close()
