@@ -73,6 +73,22 @@ COMMANDS = {
                "events [command options] <container-id>",
                "display container events such as OOM notifications, cpu, memory, and IO usage statistics"),
 }
+_CRIU_FLAGS = {
+    "image-path": (S, ""), "work-path": (S, ""), "tcp-established": (B, False), "ext-unix-sk": (B, False),
+    "shell-job": (B, False), "file-locks": (B, False), "manage-cgroups-mode": (S, ""), "empty-ns": (L, None),
+    "auto-dedup": (B, False), "lazy-pages": (B, False),
+}
+COMMANDS["checkpoint"] = (
+    "lifecycle.checkpoint", "cmd_checkpoint",
+    {**_CRIU_FLAGS, "parent-path": (S, ""), "leave-running": (B, False), "page-server": (S, ""),
+     "status-fd": (I, -1), "pre-dump": (B, False)}, (1, 1), False,
+    "checkpoint [command options] <container-id>", "checkpoint a running container")
+COMMANDS["restore"] = (
+    "lifecycle.checkpoint", "cmd_restore",
+    {**_CRIU_FLAGS, "console-socket": (S, ""), "bundle": (S, ""), "b": (S, ""), "detach": (B, False),
+     "d": (B, False), "pid-file": (S, ""), "no-subreaper": (B, False), "no-pivot": (B, False),
+     "lsm-profile": (S, ""), "lsm-mount-context": (S, "")}, (1, 1), False,
+    "restore [command options] <container-id>", "restore a container from a previous checkpoint")
 ALIASES = {"b": "bundle", "d": "detach", "f": "force", "a": "all", "q": "quiet", "h": "help", "v": "version",
            "e": "env", "t": "tty", "u": "user", "g": "additional-gids", "p": "process", "c": "cap"}
 LIST_ALIASES = {"f": "format"}  # `list -f` is --format, not --force
@@ -162,6 +178,7 @@ def _usage(cmd=None):
             "   --log-format value  set the log format ('text' (default), or 'json') (default: \"text\")",
             "   --debug             enable debug logging",
             "   --systemd-cgroup    enable systemd cgroup support (cgroupsPath as slice:prefix:name)",
+            "   --criu value        path to the criu binary used for checkpoint and restore (default: \"criu\" on $PATH)",
             "   --rootless value    ignore cgroup permission errors ('true', 'false', or 'auto': true when",
             "                       run as a non-root user or inside a user namespace) (default: \"auto\")",
             "   --help, -h          show help",

@@ -90,6 +90,17 @@ def _kernel_at_least(major, minor):
         return False
 
 
+def _criu_min():
+    """The least CRIU checkpoint/restore accepts here (4.1 on kernels >= 6.13), without importing the
+    RPC client (protobuf) for `features`."""
+    rel = os.uname().release.split("-")[0].split(".")
+    try:
+        new = (int(rel[0]), int(rel[1])) >= (6, 13)
+    except (ValueError, IndexError):
+        new = True
+    return "4.1" if new else "3.15"
+
+
 def features():
     """What this build implements, no more (runtime-spec features.md)."""
     from ociruntime import plan, seccomp
@@ -121,7 +132,10 @@ def features():
             "netDevices": {"enabled": True},
         },
         "annotations": {"org.opencontainers.runc.version": __version__,
-                        "io.github.ociruntime.version": __version__},
+                        "io.github.ociruntime.version": __version__,
+                        # checkpoint/restore through CRIU (runc's key); the CRIU it needs on this kernel
+                        "org.opencontainers.runc.checkpoint.enabled": "true",
+                        "io.github.ociruntime.criu.minVersion": _criu_min()},
     }
 
 

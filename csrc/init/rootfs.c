@@ -426,6 +426,8 @@ void setup_rootfs(struct plan *p)
 
 /* runc reOpenDevNull (when it set up /dev): stdio that is the null device is replaced by the
  * container's own /dev/null, opened read-write (a caller's read-only /dev/null stdin becomes O_RDWR).
+ * Same device, but a file of a mount inside the container: CRIU cannot checkpoint a file of a mount
+ * it does not see (conmon and `podman run -d` hand over the host's /dev/null).
  * Only onto the real null device (char 1:3, never through a symlink): else stdio stays as it came. */
 static void reopen_dev_null(void)
 {

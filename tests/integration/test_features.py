@@ -330,7 +330,14 @@ def prove_memory_policy_flags(env, flags):
 
 
 def prove_annotations(env, ann):
-    assert set(ann) <= {"org.opencontainers.runc.version", "io.github.ociruntime.version"}
+    assert set(ann) <= {"org.opencontainers.runc.version", "io.github.ociruntime.version",
+                        "org.opencontainers.runc.checkpoint.enabled", "io.github.ociruntime.criu.minVersion"}
+    if ann.get("org.opencontainers.runc.checkpoint.enabled") == "true":
+        # the commands exist (tests/integration/test_checkpoint.py proves them with a real CRIU), and the
+        # version named is the one a too-old CRIU is refused with
+        from ociruntime import cli, criu
+        assert "checkpoint" in cli.COMMANDS and "restore" in cli.COMMANDS
+        assert ann["io.github.ociruntime.criu.minVersion"] == criu._fmt(criu._min_version())
 
 
 def prove_versions(env, v):

@@ -48,8 +48,10 @@ PATHS = "\n".join([os.path.dirname(os.path.dirname(os.path.abspath(__import__("o
 
 HEAVY = ("jsonschema", "referencing", "pyroute2", "cffi", "_cffi_backend", "ociruntime.plan",
          "ociruntime.schema", "ociruntime.validate", "ociruntime.config", "ociruntime._shim",
-         "ociruntime.lifecycle.create")
-NEVER_FOR_CREATE = ("jsonschema", "referencing", "pyroute2")
+         "ociruntime.lifecycle.create") + ("google", "ociruntime.criu", "ociruntime.lifecycle.checkpoint")
+# CRIU's RPC client and protobuf (tens of ms) are for checkpoint/restore only
+NEVER_FOR_CREATE = ("jsonschema", "referencing", "pyroute2", "google", "ociruntime.criu",
+                    "ociruntime.lifecycle.checkpoint")
 # what the light commands (state, list, start, kill without --all; delete of a missing container) no
 # longer import: each is start-up CPU on every call
 NEVER_FOR_LIGHT = ("os", "_collections_abc", "importlib", "warnings", "ociruntime.cgroups", "signal", "json")
@@ -223,3 +225,12 @@ def test_default_root_lookup_stays_light(tmp_path):
     rc, mods, _, err = run_wrapped(tmp_path, "state", "no-such-" + uuid.uuid4().hex[:8], env=env)
     assert rc != 0 and "does not exist" in err
     assert loaded(mods, NEVER_FOR_LIGHT) == []
+
+
+def test_checkpoint_loads_protobuf_only_on_its_path(tmp_path, root):
+    """`checkpoint` of a missing container imports the lifecycle module and the RPC client (a leaf) but
+    never builds the protobuf classes: those are made on the first request to CRIU."""
+    rc, mods, out, err = run_wrapped(tmp_path, "--root", root, "checkpoint", "nosuch")
+    assert rc == 1 and "does not exist" in err
+    assert "ociruntime.lifecycle.checkpoint" in mods and "ociruntime.criu" in mods
+    assert loaded(mods, ("google",)) == []
