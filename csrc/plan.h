@@ -91,6 +91,7 @@ enum plan_op {
 #define PROC_NNP 1u
 #define PROC_MKCWD 2u
 #define PROC_EXEC 4u   /* exec into a running container: join only, no rootfs, no exec fifo */
+#define PROC_RELAY_TTY 8u /* the runtime relays the terminal itself (foreground run/exec -t): clear ONLCR */
 
 #define HOOK_CREATE_CONTAINER 1u
 #define HOOK_START_CONTAINER 2u
@@ -124,6 +125,7 @@ enum sync_msg {
 	SYNC_NETDEV_FD = 0x4a,   /* stage-1 -> python: a NETLINK_ROUTE socket in the container's network namespace
 	                            (SCM_RIGHTS); python moves linux.netDevices in and configures them with it */
 	SYNC_NETDEV_ACK = 0x4b,  /* python -> stage-1: devices moved, addresses set, links up */
+	SYNC_WARNING = 0x4e,     /* init -> python: payload = one-line warning text; python logs it and reads on */
 	SYNC_ERROR = 0x4f,       /* any -> python: payload = one-line error text */
 };
 

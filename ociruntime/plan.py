@@ -27,7 +27,7 @@ MOUNT_COPYUP = 0x100
 IDMAP_RECURSIVE = 1
 UMASK_UNSET = 0xFFFFFFFF
 USER_SETGROUPS = 1
-PROC_NNP, PROC_MKCWD, PROC_EXEC = 1, 2, 4
+PROC_NNP, PROC_MKCWD, PROC_EXEC, PROC_RELAY_TTY = 1, 2, 4, 8
 HOOK_CREATE_CONTAINER, HOOK_START_CONTAINER = 1, 2
 
 SYNC_GO, SYNC_USERMAP_PLS, SYNC_USERMAP_ACK, SYNC_PID, SYNC_HOOKS_PLS, SYNC_HOOKS_ACK, SYNC_READY, SYNC_RUN = \
@@ -35,6 +35,7 @@ SYNC_GO, SYNC_USERMAP_PLS, SYNC_USERMAP_ACK, SYNC_PID, SYNC_HOOKS_PLS, SYNC_HOOK
 SYNC_SECCOMP_FD, SYNC_SECCOMP_ACK = 0x48, 0x49
 SYNC_NETDEV_FD, SYNC_NETDEV_ACK = 0x4A, 0x4B
 SYNC_ERROR = 0x4F
+SYNC_WARNING = 0x4E
 
 # --- kernel constants ----------------------------------------------------------------------------
 CLONE_NEWTIME, CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, \
@@ -436,7 +437,8 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
     # setupUser (refused here, before anything is made)
     if opts.get("rootless_euid") and (proc.get("user") or {}).get("additionalGids"):
         raise ConfigError("/process/user/additionalGids", "cannot set any additional groups in a rootless container")
-    _process_records(e, proc, 0, setgroups=not opts.get("rootless_euid"))
+    _process_records(e, proc, PROC_RELAY_TTY if opts.get("relay_tty") else 0,
+                     setgroups=not opts.get("rootless_euid"))
     _lsm_records(e, labels)
     # execCPUAffinity "is not applicable to the container's init process" (config.md): it is validated
     # here and applies to `exec`; the init's affinity is reset after the cgroup join, as runc does
@@ -568,7 +570,7 @@ def _seccomp_record(e, sc):
 
 
 def build_exec(proc, fds, joins, seccomp=None, linux=None, cpu_affinity=(None, None), labels=None,
-               setgroups=True):
+               setgroups=True, relay_tty=False):
     """Plan for `exec`: join the container's namespaces (user first, done by the init), no rootfs work.
     linux: the container's personality and memoryPolicy (from its state); cpu_affinity: (initial, final)
     CPU lists of exec_cpu_affinity(); the initial one is the caller's business (set on the spawning thread).
@@ -588,7 +590,7 @@ def build_exec(proc, fds, joins, seccomp=None, linux=None, cpu_affinity=(None, N
     e.add(OP_NS_NEW, _u32(0))
     if "oomScoreAdj" in proc:
         e.add(OP_OOM_SCORE_ADJ, _i32(proc["oomScoreAdj"]))
-    _process_records(e, proc, PROC_EXEC, setgroups=setgroups)
+    _process_records(e, proc, PROC_EXEC | (PROC_RELAY_TTY if relay_tty else 0), setgroups=setgroups)
     from ociruntime import lsm
     _lsm_records(e, lsm.process_labels(proc, "", "process.json", defaults=labels))
     initial, final = cpu_affinity

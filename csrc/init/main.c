@@ -133,8 +133,24 @@ static pid_t clone_parent(void)
 	return (pid_t)syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
 }
 
+/* The waiting init of a created container is the init of its pid namespace: without a handler the
+ * kernel drops SIGTERM/SIGINT/SIGHUP/SIGQUIT sent from outside, so `kill ID TERM` would do nothing.
+ * runc's waiting init is a Go program, whose runtime catches them and exits; do the same. */
+static void die_on_signal(int sig)
+{
+	signal(sig, SIG_DFL);
+	raise(sig); /* a pid namespace's init ignores its own default-action signal: then exit */
+	_exit(2);
+}
+
 static void wait_exec_fifo(struct plan *p)
 {
+	static const int terminating[] = { SIGHUP, SIGINT, SIGQUIT, SIGTERM };
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = die_on_signal;
+	for (size_t i = 0; i < sizeof(terminating) / sizeof(terminating[0]); i++)
+		sigaction(terminating[i], &sa, NULL);
 	struct pollfd pf = { p->fifo_fd, POLLIN, 0 };
 	for (;;) {
 		int r = poll(&pf, 1, -1);
@@ -183,7 +199,6 @@ static void finish_and_exec(struct plan *p, const char *path)
 
 static const char *process_setup(struct plan *p, char *exe, size_t exelen)
 {
-	default_home(p);
 	/* runc's place for the exec label: after READY, while still privileged, before seccomp and the
 	 * credential change (the attr files take effect at execve, so nothing between changes meaning) */
 	apply_lsm_labels(p);
@@ -197,9 +212,11 @@ static const char *process_setup(struct plan *p, char *exe, size_t exelen)
 	apply_mempolicy(p);
 	/* runc's ordering rule: without NNP the filter needs CAP_SYS_ADMIN, so load it before dropping caps */
 	if (!(p->proc_flags & PROC_NNP)) load_seccomp(p);
+	int cwd_done = enter_cwd(p, 0);
+	prepare_env(p);
 	apply_user_and_caps(p);
+	if (!cwd_done) enter_cwd(p, 1);
 	if (p->cwd && *p->cwd) {
-		if (chdir(p->cwd) < 0) bail("chdir to cwd (\"%s\") set in config.json failed", p->cwd);
 		/* CVE-2024-21626: a cwd outside the container's root reads back as ENOENT/"(unreachable)" */
 		char buf[PATH_MAX];
 		char *wd = getcwd(buf, sizeof(buf));

@@ -196,8 +196,19 @@ static void do_mount(struct mount_op *m)
 	}
 	/* procfs and sysfs must be mounted on a real directory, never through a symlink
 	 * (CVE-2019-19921, CVE-2023-27561, CVE-2025-54867) */
-	if (!is_bind && (strcmp(m->fstype, "proc") == 0 || strcmp(m->fstype, "sysfs") == 0))
+	if (!is_bind && (strcmp(m->fstype, "proc") == 0 || strcmp(m->fstype, "sysfs") == 0)) {
 		resolve = OCI_RESOLVE_NO_SYMLINKS;
+		/* runc's check and wording: an existing destination that is not a directory (a symlink, a file) */
+		int e = open_in_root(g_rootfd, m->dst, O_PATH | O_NOFOLLOW, OCI_RESOLVE_NO_SYMLINKS);
+		struct stat st;
+		if (e >= 0 && fstat(e, &st) == 0 && !S_ISDIR(st.st_mode))
+			bailx("filesystem \"%s\" must be mounted on ordinary directory (%s is a %s)", m->fstype, m->dst,
+			      S_ISLNK(st.st_mode) ? "symlink" : "file, not a directory");
+		if (e < 0 && errno == ELOOP) /* a symlink on the way */
+			bailx("filesystem \"%s\" must be mounted on ordinary directory (%s goes through a symlink)",
+			      m->fstype, m->dst);
+		if (e >= 0) close(e);
+	}
 	int lower = -1;
 	if (copyup) {
 		lower = open_in_root(g_rootfd, m->dst, O_RDONLY | O_DIRECTORY, 0);
@@ -207,6 +218,25 @@ static void do_mount(struct mount_op *m)
 		struct stat st;
 		if (fstat(m->tree_fd, &st) < 0) bail("stat the idmapped mount of %s (for %s)", m->src, m->dst);
 		is_dir = S_ISDIR(st.st_mode);
+	}
+	/* runc >= 1.2 (createOpenMountpoint): a tmpfs takes the mode of the directory it covers, unless
+	 * the options say otherwise (a later mode= wins) */
+	char tmpfs_data[4096];
+	if (!is_bind && m->tree_fd < 0 && strcmp(m->fstype, "tmpfs") == 0) {
+		int old = open_in_root(g_rootfd, m->dst, O_PATH, 0);
+		struct stat ost;
+		if (old >= 0 && fstat(old, &ost) == 0) {
+			snprintf(tmpfs_data, sizeof(tmpfs_data), "mode=%04o%s%s", (unsigned)(ost.st_mode & 07777),
+				 *m->data ? "," : "", m->data);
+			m->data = tmpfs_data;
+		}
+		if (old >= 0) close(old);
+	}
+	/* runc: a read-only tmpfs (and a read-only /dev) is mounted read-write, so that mounts, devices
+	 * and symlinks can be made below it, and made read-only once the rootfs is done */
+	if ((m->flags & MS_RDONLY) && ((!is_bind && strcmp(m->fstype, "tmpfs") == 0) || strcmp(m->dst, "/dev") == 0)) {
+		m->late_ro = 1;
+		m->flags &= ~(uint32_t)MS_RDONLY;
 	}
 	int tfd = mount_target(g_rootfd, m->dst, is_dir, resolve);
 	if (tfd < 0) bail("mount destination %s", m->dst);
@@ -394,6 +424,7 @@ void setup_rootfs(struct plan *p)
 		for (uint32_t i = 0; i < p->ndevices; i++) make_device(&p->devices[i]);
 		for (uint32_t i = 0; i < p->nsymlinks; i++) make_symlink(&p->symlinks[i]);
 		umask(022);
+		if (fchdir(g_rootfd) < 0) bail("chdir to rootfs"); /* the createContainer hooks' cwd (runc) */
 		return;
 	}
 	umask(0);
@@ -415,6 +446,8 @@ void setup_rootfs(struct plan *p)
 		close(fd);
 	}
 	umask(022);
+	/* runc prepareRootfs: the createContainer hooks run with the rootfs as their working directory */
+	if (fchdir(g_rootfd) < 0) bail("chdir to rootfs");
 }
 
 void finish_rootfs(struct plan *p)
@@ -463,8 +496,37 @@ static int open_dev_null(void)
 	return fd;
 }
 
+/* runc finalizeRootfs: the read-only tmpfs and /dev mounts mounted read-write by do_mount */
+static void late_readonly(struct plan *p)
+{
+	for (uint32_t i = 0; i < p->nmounts; i++) {
+		struct mount_op *m = &p->mounts[i];
+		if (!m->late_ro) continue;
+		int fd = open_in_root(g_rootfd, m->dst, O_PATH, 0);
+		if (fd < 0) bail("re-open %s to make it read-only", m->dst);
+		char tp[64];
+		fdpath(tp, sizeof(tp), fd);
+		unsigned long fl = (m->flags & ~(unsigned long)(MS_BIND | MS_REC | MS_REMOUNT)) | MS_RDONLY;
+		if (remount_bind(tp, fl) < 0) bail("remount %s read-only", m->dst);
+		close(fd);
+	}
+}
+
+static int same_path(const char *a, const char *b)
+{
+	/* lexically: "//a/./b/" is "/a/b" */
+	for (;;) {
+		while (*a == '/' || (a[0] == '.' && (a[1] == '/' || !a[1]) && (a[-1] == '/'))) a++;
+		while (*b == '/' || (b[0] == '.' && (b[1] == '/' || !b[1]) && (b[-1] == '/'))) b++;
+		if (!*a || !*b) return !*a && !*b;
+		while (*a && *a != '/' && *a == *b) { a++; b++; }
+		if ((*a && *a != '/') || (*b && *b != '/')) return 0;
+	}
+}
+
 void masked_and_readonly(struct plan *p)
 {
+	late_readonly(p);
 	for (uint32_t i = 0; i < p->nreadonly; i++) {
 		const char *path = p->readonly[i];
 		int fd = open_in_root(g_rootfd, path, O_PATH, 0);
@@ -479,14 +541,20 @@ void masked_and_readonly(struct plan *p)
 		close(fd);
 	}
 	int devnull = -1;
+	int shared = -1; /* runc >= 1.3.6/1.4.3: every masked directory shows the same read-only tmpfs */
 	for (uint32_t i = 0; i < p->nmasked; i++) {
 		const char *path = p->masked[i];
+		int dup_path = 0;
+		for (uint32_t j = 0; j < i && !dup_path; j++) dup_path = same_path(p->masked[j], path);
+		if (dup_path) continue; /* masked once */
 		int fd = open_in_root(g_rootfd, path, O_PATH, 0);
 		if (fd < 0) { if (errno == ENOENT) continue; bail("open masked path %s", path); }
 		struct stat st;
 		if (fstat(fd, &st) < 0) bail("stat masked path %s", path);
 		int m;
-		if (S_ISDIR(st.st_mode)) {
+		if (S_ISDIR(st.st_mode) && shared >= 0) {
+			m = sys_open_tree(shared, "", OCI_OPEN_TREE_CLONE | OCI_OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+		} else if (S_ISDIR(st.st_mode)) {
 			int fs = sys_fsopen("tmpfs", OCI_FSOPEN_CLOEXEC);
 			if (fs < 0) bail("fsopen tmpfs for %s", path);
 			if (sys_fsconfig(fs, OCI_FSCONFIG_SET_STRING, "source", "tmpfs", 0) < 0 ||
@@ -503,10 +571,17 @@ void masked_and_readonly(struct plan *p)
 		if (m < 0) bail("prepare mask for %s", path);
 		if (sys_move_mount(m, "", fd, "", OCI_MOVE_MOUNT_F_EMPTY_PATH | OCI_MOVE_MOUNT_T_EMPTY_PATH) < 0)
 			bail("mask %s", path);
+		if (S_ISDIR(st.st_mode) && shared < 0) {
+			/* the first masked directory's tmpfs, now attached, is the source of the others' binds */
+			shared = m;
+			close(fd);
+			continue;
+		}
 		close(m);
 		close(fd);
 	}
 	if (devnull >= 0) close(devnull);
+	if (shared >= 0) close(shared);
 	close(g_rootfd); /* the waiting init holds nothing but stdio, the fifo and preserved fds */
 	g_rootfd = -1;
 }

@@ -270,7 +270,7 @@ def minimal():
 
 
 def spec():
-    s = default_spec()
+    s = default_spec(cgroupns=True)
     s["process"]["terminal"] = False
     return s
 
