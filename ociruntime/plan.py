@@ -24,6 +24,7 @@ OP_NETDEV = 32
 ROOTFS_READONLY, ROOTFS_NO_PIVOT, ROOTFS_NO_MOUNTNS = 1, 2, 4
 MOUNT_KIND_FS, MOUNT_KIND_BIND, MOUNT_KIND_RBIND = 0, 1, 2
 MOUNT_COPYUP = 0x100
+MOUNT_CLEARS, MOUNT_CLR_SHIFT = 0x200, 16
 IDMAP_RECURSIVE = 1
 UMASK_UNSET = 0xFFFFFFFF
 USER_SETGROUPS = 1
@@ -36,6 +37,7 @@ SYNC_SECCOMP_FD, SYNC_SECCOMP_ACK = 0x48, 0x49
 SYNC_NETDEV_FD, SYNC_NETDEV_ACK = 0x4A, 0x4B
 SYNC_ERROR = 0x4F
 SYNC_WARNING = 0x4E
+SYNC_TIMENS_PLS, SYNC_TIMENS_ACK = 0x4C, 0x4D
 
 # --- kernel constants ----------------------------------------------------------------------------
 CLONE_NEWTIME, CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, \
@@ -123,6 +125,11 @@ MAX_CPU = 65535  # highest CPU / NUMA node id accepted in a list (runc's sanity 
 S_IFCHR, S_IFBLK, S_IFIFO = 0o020000, 0o060000, 0o010000
 DEFAULT_DEVICES = [("/dev/null", 1, 3), ("/dev/random", 1, 8), ("/dev/full", 1, 7), ("/dev/tty", 5, 0),
                    ("/dev/zero", 1, 5), ("/dev/urandom", 1, 9)]
+
+
+# the mount flags a user namespace locks on a mount it did not make (the kernel's MNT_LOCK_*), in the
+# order of the plan's MOUNT_CLR_SHIFT bits
+LOCKABLE_FLAGS = (MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_NOATIME, MS_NODIRATIME, MS_RELATIME)
 
 
 def parse_mount_options(options):
@@ -361,9 +368,10 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
 
     # mounts
     dev_bind = False
+    root_prefixes = {rootfs, os.path.normpath(os.path.join(bundle, root["path"]))}
     for i, m in enumerate(config.get("mounts") or ()):
         ptr = f"/mounts/{i}"
-        dst = _nul_free(m["destination"], ptr + "/destination")
+        dst = _strip_root(_nul_free(m["destination"], ptr + "/destination"), root_prefixes)
         typ = m.get("type") or ""
         opts_ = m.get("options") or []
         flags, clear, props, aset, aclr, data, ext = parse_mount_options(opts_)
@@ -372,7 +380,12 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
         if is_bind:
             if not os.path.isabs(src):
                 src = os.path.join(bundle, src)
-            if not os.path.exists(src):
+            # a source inside the container's root may exist only once earlier mounts are made: the
+            # init opens it then, in the container's mount namespace, resolved inside the root (runc)
+            in_root = _strip_root(src, root_prefixes)
+            if in_root != src:
+                src = rootfs.rstrip("/") + (in_root if in_root != "/" else "")  # the init resolves it in the root
+            elif not os.path.exists(src):
                 raise ConfigError(ptr + "/source", f"bind mount source {src} does not exist")
             kind = MOUNT_KIND_RBIND if flags & MS_REC else MOUNT_KIND_BIND
             if os.path.normpath(dst) == "/dev":
@@ -390,6 +403,12 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
                 if typ != "tmpfs":
                     raise ConfigError(ptr + "/options", "tmpcopyup needs a tmpfs mount")
                 kind |= MOUNT_COPYUP
+        if is_bind and clear:
+            # runc >= 1.2: a bind mount that lists any flag gets exactly those, a clearing one included
+            kind |= MOUNT_CLEARS
+            for bit, f in enumerate(LOCKABLE_FLAGS):
+                if clear & f:
+                    kind |= 1 << (MOUNT_CLR_SHIFT + bit)
         idmap = _idmap_userns(p, m, ptr, is_bind, ext, linux, new)
         e.add(OP_MOUNT, e.s(src), e.s(dst), e.s(fs), e.s(",".join(data)), _u32(flags & ~MS_REMOUNT, kind),
               _u64(aset, aclr), _u32(len(props), *props))
@@ -456,6 +475,18 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
     p.terminal = bool(proc.get("terminal"))
     p.data = e.bytes()
     return p
+
+
+def _strip_root(path, prefixes):
+    """runc (pathrs.LexicallyStripRoot): a path written with the host's root.path in front means the
+    path inside the root."""
+    norm = os.path.normpath(path)
+    for pre in prefixes:
+        if norm == pre:
+            return "/"
+        if norm.startswith(pre.rstrip("/") + "/"):
+            return norm[len(pre.rstrip("/")):]
+    return path
 
 
 def _idmap_userns(p, m, ptr, is_bind, ext, linux, new_ns):

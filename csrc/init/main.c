@@ -86,12 +86,18 @@ static void join_namespaces(struct plan *p)
 		if ((uint32_t)t != j->flag)
 			bailx("%s is a %s namespace, not a %s namespace", j->path, ns_name(t), ns_name(j->flag));
 	}
-	/* the user namespace first: it owns the others */
-	for (int pass = 0; pass < 2; pass++)
+	/* runc >= 1.3: each namespace is tried before the user namespace is joined (with the runtime's
+	 * privileges: a namespace not owned by the container's user namespace, such as the host's network
+	 * namespace), then the user namespace, then once more those that were refused before it (a
+	 * namespace only the container's user namespace may enter) */
+	for (int pass = 0; pass < 3; pass++)
 		for (uint32_t i = 0; i < p->njoins; i++) {
 			struct ns_join *j = &p->joins[i];
-			if ((pass == 0) != (j->flag == CLONE_NEWUSER)) continue;
-			if (setns(j->fd, j->flag) < 0) bail("setns %s namespace %s", ns_name(j->flag), j->path);
+			if (j->fd < 0 || (pass == 1) != (j->flag == CLONE_NEWUSER)) continue;
+			if (setns(j->fd, j->flag) < 0) {
+				if (pass == 0 && errno == EPERM) continue; /* again once in the user namespace */
+				bail("setns %s namespace %s", ns_name(j->flag), j->path);
+			}
 			if (j->flag == CLONE_NEWUSER) g_userns = 1;
 			close(j->fd);
 			j->fd = -1;
@@ -318,6 +324,7 @@ static void stage1(struct plan *p)
 		if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) bail("prctl(PR_SET_DUMPABLE)");
 		if (setresgid(0, 0, 0) < 0) bail("setresgid(0) in the new user namespace");
 		if (setresuid(0, 0, 0) < 0) bail("setresuid(0) in the new user namespace");
+		g_userns = 1;
 	}
 	uint32_t rest = p->new_ns & ~(uint32_t)CLONE_NEWUSER;
 	if (rest && unshare(rest) < 0) bail("unshare namespaces 0x%x", rest);
@@ -327,7 +334,14 @@ static void stage1(struct plan *p)
 		char v[128];
 		snprintf(v, sizeof(v), "monotonic %lld %lld\nboottime %lld %lld\n",
 			 (long long)p->timens[0], (long long)p->timens[1], (long long)p->timens[2], (long long)p->timens[3]);
-		write_proc_self("timens_offsets", v);
+		if (g_userns) {
+			/* in a user namespace our (non-dumpable) /proc/self belongs to the host's root: the
+			 * privileged runtime writes the offsets, as runc >= 1.2 does */
+			sync_send(SYNC_TIMENS_PLS, 0, v, strlen(v));
+			sync_expect(SYNC_TIMENS_ACK, NULL, NULL);
+		} else {
+			write_proc_self("timens_offsets", v);
+		}
 	}
 	/* the init waits until its pid has been reported, so that the runtime always learns the pid
 	 * before any message of the init's own */

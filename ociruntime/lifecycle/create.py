@@ -498,6 +498,13 @@ def _serve(sock, sp, p, st, cdir, after_pid=lambda: None):
         elif typ == planmod.SYNC_USERMAP_PLS:
             _write_maps(sp.stage1, p)
             _send(sock, planmod.SYNC_USERMAP_ACK)
+        elif typ == planmod.SYNC_TIMENS_PLS:
+            # linux.timeOffsets with a user namespace: written by us, privileged (runc >= 1.2)
+            try:
+                _write_proc(sp.stage1, "timens_offsets", payload)
+            except OSError as e:
+                raise SpawnError(f"write /proc/{sp.stage1}/timens_offsets: {e.strerror}")
+            _send(sock, planmod.SYNC_TIMENS_ACK)
         elif typ == planmod.SYNC_PID:
             sp.init_pid = val
             os.waitpid(sp.stage1, 0)
