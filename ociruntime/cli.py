@@ -268,7 +268,8 @@ def main(argv=None):
     mod = __import__(f"ociruntime.{modname}", fromlist=(fn,))
     from ociruntime.errors import OciError
     ctx = Context(g, flags, pos, argv0)
-    log.debug(f"{cmd}: flags {flags} args {pos}")
+    if g.get("debug"):
+        log.debug(f"{cmd}: flags {flags} args {pos}")
     try:
         return getattr(mod, fn)(ctx) or 0
     except OciError as e:
