@@ -83,6 +83,8 @@ enum plan_op {
 #define MOUNT_KIND_CGROUP_TMPFS 3u /* reserved */
 #define MOUNT_COPYUP 0x100u        /* or'd into kind: tmpcopyup, the tmpfs gets the directory's contents */
 #define MOUNT_CLEARS 0x200u        /* or'd into kind: a bind mount's options clear a flag (rw, dev, suid, ...) */
+#define MOUNT_FROM_RUNTIME 0x400u  /* or'd into kind: a bind source the container's root cannot reach: cloned by
+                                      stage-1 in the runtime's namespaces, moved into place by the init */
 /* or'd into kind with MOUNT_CLEARS: which lockable flags the options clear explicitly (bit = MOUNT_CLR_SHIFT + i,
  * i indexing rdonly, nosuid, nodev, noexec, noatime, nodiratime, relatime) */
 #define MOUNT_CLR_SHIFT 16u

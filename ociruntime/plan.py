@@ -25,6 +25,7 @@ ROOTFS_READONLY, ROOTFS_NO_PIVOT, ROOTFS_NO_MOUNTNS = 1, 2, 4
 MOUNT_KIND_FS, MOUNT_KIND_BIND, MOUNT_KIND_RBIND = 0, 1, 2
 MOUNT_COPYUP = 0x100
 MOUNT_CLEARS, MOUNT_CLR_SHIFT = 0x200, 16
+MOUNT_FROM_RUNTIME = 0x400
 IDMAP_RECURSIVE = 1
 UMASK_UNSET = 0xFFFFFFFF
 USER_SETGROUPS = 1
@@ -410,6 +411,12 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
                 if clear & f:
                     kind |= 1 << (MOUNT_CLR_SHIFT + bit)
         idmap = _idmap_userns(p, m, ptr, is_bind, ext, linux, new)
+        if is_bind and idmap is None and new & CLONE_NEWUSER and not opts.get("rootless_euid") and \
+                src.startswith("/") and \
+                not src.startswith(rootfs.rstrip("/") + "/") and \
+                not _searchable_by(src, p.host_root_uid, p.host_root_gid):
+            # runc >= 1.1: a source the container's root may not look up is opened by the runtime
+            kind |= MOUNT_FROM_RUNTIME
         e.add(OP_MOUNT, e.s(src), e.s(dst), e.s(fs), e.s(",".join(data)), _u32(flags & ~MS_REMOUNT, kind),
               _u64(aset, aclr), _u32(len(props), *props))
         if idmap is not None:
@@ -475,6 +482,28 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
     p.terminal = bool(proc.get("terminal"))
     p.data = e.bytes()
     return p
+
+
+def _searchable_by(path, uid, gid):
+    """Whether uid/gid (the container's root, seen from the host) may look path up: search permission
+    on every directory above it, by the owner, group or other bits (its capabilities do not reach
+    files of ids outside its user namespace)."""
+    cur = "/"
+    for comp in os.path.normpath(path).split("/")[1:-1]:
+        try:
+            st = os.stat(cur)
+        except OSError:
+            return True  # let the mount report it
+        bits = st.st_mode >> 6 if st.st_uid == uid else st.st_mode >> 3 if st.st_gid == gid else st.st_mode
+        if not bits & 1:
+            return False
+        cur = os.path.join(cur, comp)
+    try:
+        st = os.stat(cur)
+    except OSError:
+        return True
+    bits = st.st_mode >> 6 if st.st_uid == uid else st.st_mode >> 3 if st.st_gid == gid else st.st_mode
+    return bool(bits & 1)
 
 
 def _strip_root(path, prefixes):

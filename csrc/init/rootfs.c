@@ -268,7 +268,7 @@ static void do_mount(struct mount_op *m)
 			src = srcpath;
 		}
 	}
-	if (is_bind) {
+	if (is_bind && m->tree_fd < 0) { /* a prepared tree (idmapped, opened by the runtime): its root tells */
 		struct stat st;
 		if (stat(src, &st) < 0) bail("bind mount source %s (for %s)", m->src, m->dst);
 		is_dir = S_ISDIR(st.st_mode);
@@ -378,6 +378,14 @@ void prepare_idmapped_mounts(struct plan *p)
 {
 	for (uint32_t i = 0; i < p->nmounts; i++) {
 		struct mount_op *m = &p->mounts[i];
+		if (m->idmap_fd < 0 && (m->kind & MOUNT_FROM_RUNTIME)) {
+			/* a bind source the container's root cannot reach (runc >= 1.1 opens it for the container) */
+			unsigned of = OCI_OPEN_TREE_CLONE | OCI_OPEN_TREE_CLOEXEC;
+			if ((m->kind & 0xffu) == MOUNT_KIND_RBIND) of |= OCI_AT_RECURSIVE;
+			m->tree_fd = sys_open_tree(AT_FDCWD, m->src, of);
+			if (m->tree_fd < 0) bail("clone the bind mount source %s (for %s)", m->src, m->dst);
+			continue;
+		}
 		if (m->idmap_fd < 0) continue;
 		int t = ioctl(m->idmap_fd, NS_GET_NSTYPE);
 		if (t != CLONE_NEWUSER)

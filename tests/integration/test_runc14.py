@@ -772,3 +772,22 @@ def test_bind_source_inside_the_root_made_by_an_earlier_mount(env):
     theirs, ours = outs
     assert ours.rc == 0 and ours.stdout == "inner file\ninner file\n/a/inner\n", ours
     assert theirs.rc == 0 and theirs.stdout == ours.stdout, theirs
+
+
+# -- 15. bind sources the container's root cannot reach (user namespace) -----------------------
+
+def test_userns_bind_source_only_the_runtime_can_reach(env):
+    private = env.mkdir("private", 0o700)  # root's, 0700: the container's root (host uid 200000) may not search it
+    inner = os.path.join(private, "data")
+    os.mkdir(inner)
+    with open(os.path.join(inner, "f"), "w") as f:
+        f.write("reached\n")
+    os.chmod(os.path.join(inner, "f"), 0o644)
+
+    def mut(s):
+        _userns(s)
+        s["mounts"].append({"destination": "/data", "type": "bind", "source": inner, "options": ["rbind", "ro"]})
+    b = env.bundle(args=("/bin/sh", "-c", "cat /data/f; touch /data/g 2>/dev/null || echo ro"), mutate=mut)
+    subprocess.run(["chown", "-R", "200000:200000", b.rootfs], check=True)
+    r = _run_ours(env, b)
+    assert r.rc == 0 and r.stdout.split() == ["reached", "ro"], r
