@@ -82,6 +82,12 @@ enum plan_op {
 #define MOUNT_KIND_RBIND 2u
 #define MOUNT_KIND_CGROUP_TMPFS 3u /* reserved */
 #define MOUNT_COPYUP 0x100u        /* or'd into kind: tmpcopyup, the tmpfs gets the directory's contents */
+#define MOUNT_CLEARS 0x200u        /* or'd into kind: a bind mount's options clear a flag (rw, dev, suid, ...) */
+#define MOUNT_FROM_RUNTIME 0x400u  /* or'd into kind: a bind source the container's root cannot reach: cloned by
+                                      stage-1 in the runtime's namespaces, moved into place by the init */
+/* or'd into kind with MOUNT_CLEARS: which lockable flags the options clear explicitly (bit = MOUNT_CLR_SHIFT + i,
+ * i indexing rdonly, nosuid, nodev, noexec, noatime, nodiratime, relatime) */
+#define MOUNT_CLR_SHIFT 16u
 
 #define IDMAP_RECURSIVE 1u         /* "ridmap": MOUNT_ATTR_IDMAP on every mount of an rbind tree, not just the top */
 
@@ -91,6 +97,7 @@ enum plan_op {
 #define PROC_NNP 1u
 #define PROC_MKCWD 2u
 #define PROC_EXEC 4u   /* exec into a running container: join only, no rootfs, no exec fifo */
+#define PROC_RELAY_TTY 8u /* the runtime relays the terminal itself (foreground run/exec -t): clear ONLCR */
 
 #define HOOK_CREATE_CONTAINER 1u
 #define HOOK_START_CONTAINER 2u
@@ -124,6 +131,9 @@ enum sync_msg {
 	SYNC_NETDEV_FD = 0x4a,   /* stage-1 -> python: a NETLINK_ROUTE socket in the container's network namespace
 	                            (SCM_RIGHTS); python moves linux.netDevices in and configures them with it */
 	SYNC_NETDEV_ACK = 0x4b,  /* python -> stage-1: devices moved, addresses set, links up */
+	SYNC_TIMENS_PLS = 0x4c,  /* stage-1 -> python: write this (payload) to my timens_offsets (user namespace) */
+	SYNC_TIMENS_ACK = 0x4d,  /* python -> stage-1: written */
+	SYNC_WARNING = 0x4e,     /* init -> python: payload = one-line warning text; python logs it and reads on */
 	SYNC_ERROR = 0x4f,       /* any -> python: payload = one-line error text */
 };
 

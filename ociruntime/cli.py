@@ -213,6 +213,17 @@ class Context:
         return self.g.get("root") or default_root()
 
 
+def _commit_line():
+    """`commit: <git describe>` as runc prints it (Docker and go-runc read it), when the build
+    recorded one (ociruntime.launcher.write_commit)."""
+    try:
+        with open(__file__.rpartition("/")[0] + "/libexec/commit") as f:
+            commit = f.read().strip()
+    except OSError:
+        return ""
+    return f"commit: {commit}\n" if commit else ""
+
+
 def main(argv=None):
     argv = list(sys.argv if argv is None else argv)
     from ociruntime.log import log
@@ -232,7 +243,7 @@ def main(argv=None):
         sys.stderr.write(f"open {g.get('log')}: {e.strerror}\n")
         return 1
     if g.get("version"):
-        sys.stdout.write(f"ociruntime version {__version__}\nspec: {OCI_VERSION}\n")
+        sys.stdout.write(f"ociruntime version {__version__}\n{_commit_line()}spec: {OCI_VERSION}\n")
         return 0
     if g.get("help") or not rest or rest[0] == "help":
         if rest and rest[0] == "help" and len(rest) > 1:
@@ -274,6 +285,8 @@ def main(argv=None):
     mod = __import__(f"ociruntime.{modname}", fromlist=(fn,))
     from ociruntime.errors import OciError
     ctx = Context(g, flags, pos, argv0)
+    if g.get("debug"):
+        log.debug(f"{cmd}: flags {flags} args {pos}")
     try:
         return getattr(mod, fn)(ctx) or 0
     except OciError as e:

@@ -4,14 +4,17 @@ Python's json module accepts things the JSON spec (RFC 8259) and the runtime spe
 one wins silently), NaN / Infinity / -Infinity, and numbers like 1e400 that overflow to inf. We reject all of these.
 We also reject:
 
-* files over 16 MiB, checked with fstat before reading. Anything that is not a regular file (such as a FIFO, which
-  would block) is rejected too.
+* files over 16 MiB, checked with fstat before reading. A config.json that is not a regular file (such as a FIFO,
+  which would block) is rejected too; a process.json may be any readable file, a pipe included
+  (`exec --process <(...)`, as runc).
 * bytes that are not valid UTF-8, and a UTF-8 byte order mark.
 * trailing garbage after the document.
 * nesting deep enough to make the parser recurse too far (RecursionError).
 * a top-level value that is not an object.
 * strings that contain NUL (U+0000) or a lone UTF-16 surrogate (such as "\\ud800"). Every string may reach a C API
   or execve(2), where NUL would silently truncate the string and a lone surrogate cannot be encoded at all.
+
+A JSON null as the value of a member means that member is absent (Go's decoding, which runc uses).
 
 Every failure raises ConfigError(pointer, reason). For syntax errors the reason names the line and column. The one
 exception is a missing config.json: that raises OciError with runc's exact text.
@@ -41,7 +44,7 @@ def load(path):
 def load_process(path):
     """Read and strictly parse a process.json for `exec --process`. Errors name "process.json"."""
     try:
-        data = _read(path, "process.json")
+        data = _read(path, "process.json", any_file=True)
     except FileNotFoundError:
         raise ConfigError("", f"cannot open {path}: no such file", source="process.json") from None
     return loads(data, "process.json")
@@ -71,6 +74,9 @@ def loads(data, source="config.json"):
                     bad.append(True)
                     return _Bad(f"duplicate key {k!r}", key=k, value=d)
                 seen.add(k)
+        if None in d.values():
+            # Go's decoding (runc): a JSON null leaves the field at its zero value, i.e. absent
+            d = {k: v for k, v in d.items() if v is not None}
         return d
 
     def parse_constant(name):
@@ -139,7 +145,7 @@ class _Bad:
         self.value = value
 
 
-def _read(path, source):
+def _read(path, source, any_file=False):
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
     except FileNotFoundError:
@@ -149,7 +155,9 @@ def _read(path, source):
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise ConfigError("", f"{path} is not a regular file", source=source)
+            if not any_file or stat.S_ISDIR(st.st_mode):
+                raise ConfigError("", f"{path} is not a regular file", source=source)
+            os.set_blocking(fd, True)  # a pipe: read until its writer is done
         if st.st_size > MAX_SIZE:
             raise ConfigError("", f"file is larger than {MAX_SIZE} bytes ({st.st_size} bytes)", source=source)
         chunks = []

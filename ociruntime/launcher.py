@@ -61,6 +61,29 @@ def write(path, python=None, pkg_parent=None, site=None):
         f.write(TEMPLATE.format(python=python or sys.executable, pkg=pkg_parent, site=site))
     os.chmod(tmp, 0o755)
     os.rename(tmp, path)
+    write_commit(pkg_parent)
+
+
+def write_commit(src):
+    """The source's git commit for `--version` (runc prints `commit: v1.4.3-0-g<sha>`, from `git
+    describe`), in the package's build directory; nothing when the source is not a git checkout."""
+    import subprocess
+    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "libexec", "commit")
+    try:
+        commit = subprocess.run(["git", "-C", src, "describe", "--always", "--long", "--dirty"],
+                                capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    if not commit:
+        try:
+            os.unlink(out)
+        except FileNotFoundError:
+            pass
+        return
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out + ".tmp", "w") as f:
+        f.write(commit + "\n")
+    os.rename(out + ".tmp", out)
 
 
 if __name__ == "__main__":

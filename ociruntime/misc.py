@@ -9,8 +9,17 @@ from ociruntime.errors import OciError
 DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
 
 
-def default_spec(rootless=False):
-    """The example config `runc spec` writes (runc libcontainer/specconv/example.go)."""
+def _unified_cgroup_host():
+    """cgroup v2 alone (runc cgroups.IsCgroup2UnifiedMode): /sys/fs/cgroup is the unified hierarchy."""
+    return os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+
+
+def default_spec(rootless=False, cgroupns=None):
+    """The example config `runc spec` writes (runc 1.4 libcontainer/specconv/example.go): no ambient
+    capabilities, and a cgroup namespace only on a cgroup v2 (unified) host, unless ``cgroupns`` says.
+    The one default spec: the test harness's ``ociruntime.testing.default_config`` derives from it."""
+    if cgroupns is None:
+        cgroupns = _unified_cgroup_host()
     spec = {
         "ociVersion": OCI_VERSION,
         "process": {
@@ -19,7 +28,7 @@ def default_spec(rootless=False):
             "args": ["sh"],
             "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
             "cwd": "/",
-            "capabilities": {k: list(DEFAULT_CAPS) for k in ("bounding", "effective", "permitted", "ambient")},
+            "capabilities": {k: list(DEFAULT_CAPS) for k in ("bounding", "effective", "permitted")},
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
             "noNewPrivileges": True,
         },
@@ -42,7 +51,7 @@ def default_spec(rootless=False):
         ],
         "linux": {
             "resources": {"devices": [{"allow": False, "access": "rwm"}]},
-            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")],
+            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount") + ("cgroup",) * cgroupns],
             "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
                             "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
                             "/proc/scsi"],

@@ -24,10 +24,12 @@ OP_NETDEV = 32
 ROOTFS_READONLY, ROOTFS_NO_PIVOT, ROOTFS_NO_MOUNTNS = 1, 2, 4
 MOUNT_KIND_FS, MOUNT_KIND_BIND, MOUNT_KIND_RBIND = 0, 1, 2
 MOUNT_COPYUP = 0x100
+MOUNT_CLEARS, MOUNT_CLR_SHIFT = 0x200, 16
+MOUNT_FROM_RUNTIME = 0x400
 IDMAP_RECURSIVE = 1
 UMASK_UNSET = 0xFFFFFFFF
 USER_SETGROUPS = 1
-PROC_NNP, PROC_MKCWD, PROC_EXEC = 1, 2, 4
+PROC_NNP, PROC_MKCWD, PROC_EXEC, PROC_RELAY_TTY = 1, 2, 4, 8
 HOOK_CREATE_CONTAINER, HOOK_START_CONTAINER = 1, 2
 
 SYNC_GO, SYNC_USERMAP_PLS, SYNC_USERMAP_ACK, SYNC_PID, SYNC_HOOKS_PLS, SYNC_HOOKS_ACK, SYNC_READY, SYNC_RUN = \
@@ -35,6 +37,8 @@ SYNC_GO, SYNC_USERMAP_PLS, SYNC_USERMAP_ACK, SYNC_PID, SYNC_HOOKS_PLS, SYNC_HOOK
 SYNC_SECCOMP_FD, SYNC_SECCOMP_ACK = 0x48, 0x49
 SYNC_NETDEV_FD, SYNC_NETDEV_ACK = 0x4A, 0x4B
 SYNC_ERROR = 0x4F
+SYNC_WARNING = 0x4E
+SYNC_TIMENS_PLS, SYNC_TIMENS_ACK = 0x4C, 0x4D
 
 # --- kernel constants ----------------------------------------------------------------------------
 CLONE_NEWTIME, CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, \
@@ -122,6 +126,11 @@ MAX_CPU = 65535  # highest CPU / NUMA node id accepted in a list (runc's sanity 
 S_IFCHR, S_IFBLK, S_IFIFO = 0o020000, 0o060000, 0o010000
 DEFAULT_DEVICES = [("/dev/null", 1, 3), ("/dev/random", 1, 8), ("/dev/full", 1, 7), ("/dev/tty", 5, 0),
                    ("/dev/zero", 1, 5), ("/dev/urandom", 1, 9)]
+
+
+# the mount flags a user namespace locks on a mount it did not make (the kernel's MNT_LOCK_*), in the
+# order of the plan's MOUNT_CLR_SHIFT bits
+LOCKABLE_FLAGS = (MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_NOATIME, MS_NODIRATIME, MS_RELATIME)
 
 
 def parse_mount_options(options):
@@ -363,9 +372,10 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
 
     # mounts
     dev_bind = False
+    root_prefixes = {rootfs, os.path.normpath(os.path.join(bundle, root["path"]))}
     for i, m in enumerate(config.get("mounts") or ()):
         ptr = f"/mounts/{i}"
-        dst = _nul_free(m["destination"], ptr + "/destination")
+        dst = _strip_root(_nul_free(m["destination"], ptr + "/destination"), root_prefixes)
         typ = m.get("type") or ""
         opts_ = m.get("options") or []
         flags, clear, props, aset, aclr, data, ext = parse_mount_options(opts_)
@@ -374,7 +384,12 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
         if is_bind:
             if not os.path.isabs(src):
                 src = os.path.join(bundle, src)
-            if not os.path.exists(src):
+            # a source inside the container's root may exist only once earlier mounts are made: the
+            # init opens it then, in the container's mount namespace, resolved inside the root (runc)
+            in_root = _strip_root(src, root_prefixes)
+            if in_root != src:
+                src = rootfs.rstrip("/") + (in_root if in_root != "/" else "")  # the init resolves it in the root
+            elif not os.path.exists(src):
                 raise ConfigError(ptr + "/source", f"bind mount source {src} does not exist")
             kind = MOUNT_KIND_RBIND if flags & MS_REC else MOUNT_KIND_BIND
             if os.path.normpath(dst) == "/dev":
@@ -392,7 +407,19 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
                 if typ != "tmpfs":
                     raise ConfigError(ptr + "/options", "tmpcopyup needs a tmpfs mount")
                 kind |= MOUNT_COPYUP
+        if is_bind and clear:
+            # runc >= 1.2: a bind mount that lists any flag gets exactly those, a clearing one included
+            kind |= MOUNT_CLEARS
+            for bit, f in enumerate(LOCKABLE_FLAGS):
+                if clear & f:
+                    kind |= 1 << (MOUNT_CLR_SHIFT + bit)
         idmap = _idmap_userns(p, m, ptr, is_bind, ext, linux, new)
+        if is_bind and idmap is None and new & CLONE_NEWUSER and not opts.get("rootless_euid") and \
+                src.startswith("/") and \
+                not src.startswith(rootfs.rstrip("/") + "/") and \
+                not _searchable_by(src, p.host_root_uid, p.host_root_gid):
+            # runc >= 1.1: a source the container's root may not look up is opened by the runtime
+            kind |= MOUNT_FROM_RUNTIME
         e.add(OP_MOUNT, e.s(src), e.s(dst), e.s(fs), e.s(",".join(data)), _u32(flags & ~MS_REMOUNT, kind),
               _u64(aset, aclr), _u32(len(props), *props))
         if idmap is not None:
@@ -439,7 +466,8 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
     # setupUser (refused here, before anything is made)
     if opts.get("rootless_euid") and (proc.get("user") or {}).get("additionalGids"):
         raise ConfigError("/process/user/additionalGids", "cannot set any additional groups in a rootless container")
-    _process_records(e, proc, 0, setgroups=not opts.get("rootless_euid"))
+    _process_records(e, proc, PROC_RELAY_TTY if opts.get("relay_tty") else 0,
+                     setgroups=not opts.get("rootless_euid"))
     _lsm_records(e, labels)
     # execCPUAffinity "is not applicable to the container's init process" (config.md): it is validated
     # here and applies to `exec`; the init's affinity is reset after the cgroup join, as runc does
@@ -457,6 +485,40 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
     p.terminal = bool(proc.get("terminal"))
     p.data = e.bytes()
     return p
+
+
+def _searchable_by(path, uid, gid):
+    """Whether uid/gid (the container's root, seen from the host) may look path up: search permission
+    on every directory above it, by the owner, group or other bits (its capabilities do not reach
+    files of ids outside its user namespace)."""
+    cur = "/"
+    for comp in os.path.normpath(path).split("/")[1:-1]:
+        try:
+            st = os.stat(cur)
+        except OSError:
+            return True  # let the mount report it
+        bits = st.st_mode >> 6 if st.st_uid == uid else st.st_mode >> 3 if st.st_gid == gid else st.st_mode
+        if not bits & 1:
+            return False
+        cur = os.path.join(cur, comp)
+    try:
+        st = os.stat(cur)
+    except OSError:
+        return True
+    bits = st.st_mode >> 6 if st.st_uid == uid else st.st_mode >> 3 if st.st_gid == gid else st.st_mode
+    return bool(bits & 1)
+
+
+def _strip_root(path, prefixes):
+    """runc (pathrs.LexicallyStripRoot): a path written with the host's root.path in front means the
+    path inside the root."""
+    norm = os.path.normpath(path)
+    for pre in prefixes:
+        if norm == pre:
+            return "/"
+        if norm.startswith(pre.rstrip("/") + "/"):
+            return norm[len(pre.rstrip("/")):]
+    return path
 
 
 def _idmap_userns(p, m, ptr, is_bind, ext, linux, new_ns):
@@ -571,7 +633,7 @@ def _seccomp_record(e, sc):
 
 
 def build_exec(proc, fds, joins, seccomp=None, linux=None, cpu_affinity=(None, None), labels=None,
-               setgroups=True):
+               setgroups=True, relay_tty=False):
     """Plan for `exec`: join the container's namespaces (user first, done by the init), no rootfs work.
     linux: the container's personality and memoryPolicy (from its state); cpu_affinity: (initial, final)
     CPU lists of exec_cpu_affinity(); the initial one is the caller's business (set on the spawning thread).
@@ -591,7 +653,7 @@ def build_exec(proc, fds, joins, seccomp=None, linux=None, cpu_affinity=(None, N
     e.add(OP_NS_NEW, _u32(0))
     if "oomScoreAdj" in proc:
         e.add(OP_OOM_SCORE_ADJ, _i32(proc["oomScoreAdj"]))
-    _process_records(e, proc, PROC_EXEC, setgroups=setgroups)
+    _process_records(e, proc, PROC_EXEC | (PROC_RELAY_TTY if relay_tty else 0), setgroups=setgroups)
     from ociruntime import lsm
     _lsm_records(e, lsm.process_labels(proc, "", "process.json", defaults=labels))
     initial, final = cpu_affinity

@@ -82,6 +82,39 @@ PROC_MOUNT_ALLOWED = frozenset((
 
 # --------------------------------------------------------------------------------------------- public API
 
+def runc_leniency(doc, where="/process"):
+    """What runc accepts at run time though the spec (and our schema) would not, made explicit in place
+    with one warning each (the strict view is the `check` command's): a missing process.user uid or gid
+    is 0, an ioPriority without a priority has priority 0 (Go's zero values), and the letters of a
+    device rule's access other than r, w, m are ignored (runc's Permissions.toSet). ``doc`` is a
+    config (``where`` "/process") or a process.json (``where`` "")."""
+    from ociruntime.log import log
+    proc = doc.get("process") if where else doc
+    if isinstance(proc, dict):
+        user = proc.get("user")
+        if isinstance(user, dict):
+            for k in ("uid", "gid"):
+                if k not in user:
+                    user[k] = 0
+                    log.warning(f"{where}/user/{k} is missing: using 0, as runc does")
+        io = proc.get("ioPriority")
+        if isinstance(io, dict) and "class" in io and "priority" not in io:
+            io["priority"] = 0
+            log.warning(f"{where}/ioPriority/priority is missing: using 0, as runc does")
+    if not where:
+        return doc
+    res = (doc.get("linux") or {}).get("resources") if isinstance(doc.get("linux"), dict) else None
+    devs = res.get("devices") if isinstance(res, dict) else None
+    for i, d in enumerate(devs if isinstance(devs, list) else ()):
+        acc = d.get("access") if isinstance(d, dict) else None
+        if isinstance(acc, str) and acc.strip("rwm"):
+            kept = "".join(c for c in "rwm" if c in acc)
+            log.warning(f"/linux/resources/devices/{i}/access {acc!r}: runc ignores the letters other than "
+                        f"r, w, m, so does ociruntime ({kept!r})")
+            d["access"] = kept
+    return doc
+
+
 def check_config(doc, bundle_dir, for_create=False):
     """Run every semantic rule on a schema-valid config. Raise ConfigError on the first violation.
 

@@ -42,6 +42,14 @@ void setup_console(struct plan *p, int bind_dev_console)
 		struct winsize ws = { (unsigned short)p->console_h, (unsigned short)p->console_w, 0, 0 };
 		if (ioctl(peer, TIOCSWINSZ, &ws) < 0) bail("set the console size");
 	}
+	if (p->proc_flags & PROC_RELAY_TTY) {
+		/* runc (tty.go, console.ClearONLCR) when it relays the terminal itself: what the process
+		 * writes reaches the caller's stdout unchanged ("\n", not "\r\n"); before the process runs */
+		struct termios t;
+		if (tcgetattr(peer, &t) < 0) bail("get the console's attributes");
+		t.c_oflag &= ~(tcflag_t)ONLCR;
+		if (tcsetattr(peer, TCSANOW, &t) < 0) bail("clear ONLCR on the console");
+	}
 	if (p->has_user && fchown(peer, p->uid, -1) < 0) bail("chown the console to the process user");
 	if (bind_dev_console) {
 		/* /dev/console is a bind of the peer, mounted from the fd, never from a path */

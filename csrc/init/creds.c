@@ -42,6 +42,30 @@ void apply_rlimits(struct plan *p)
 	}
 }
 
+static const char *cap_name(int cap)
+{
+	static const char *names[] = {
+		"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+		"CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+		"CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE",
+		"CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT",
+		"CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+		"CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN",
+		"CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
+		"CAP_CHECKPOINT_RESTORE",
+	};
+	return cap >= 0 && cap < (int)(sizeof(names) / sizeof(names[0])) ? names[cap] : "unknown capability";
+}
+
+/* Go's lower-case errno text ("operation not permitted") */
+static const char *errno_text(int e)
+{
+	static char buf[128];
+	snprintf(buf, sizeof(buf), "%s", strerror(e));
+	if (buf[0] >= 'A' && buf[0] <= 'Z') buf[0] = (char)(buf[0] - 'A' + 'a');
+	return buf;
+}
+
 static void drop_bounding(uint64_t keep)
 {
 	for (int cap = 0; cap < 64; cap++) {
@@ -91,62 +115,111 @@ void apply_user_and_caps(struct plan *p)
 	if (p->has_caps) {
 		set_caps(p->caps[1], p->caps[2], p->caps[3]);
 		prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
-		/* as runc: an ambient cap that is not also permitted+inheritable is silently not raised */
+		/* as runc >= 1.3: an ambient cap that cannot be raised (not also permitted+inheritable) is a
+		 * warning, not an error */
 		for (int cap = 0; cap < 64; cap++)
-			if (p->caps[4] & (1ULL << cap))
-				prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0);
+			if ((p->caps[4] & (1ULL << cap)) && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
+				warn_runtime("can't raise ambient capability %s: %s", cap_name(cap), errno_text(errno));
 	}
 	umask(p->umask == UMASK_UNSET ? 022 : (mode_t)p->umask);
 }
 
-/* runc: when the process env has no HOME, it is the user's home from the container's /etc/passwd,
- * or "/" when there is none (user.LookupUid on the container's files). */
-void default_home(struct plan *p)
+static void user_home(struct plan *p, char *home, size_t len)
 {
-	for (uint32_t i = 0; i < p->env.n; i++)
-		if (strncmp(p->env.v[i], "HOME=", 5) == 0) return;
-	static char home[4096 + 5];
-	snprintf(home, sizeof(home), "HOME=/");
+	snprintf(home, len, "HOME=/");
 	FILE *f = fopen("/etc/passwd", "re");
-	if (f) {
-		char line[4096];
-		while (fgets(line, sizeof(line), f)) {
-			/* name:pass:uid:gid:gecos:home:shell */
-			char *fields[7] = { 0 };
-			char *s = line;
-			int n = 0;
-			while (n < 7) {
-				fields[n++] = s;
-				char *c = strchr(s, ':');
-				if (!c) break;
-				*c = 0;
-				s = c + 1;
-			}
-			if (n < 6) continue;
-			char *end;
-			unsigned long uid = strtoul(fields[2], &end, 10);
-			if (*fields[2] == 0 || *end || uid != (p->has_user ? p->uid : 0)) continue;
-			fields[5][strcspn(fields[5], "\n")] = 0;
-			if (*fields[5]) snprintf(home, sizeof(home), "HOME=%s", fields[5]);
-			break;
+	if (!f) return;
+	char line[4096];
+	while (fgets(line, sizeof(line), f)) {
+		/* name:pass:uid:gid:gecos:home:shell */
+		char *fields[7] = { 0 };
+		char *s = line;
+		int n = 0;
+		while (n < 7) {
+			fields[n++] = s;
+			char *c = strchr(s, ':');
+			if (!c) break;
+			*c = 0;
+			s = c + 1;
 		}
-		fclose(f);
+		if (n < 6) continue;
+		char *end;
+		unsigned long uid = strtoul(fields[2], &end, 10);
+		if (*fields[2] == 0 || *end || uid != (p->has_user ? p->uid : 0)) continue;
+		fields[5][strcspn(fields[5], "\n")] = 0;
+		snprintf(home, len, "HOME=%s", fields[5]);
+		break;
 	}
-	const char **env = calloc(p->env.n + 2, sizeof(char *));
-	if (!env) bail("malloc");
-	memcpy(env, p->env.v, p->env.n * sizeof(char *));
-	env[p->env.n] = home;
-	p->env.v = env;
-	p->env.n++;
+	fclose(f);
 }
 
+/* runc prepareEnv (>= 1.2): a variable given twice keeps its last value (at the place of that last
+ * occurrence), an empty HOME is dropped, and without a non-empty HOME the user's home from the
+ * container's /etc/passwd is appended ("/" when the uid has no entry). Called inside the container,
+ * before the user switch (runc: in finalizeNamespace, after the first chdir). */
+void prepare_env(struct plan *p)
+{
+	const char **env = calloc(p->env.n + 2, sizeof(char *));
+	if (!env) bail("malloc");
+	uint32_t n = 0;
+	int home_set = 0;
+	for (uint32_t i = 0; i < p->env.n; i++) {
+		const char *kv = p->env.v[i];
+		const char *eq = strchr(kv, '=');
+		size_t klen = eq ? (size_t)(eq - kv) : strlen(kv);
+		int later = 0;
+		for (uint32_t j = i + 1; j < p->env.n && !later; j++)
+			later = strncmp(p->env.v[j], kv, klen) == 0 &&
+				(p->env.v[j][klen] == '=' || (!eq && p->env.v[j][klen] == 0));
+		if (later) continue;
+		if (klen == 4 && strncmp(kv, "HOME", 4) == 0) {
+			if (!eq || !eq[1]) continue; /* empty: replaced below */
+			home_set = 1;
+		}
+		env[n++] = kv;
+	}
+	if (!home_set) {
+		static char home[4096 + 5];
+		user_home(p, home, sizeof(home));
+		env[n++] = home;
+	}
+	env[n] = NULL;
+	p->env.v = env;
+	p->env.n = n;
+}
+
+/* runc finalizeNamespace: the cwd is entered while still privileged (so a directory only root may
+ * search works for another user), and once more after the user switch if that first try was denied
+ * (a directory only the container's user may enter). Returns 1 when done. */
+int enter_cwd(struct plan *p, int after_user)
+{
+	if (!p->cwd || !*p->cwd) return 1;
+	if (chdir(p->cwd) == 0) return 1;
+	if (!after_user && (errno == EACCES || errno == EPERM)) return 0;
+	bail("chdir to cwd (\"%s\") set in config.json failed", p->cwd);
+}
+
+#ifndef SYS_faccessat2
+#define SYS_faccessat2 439
+#endif
+#ifndef AT_EACCESS
+#define AT_EACCESS 0x200
+#endif
+
+/* Go's exec.LookPath (runc >= 1.2): faccessat2(AT_EACCESS) checks with the effective ids and the
+ * effective capabilities (CAP_DAC_OVERRIDE makes a file with any exec bit executable), where access()
+ * would use the real uid and, for a non-root one, no capabilities at all; where faccessat2 is missing
+ * or denied by seccomp, any exec bit will do. */
 static int is_executable(const char *path)
 {
 	struct stat st;
 	if (stat(path, &st) < 0) return -1;
 	if (S_ISDIR(st.st_mode)) { errno = EISDIR; return -1; }
-	if (access(path, X_OK) < 0) return -1;
-	return 0;
+	if (syscall(SYS_faccessat2, AT_FDCWD, path, X_OK, AT_EACCESS) == 0) return 0;
+	if (errno != ENOSYS && errno != EPERM) return -1;
+	if (st.st_mode & 0111) return 0;
+	errno = EACCES;
+	return -1;
 }
 
 /* exec.LookPath semantics (runc resolves args[0] during create: a missing binary fails create). */

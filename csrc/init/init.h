@@ -18,6 +18,7 @@ struct mount_op {
 	int idmap_fd;           /* OP_MOUNT_IDMAP: user namespace fd of the mapping, -1: not idmapped */
 	uint32_t idmap_flags, idmap_index;
 	int tree_fd;            /* the idmapped detached tree stage-1 made, moved into place by the init */
+	int late_ro;            /* a read-only tmpfs or /dev: mounted rw, made read-only at the end (runc) */
 };
 struct device_op { const char *path; uint32_t mode, major, minor, uid, gid, bind; };
 struct pair { const char *a, *b; };
@@ -67,6 +68,7 @@ extern int g_sync_fd;
 extern const char *g_stage;
 void bail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));   /* appends ": strerror(errno)" */
 void bailx(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));  /* no errno */
+void warn_runtime(const char *fmt, ...) __attribute__((format(printf, 1, 2)));     /* logged as a warning */
 void sync_send(uint32_t type, int32_t value, const void *payload, size_t len);
 /* receives one message of the expected type; payload (NUL-terminated, malloc'd) into *out if non-NULL */
 int32_t sync_expect(uint32_t type, char **out, size_t *outlen);
@@ -101,5 +103,6 @@ void apply_mempolicy(struct plan *p);
 void apply_rlimits(struct plan *p);
 void apply_user_and_caps(struct plan *p);
 const char *lookup_exec(struct plan *p, char *buf, size_t buflen);
-void default_home(struct plan *p);
+void prepare_env(struct plan *p);
+int enter_cwd(struct plan *p, int after_user);
 #endif

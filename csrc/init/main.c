@@ -86,12 +86,18 @@ static void join_namespaces(struct plan *p)
 		if ((uint32_t)t != j->flag)
 			bailx("%s is a %s namespace, not a %s namespace", j->path, ns_name(t), ns_name(j->flag));
 	}
-	/* the user namespace first: it owns the others */
-	for (int pass = 0; pass < 2; pass++)
+	/* runc >= 1.3: each namespace is tried before the user namespace is joined (with the runtime's
+	 * privileges: a namespace not owned by the container's user namespace, such as the host's network
+	 * namespace), then the user namespace, then once more those that were refused before it (a
+	 * namespace only the container's user namespace may enter) */
+	for (int pass = 0; pass < 3; pass++)
 		for (uint32_t i = 0; i < p->njoins; i++) {
 			struct ns_join *j = &p->joins[i];
-			if ((pass == 0) != (j->flag == CLONE_NEWUSER)) continue;
-			if (setns(j->fd, j->flag) < 0) bail("setns %s namespace %s", ns_name(j->flag), j->path);
+			if (j->fd < 0 || (pass == 1) != (j->flag == CLONE_NEWUSER)) continue;
+			if (setns(j->fd, j->flag) < 0) {
+				if (pass == 0 && errno == EPERM) continue; /* again once in the user namespace */
+				bail("setns %s namespace %s", ns_name(j->flag), j->path);
+			}
 			if (j->flag == CLONE_NEWUSER) g_userns = 1;
 			close(j->fd);
 			j->fd = -1;
@@ -133,8 +139,24 @@ static pid_t clone_parent(void)
 	return (pid_t)syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
 }
 
+/* The waiting init of a created container is the init of its pid namespace: without a handler the
+ * kernel drops SIGTERM/SIGINT/SIGHUP/SIGQUIT sent from outside, so `kill ID TERM` would do nothing.
+ * runc's waiting init is a Go program, whose runtime catches them and exits; do the same. */
+static void die_on_signal(int sig)
+{
+	signal(sig, SIG_DFL);
+	raise(sig); /* a pid namespace's init ignores its own default-action signal: then exit */
+	_exit(2);
+}
+
 static void wait_exec_fifo(struct plan *p)
 {
+	static const int terminating[] = { SIGHUP, SIGINT, SIGQUIT, SIGTERM };
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = die_on_signal;
+	for (size_t i = 0; i < sizeof(terminating) / sizeof(terminating[0]); i++)
+		sigaction(terminating[i], &sa, NULL);
 	struct pollfd pf = { p->fifo_fd, POLLIN, 0 };
 	for (;;) {
 		int r = poll(&pf, 1, -1);
@@ -183,7 +205,6 @@ static void finish_and_exec(struct plan *p, const char *path)
 
 static const char *process_setup(struct plan *p, char *exe, size_t exelen)
 {
-	default_home(p);
 	/* runc's place for the exec label: after READY, while still privileged, before seccomp and the
 	 * credential change (the attr files take effect at execve, so nothing between changes meaning) */
 	apply_lsm_labels(p);
@@ -197,9 +218,11 @@ static const char *process_setup(struct plan *p, char *exe, size_t exelen)
 	apply_mempolicy(p);
 	/* runc's ordering rule: without NNP the filter needs CAP_SYS_ADMIN, so load it before dropping caps */
 	if (!(p->proc_flags & PROC_NNP)) load_seccomp(p);
+	int cwd_done = enter_cwd(p, 0);
+	prepare_env(p);
 	apply_user_and_caps(p);
+	if (!cwd_done) enter_cwd(p, 1);
 	if (p->cwd && *p->cwd) {
-		if (chdir(p->cwd) < 0) bail("chdir to cwd (\"%s\") set in config.json failed", p->cwd);
 		/* CVE-2024-21626: a cwd outside the container's root reads back as ENOENT/"(unreachable)" */
 		char buf[PATH_MAX];
 		char *wd = getcwd(buf, sizeof(buf));
@@ -303,6 +326,7 @@ static void stage1(struct plan *p)
 		 * the new namespace (the new ipc namespace's mqueue root takes it, e.g. the user's group under
 		 * podman --userns=keep-id); the init becomes gid 0 itself */
 		if (setresuid(0, 0, 0) < 0) bail("setresuid(0) in the new user namespace");
+		g_userns = 1;
 	}
 	uint32_t rest = p->new_ns & ~(uint32_t)CLONE_NEWUSER;
 	if (rest && unshare(rest) < 0) bail("unshare namespaces 0x%x", rest);
@@ -312,7 +336,14 @@ static void stage1(struct plan *p)
 		char v[128];
 		snprintf(v, sizeof(v), "monotonic %lld %lld\nboottime %lld %lld\n",
 			 (long long)p->timens[0], (long long)p->timens[1], (long long)p->timens[2], (long long)p->timens[3]);
-		write_proc_self("timens_offsets", v);
+		if (g_userns) {
+			/* in a user namespace our (non-dumpable) /proc/self belongs to the host's root: the
+			 * privileged runtime writes the offsets, as runc >= 1.2 does */
+			sync_send(SYNC_TIMENS_PLS, 0, v, strlen(v));
+			sync_expect(SYNC_TIMENS_ACK, NULL, NULL);
+		} else {
+			write_proc_self("timens_offsets", v);
+		}
 	}
 	/* the init waits until its pid has been reported, so that the runtime always learns the pid
 	 * before any message of the init's own */

@@ -28,6 +28,7 @@
 #define IN_ROOT (OCI_RESOLVE_IN_ROOT | OCI_RESOLVE_NO_MAGICLINKS)
 
 static int g_rootfd = -1;
+static const char *g_rootfs;  /* the rootfs path (a bind source below it is opened inside the root) */
 static const char *g_mount_label; /* linux.mountLabel (OP_MOUNT_LABEL), NULL without one */
 
 int open_in_root(int rootfd, const char *path, int flags, uint64_t resolve)
@@ -84,8 +85,49 @@ static int open_parent(int rootfd, const char *path, char *base, size_t baselen)
 
 static void fdpath(char *buf, size_t len, int fd) { snprintf(buf, len, "/proc/self/fd/%d", fd); }
 
-/* Open (creating if needed) a mount target: a directory, or an empty file when the source is not a dir. */
+/* dst names a symlink whose target does not exist (an image's /etc/hosts -> /tmp/hosts): its
+ * target as a path inside the root, in out; NULL when dst is no symlink. */
+static const char *dangling_target(int rootfd, const char *dst, char *out, size_t outlen)
+{
+	char parent[PATH_MAX];
+	if (snprintf(parent, sizeof(parent), "%s", dst) >= (int)sizeof(parent)) return NULL;
+	size_t l = strlen(parent);
+	while (l > 1 && parent[l - 1] == '/') parent[--l] = 0;
+	char *slash = strrchr(parent, '/');
+	if (!slash) return NULL;
+	*slash = 0;
+	const char *base = slash + 1;
+	int pfd = open_in_root(rootfd, *parent ? parent : "/", O_PATH | O_DIRECTORY, 0);
+	if (pfd < 0) return NULL;
+	char target[PATH_MAX];
+	ssize_t n = readlinkat(pfd, base, target, sizeof(target) - 1);
+	close(pfd);
+	if (n <= 0) return NULL;
+	target[n] = 0;
+	if (target[0] == '/') snprintf(out, outlen, "%s", target);
+	else snprintf(out, outlen, "%s/%s", parent, target);
+	return out;
+}
+
+static int mount_target_at(int rootfd, const char *dst, int is_dir, uint64_t resolve);
+
+/* Open (creating if needed) a mount target: a directory, or an empty file when the source is not a dir.
+ * A destination that is a dangling symlink gets its target created, inside the root (runc >= 1.2,
+ * pathrs MkdirAllInRoot/CreateInRoot); never for procfs/sysfs, which refuse symlinks altogether. */
 static int mount_target(int rootfd, const char *dst, int is_dir, uint64_t resolve)
+{
+	int fd = mount_target_at(rootfd, dst, is_dir, resolve);
+	char buf[2][PATH_MAX];
+	for (int hops = 0; fd < 0 && errno == ENOENT && !resolve && hops < 40; hops++) {
+		const char *next = dangling_target(rootfd, dst, buf[hops & 1], sizeof(buf[0]));
+		if (!next) { errno = ENOENT; break; }
+		dst = next;
+		fd = mount_target_at(rootfd, dst, is_dir, resolve);
+	}
+	return fd;
+}
+
+static int mount_target_at(int rootfd, const char *dst, int is_dir, uint64_t resolve)
 {
 	int fd;
 	if (is_dir) {
@@ -133,6 +175,23 @@ static int remount_bind(const char *target, unsigned long flags)
 	if (mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | flags, NULL) == 0) return 0;
 	if (errno != EPERM) return -1;
 	return mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | flags | locked_flags(target), NULL);
+}
+
+/* runc >= 1.2: a bind mount whose options name any flag (setting or clearing) is remounted with exactly
+ * those flags. Where the kernel refuses (a user namespace locks the source's rdonly, nosuid, nodev,
+ * noexec and atime flags), the locked flags the options do not mention are kept, and asking to clear
+ * one of them is an error, as runc's "mount --bind -o remount" fallback. */
+static void remount_bind_exact(const char *target, const char *dst, unsigned long flags, unsigned long cleared)
+{
+	if (mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | flags, NULL) == 0) return;
+	if (errno != EPERM) bail("remount bind mount %s with flags 0x%lx", dst, flags);
+	unsigned long locked = locked_flags(target);
+	unsigned long bad = locked & cleared;
+	if (bad)
+		bailx("failed to set user-requested vfs flags on bind-mount %s: cannot clear locked flags 0x%lx: "
+		      "operation not permitted", dst, bad);
+	if (mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | flags | locked, NULL) < 0)
+		bail("remount bind mount %s with locked flags 0x%lx re-applied", dst, locked);
 }
 
 /* tmpcopyup: copy a directory tree (owner, mode, symlinks, device nodes) fd to fd, never following
@@ -185,19 +244,50 @@ static void copy_tree(int src, int dst, const char *what)
 static void do_mount(struct mount_op *m)
 {
 	int copyup = (m->kind & MOUNT_COPYUP) != 0;
-	m->kind &= ~MOUNT_COPYUP;
+	int clears = (m->kind & MOUNT_CLEARS) != 0;
+	unsigned long cleared = 0;
+	static const unsigned long lockable[] = { MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_NOATIME,
+						  MS_NODIRATIME, MS_RELATIME };
+	for (unsigned i = 0; i < sizeof(lockable) / sizeof(lockable[0]); i++)
+		if (m->kind & (1u << (MOUNT_CLR_SHIFT + i))) cleared |= lockable[i];
+	m->kind &= 0xffu;
 	int is_bind = m->kind == MOUNT_KIND_BIND || m->kind == MOUNT_KIND_RBIND;
 	int is_dir = 1;
 	uint64_t resolve = 0;
-	if (is_bind) {
+	const char *src = m->src;
+	char srcpath[64];
+	int srcfd = -1;
+	if (is_bind && m->tree_fd < 0 && g_rootfs) {
+		/* runc: a source inside the container's root is opened now, in the container's mount
+		 * namespace (after the earlier mounts), resolved inside the root */
+		size_t rl = strlen(g_rootfs);
+		if (strncmp(m->src, g_rootfs, rl) == 0 && (m->src[rl] == '/' || m->src[rl] == 0)) {
+			srcfd = open_in_root(g_rootfd, m->src + rl, O_PATH, 0);
+			if (srcfd < 0) bail("bind mount source %s (for %s)", m->src, m->dst);
+			fdpath(srcpath, sizeof(srcpath), srcfd);
+			src = srcpath;
+		}
+	}
+	if (is_bind && m->tree_fd < 0) { /* a prepared tree (idmapped, opened by the runtime): its root tells */
 		struct stat st;
-		if (stat(m->src, &st) < 0) bail("bind mount source %s (for %s)", m->src, m->dst);
+		if (stat(src, &st) < 0) bail("bind mount source %s (for %s)", m->src, m->dst);
 		is_dir = S_ISDIR(st.st_mode);
 	}
 	/* procfs and sysfs must be mounted on a real directory, never through a symlink
 	 * (CVE-2019-19921, CVE-2023-27561, CVE-2025-54867) */
-	if (!is_bind && (strcmp(m->fstype, "proc") == 0 || strcmp(m->fstype, "sysfs") == 0))
+	if (!is_bind && (strcmp(m->fstype, "proc") == 0 || strcmp(m->fstype, "sysfs") == 0)) {
 		resolve = OCI_RESOLVE_NO_SYMLINKS;
+		/* runc's check and wording: an existing destination that is not a directory (a symlink, a file) */
+		int e = open_in_root(g_rootfd, m->dst, O_PATH | O_NOFOLLOW, OCI_RESOLVE_NO_SYMLINKS);
+		struct stat st;
+		if (e >= 0 && fstat(e, &st) == 0 && !S_ISDIR(st.st_mode))
+			bailx("filesystem \"%s\" must be mounted on ordinary directory (%s is a %s)", m->fstype, m->dst,
+			      S_ISLNK(st.st_mode) ? "symlink" : "file, not a directory");
+		if (e < 0 && errno == ELOOP) /* a symlink on the way */
+			bailx("filesystem \"%s\" must be mounted on ordinary directory (%s goes through a symlink)",
+			      m->fstype, m->dst);
+		if (e >= 0) close(e);
+	}
 	int lower = -1;
 	if (copyup) {
 		lower = open_in_root(g_rootfd, m->dst, O_RDONLY | O_DIRECTORY, 0);
@@ -207,6 +297,25 @@ static void do_mount(struct mount_op *m)
 		struct stat st;
 		if (fstat(m->tree_fd, &st) < 0) bail("stat the idmapped mount of %s (for %s)", m->src, m->dst);
 		is_dir = S_ISDIR(st.st_mode);
+	}
+	/* runc >= 1.2 (createOpenMountpoint): a tmpfs takes the mode of the directory it covers, unless
+	 * the options say otherwise (a later mode= wins) */
+	char tmpfs_data[4096];
+	if (!is_bind && m->tree_fd < 0 && strcmp(m->fstype, "tmpfs") == 0) {
+		int old = open_in_root(g_rootfd, m->dst, O_PATH, 0);
+		struct stat ost;
+		if (old >= 0 && fstat(old, &ost) == 0) {
+			snprintf(tmpfs_data, sizeof(tmpfs_data), "mode=%04o%s%s", (unsigned)(ost.st_mode & 07777),
+				 *m->data ? "," : "", m->data);
+			m->data = tmpfs_data;
+		}
+		if (old >= 0) close(old);
+	}
+	/* runc: a read-only tmpfs (and a read-only /dev) is mounted read-write, so that mounts, devices
+	 * and symlinks can be made below it, and made read-only once the rootfs is done */
+	if ((m->flags & MS_RDONLY) && ((!is_bind && strcmp(m->fstype, "tmpfs") == 0) || strcmp(m->dst, "/dev") == 0)) {
+		m->late_ro = 1;
+		m->flags &= ~(uint32_t)MS_RDONLY;
 	}
 	int tfd = mount_target(g_rootfd, m->dst, is_dir, resolve);
 	if (tfd < 0) bail("mount destination %s", m->dst);
@@ -219,7 +328,8 @@ static void do_mount(struct mount_op *m)
 		m->tree_fd = -1;
 	} else if (is_bind) {
 		unsigned long bf = MS_BIND | (m->kind == MOUNT_KIND_RBIND ? MS_REC : 0);
-		if (mount(m->src, tp, NULL, bf, NULL) < 0) bail("bind mount %s on %s", m->src, m->dst);
+		if (mount(src, tp, NULL, bf, NULL) < 0) bail("bind mount %s on %s", m->src, m->dst);
+		if (srcfd >= 0) close(srcfd);
 	} else {
 		if (mount(*m->src ? m->src : m->fstype, tp, m->fstype, m->flags, *m->data ? m->data : NULL) < 0)
 			bail("mount %s (type %s, options \"%s\") on %s", m->src, m->fstype, m->data, m->dst);
@@ -245,8 +355,7 @@ static void do_mount(struct mount_op *m)
 	    setxattr(tp, "security.selinux", g_mount_label, strlen(g_mount_label), 0) < 0)
 		bail("set the SELinux label of %s", m->dst);
 	unsigned long extra = m->flags & ~(unsigned long)(MS_BIND | MS_REC | MS_REMOUNT);
-	if (is_bind && extra && remount_bind(tp, extra) < 0)
-		bail("remount bind mount %s with flags 0x%lx", m->dst, extra);
+	if (is_bind && (extra || clears)) remount_bind_exact(tp, m->dst, extra, cleared);
 	for (uint32_t i = 0; i < m->npflags; i++)
 		if (mount(NULL, tp, NULL, m->pflags[i], NULL) < 0)
 			bail("set propagation 0x%x of %s", m->pflags[i], m->dst);
@@ -269,12 +378,20 @@ void prepare_idmapped_mounts(struct plan *p)
 {
 	for (uint32_t i = 0; i < p->nmounts; i++) {
 		struct mount_op *m = &p->mounts[i];
+		if (m->idmap_fd < 0 && (m->kind & MOUNT_FROM_RUNTIME)) {
+			/* a bind source the container's root cannot reach (runc >= 1.1 opens it for the container) */
+			unsigned of = OCI_OPEN_TREE_CLONE | OCI_OPEN_TREE_CLOEXEC;
+			if ((m->kind & 0xffu) == MOUNT_KIND_RBIND) of |= OCI_AT_RECURSIVE;
+			m->tree_fd = sys_open_tree(AT_FDCWD, m->src, of);
+			if (m->tree_fd < 0) bail("clone the bind mount source %s (for %s)", m->src, m->dst);
+			continue;
+		}
 		if (m->idmap_fd < 0) continue;
 		int t = ioctl(m->idmap_fd, NS_GET_NSTYPE);
 		if (t != CLONE_NEWUSER)
 			bailx("/mounts/%u: the id mapping's fd %d is not a user namespace", m->idmap_index, m->idmap_fd);
 		unsigned of = OCI_OPEN_TREE_CLONE | OCI_OPEN_TREE_CLOEXEC;
-		if ((m->kind & ~MOUNT_COPYUP) == MOUNT_KIND_RBIND) of |= OCI_AT_RECURSIVE;
+		if ((m->kind & 0xffu) == MOUNT_KIND_RBIND) of |= OCI_AT_RECURSIVE;
 		int tree = sys_open_tree(AT_FDCWD, m->src, of);
 		if (tree < 0) bail("/mounts/%u: clone the bind mount source %s", m->idmap_index, m->src);
 		struct oci_mount_attr a = { OCI_MOUNT_ATTR_IDMAP, 0, 0, (uint64_t)m->idmap_fd };
@@ -390,6 +507,7 @@ static void parent_mount_private(const char *rootfs)
 void setup_rootfs(struct plan *p)
 {
 	g_mount_label = p->mount_label;
+	g_rootfs = p->rootfs;
 	if (p->root_flags & ROOTFS_NO_MOUNTNS) {
 		/* No mount namespace: the config's mounts land in the runtime's own namespace, under the
 		 * rootfs only (as runc does, minus touching the propagation of "/", which would change the
@@ -401,6 +519,7 @@ void setup_rootfs(struct plan *p)
 		for (uint32_t i = 0; i < p->ndevices; i++) make_device(&p->devices[i]);
 		for (uint32_t i = 0; i < p->nsymlinks; i++) make_symlink(&p->symlinks[i]);
 		umask(022);
+		if (fchdir(g_rootfd) < 0) bail("chdir to rootfs"); /* the createContainer hooks' cwd (runc) */
 		return;
 	}
 	umask(0);
@@ -422,6 +541,66 @@ void setup_rootfs(struct plan *p)
 		close(fd);
 	}
 	umask(022);
+	/* runc prepareRootfs: the createContainer hooks run with the rootfs as their working directory */
+	if (fchdir(g_rootfd) < 0) bail("chdir to rootfs");
+}
+
+static void unescape_mountinfo(char *mp)
+{
+	char *r = mp, *w = mp;
+	while (*r) {
+		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] && r[3]) {
+			*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
+			r += 4;
+		} else {
+			*w++ = *r++;
+		}
+	}
+	*w = 0;
+}
+
+/* --no-pivot (runc msMoveRoot): after MS_MOVE + chroot the host's procfs and sysfs mounts would stay in
+ * the container's mount namespace, unreachable by path but "fully visible", which lets a process in a
+ * nested user namespace mount a fresh procfs or sysfs (the kernel's mount_too_revealing check). Every
+ * full (root "/") proc or sysfs mount outside the rootfs is detached first, or covered by a tmpfs where
+ * it cannot be detached. Only in the container's own mount namespace, whose "/" is already rslave. */
+static void hide_host_proc_sys(const char *rootfs)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	if (!f) bail("open /proc/self/mountinfo");
+	char (*mps)[PATH_MAX] = NULL;
+	size_t n = 0, cap = 0;
+	char line[8192];
+	size_t rl = strlen(rootfs);
+	while (fgets(line, sizeof(line), f)) {
+		char root[PATH_MAX], mp[PATH_MAX], fstype[64];
+		/* id parent major:minor root mountpoint options [optional...] - fstype source superopts */
+		if (sscanf(line, "%*s %*s %*s %4095s %4095s", root, mp) != 2) continue;
+		char *dash = strstr(line, " - ");
+		if (!dash || sscanf(dash + 3, "%63s", fstype) != 1) continue;
+		if (strcmp(root, "/") != 0 || (strcmp(fstype, "proc") != 0 && strcmp(fstype, "sysfs") != 0)) continue;
+		unescape_mountinfo(mp);
+		if (strncmp(mp, rootfs, rl) == 0 && (mp[rl] == '/' || mp[rl] == 0)) continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 8;
+			void *t = realloc(mps, cap * sizeof(*mps));
+			if (!t) bail("malloc");
+			mps = t;
+		}
+		snprintf(mps[n++], PATH_MAX, "%s", mp);
+	}
+	fclose(f);
+	for (size_t i = 0; i < n; i++) {
+		if (mount(NULL, mps[i], NULL, MS_SLAVE | MS_REC, NULL) < 0) {
+			if (errno == ENOENT) continue; /* below one already detached */
+			bail("make %s rslave before hiding it", mps[i]);
+		}
+		if (umount2(mps[i], MNT_DETACH) < 0) {
+			if (errno != EINVAL && errno != EPERM) bail("detach the host's %s", mps[i]);
+			if (mount("tmpfs", mps[i], "tmpfs", 0, NULL) < 0) bail("cover the host's %s", mps[i]);
+		}
+	}
+	free(mps);
 }
 
 /* runc reOpenDevNull (when it set up /dev): stdio that is the null device is replaced by the
@@ -453,6 +632,8 @@ void finish_rootfs(struct plan *p)
 	}
 	if (fchdir(g_rootfd) < 0) bail("chdir to rootfs");
 	if (p->root_flags & ROOTFS_NO_PIVOT) {
+		hide_host_proc_sys(p->rootfs);
+		if (fchdir(g_rootfd) < 0) bail("chdir to rootfs");
 		if (mount(".", "/", NULL, MS_MOVE, NULL) < 0) bail("move rootfs onto /");
 		if (chroot(".") < 0) bail("chroot");
 	} else {
@@ -488,8 +669,37 @@ static int open_dev_null(void)
 	return fd;
 }
 
+/* runc finalizeRootfs: the read-only tmpfs and /dev mounts mounted read-write by do_mount */
+static void late_readonly(struct plan *p)
+{
+	for (uint32_t i = 0; i < p->nmounts; i++) {
+		struct mount_op *m = &p->mounts[i];
+		if (!m->late_ro) continue;
+		int fd = open_in_root(g_rootfd, m->dst, O_PATH, 0);
+		if (fd < 0) bail("re-open %s to make it read-only", m->dst);
+		char tp[64];
+		fdpath(tp, sizeof(tp), fd);
+		unsigned long fl = (m->flags & ~(unsigned long)(MS_BIND | MS_REC | MS_REMOUNT)) | MS_RDONLY;
+		if (remount_bind(tp, fl) < 0) bail("remount %s read-only", m->dst);
+		close(fd);
+	}
+}
+
+static int same_path(const char *a, const char *b)
+{
+	/* lexically: "//a/./b/" is "/a/b" */
+	for (;;) {
+		while (*a == '/' || (a[0] == '.' && (a[1] == '/' || !a[1]) && (a[-1] == '/'))) a++;
+		while (*b == '/' || (b[0] == '.' && (b[1] == '/' || !b[1]) && (b[-1] == '/'))) b++;
+		if (!*a || !*b) return !*a && !*b;
+		while (*a && *a != '/' && *a == *b) { a++; b++; }
+		if ((*a && *a != '/') || (*b && *b != '/')) return 0;
+	}
+}
+
 void masked_and_readonly(struct plan *p)
 {
+	late_readonly(p);
 	for (uint32_t i = 0; i < p->nreadonly; i++) {
 		const char *path = p->readonly[i];
 		int fd = open_in_root(g_rootfd, path, O_PATH, 0);
@@ -504,14 +714,20 @@ void masked_and_readonly(struct plan *p)
 		close(fd);
 	}
 	int devnull = -1;
+	int shared = -1; /* runc >= 1.3.6/1.4.3: every masked directory shows the same read-only tmpfs */
 	for (uint32_t i = 0; i < p->nmasked; i++) {
 		const char *path = p->masked[i];
+		int dup_path = 0;
+		for (uint32_t j = 0; j < i && !dup_path; j++) dup_path = same_path(p->masked[j], path);
+		if (dup_path) continue; /* masked once */
 		int fd = open_in_root(g_rootfd, path, O_PATH, 0);
 		if (fd < 0) { if (errno == ENOENT) continue; bail("open masked path %s", path); }
 		struct stat st;
 		if (fstat(fd, &st) < 0) bail("stat masked path %s", path);
 		int m;
-		if (S_ISDIR(st.st_mode)) {
+		if (S_ISDIR(st.st_mode) && shared >= 0) {
+			m = sys_open_tree(shared, "", OCI_OPEN_TREE_CLONE | OCI_OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+		} else if (S_ISDIR(st.st_mode)) {
 			int fs = sys_fsopen("tmpfs", OCI_FSOPEN_CLOEXEC);
 			if (fs < 0) bail("fsopen tmpfs for %s", path);
 			if (sys_fsconfig(fs, OCI_FSCONFIG_SET_STRING, "source", "tmpfs", 0) < 0 ||
@@ -528,10 +744,17 @@ void masked_and_readonly(struct plan *p)
 		if (m < 0) bail("prepare mask for %s", path);
 		if (sys_move_mount(m, "", fd, "", OCI_MOVE_MOUNT_F_EMPTY_PATH | OCI_MOVE_MOUNT_T_EMPTY_PATH) < 0)
 			bail("mask %s", path);
+		if (S_ISDIR(st.st_mode) && shared < 0) {
+			/* the first masked directory's tmpfs, now attached, is the source of the others' binds */
+			shared = m;
+			close(fd);
+			continue;
+		}
 		close(m);
 		close(fd);
 	}
 	if (devnull >= 0) close(devnull);
+	if (shared >= 0) close(shared);
 	close(g_rootfd); /* the waiting init holds nothing but stdio, the fifo and preserved fds */
 	g_rootfd = -1;
 }

@@ -42,6 +42,30 @@ static void vreport(int with_errno, const char *fmt, va_list ap)
 	dprintf(2, "ociruntime-init[%s]: %s\n", g_stage, msg);
 }
 
+/* A warning for the runtime's log (runc's logrus.Warnf in its init): sent on the sync socket while it
+ * is open, else to stderr. Never fails the caller. */
+void warn_runtime(const char *fmt, ...)
+{
+	int saved = errno;
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (g_sync_fd >= 0) {
+		struct sync_hdr h = { SYNC_WARNING, 0 };
+		char buf[sizeof(h) + sizeof(msg)];
+		size_t len = strlen(msg);
+		memcpy(buf, &h, sizeof(h));
+		memcpy(buf + sizeof(h), msg, len);
+		if (send(g_sync_fd, buf, sizeof(h) + len, MSG_NOSIGNAL) < 0)
+			dprintf(2, "ociruntime-init[%s]: warning: %s\n", g_stage, msg);
+	} else {
+		dprintf(2, "ociruntime-init[%s]: warning: %s\n", g_stage, msg);
+	}
+	errno = saved;
+}
+
 void bail(const char *fmt, ...)
 {
 	va_list ap;
@@ -139,9 +163,11 @@ int write_all(int fd, const void *buf, size_t len)
 int run_hooks(struct plan *p, uint32_t kind, const char *state, size_t state_len)
 {
 	const char *name = kind == HOOK_CREATE_CONTAINER ? "createContainer" : "startContainer";
+	int idx = -1; /* the hook's number among those of its kind, as runc's "hook #<n>" */
 	for (uint32_t i = 0; i < p->nhooks; i++) {
 		struct hook_op *h = &p->hooks[i];
 		if (h->kind != kind) continue;
+		idx++;
 		int in[2], out[2];
 		if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0) bail("%s hook: pipe", name);
 		pid_t pid = fork();
@@ -157,8 +183,14 @@ int run_hooks(struct plan *p, uint32_t kind, const char *state, size_t state_len
 			sigemptyset(&all);
 			sigprocmask(SIG_SETMASK, &all, NULL);
 			const char *argv0[] = { h->path, NULL };
-			execve(h->path, h->args.n ? (char **)h->args.v : (char **)argv0, (char **)h->env.v);
-			dprintf(2, "exec %s: %s", h->path, strerror(errno));
+			/* runc SetDefaultEnv: a startContainer hook without env gets the process's environment */
+			const char **envp = h->env.v;
+			if (kind == HOOK_START_CONTAINER && h->env.n == 0 && p->env.n) envp = p->env.v;
+			execve(h->path, h->args.n ? (char **)h->args.v : (char **)argv0, (char **)envp);
+			char e[128];
+			snprintf(e, sizeof(e), "%s", strerror(errno));
+			if (e[0] >= 'A' && e[0] <= 'Z') e[0] = (char)(e[0] - 'A' + 'a');
+			dprintf(2, "exec %s: %s", h->path, e);
 			_exit(127);
 		}
 		close(in[0]);
@@ -206,7 +238,7 @@ int run_hooks(struct plan *p, uint32_t kind, const char *state, size_t state_len
 		if (timed_out) {
 			kill(pid, SIGKILL);
 			waitpid(pid, &status, 0);
-			bailx("%s hook %s: timed out after %d s", name, h->path, h->timeout);
+			bailx("error running %s hook #%d: hook ran past specified timeout of %d.0s", name, idx, h->timeout);
 		}
 		if (pidfd >= 0) close(pidfd);
 		while (waitpid(pid, &status, 0) < 0)
@@ -214,10 +246,13 @@ int run_hooks(struct plan *p, uint32_t kind, const char *state, size_t state_len
 		while (mlen && (msg[mlen - 1] == '\n' || msg[mlen - 1] == ' ')) mlen--;
 		msg[mlen] = 0;
 		for (size_t k = 0; k < mlen; k++) if (msg[k] == '\n') msg[k] = ' ';
+		/* runc's wording; the hook's stdout and stderr share one pipe here: its output is given as both */
 		if (WIFSIGNALED(status))
-			bailx("%s hook %s: killed by signal %d%s%s", name, h->path, WTERMSIG(status), mlen ? ": " : "", msg);
+			bailx("error running %s hook #%d: signal: %d, stdout: %s, stderr: %s", name, idx, WTERMSIG(status), msg, msg);
+		if (WEXITSTATUS(status) == 127 && strncmp(msg, "exec ", 5) == 0)
+			bailx("error running %s hook #%d: fork/%s", name, idx, msg);
 		if (WEXITSTATUS(status) != 0)
-			bailx("%s hook %s: exit status %d%s%s", name, h->path, WEXITSTATUS(status), mlen ? ": " : "", msg);
+			bailx("error running %s hook #%d: exit status %d, stdout: %s, stderr: %s", name, idx, WEXITSTATUS(status), msg, msg);
 	}
 	return 0;
 }

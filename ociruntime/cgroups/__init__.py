@@ -158,21 +158,46 @@ def create(paths, rootless=False):
 
 def _create_one(key, path, made):
     if os.path.isdir(path):
-        if _procs(path):
-            raise OciError(f"cgroup {path} is not empty: container's cgroup must be empty")
+        pids = _procs(path)
+        if pids:
+            # runc's wording (factory_linux.go), which clients grep
+            raise OciError(f"container's cgroup is not empty: {len(pids)} process(es) found ({path})")
         if is_path_frozen(path):
             raise OciError(f"cgroup {path} is frozen")
+        if key and "cpuset" in key.split(","):
+            _fill_cpuset_ancestors(path)
         return
     todo = []
     d = path
     while not os.path.isdir(d):
         todo.append(d)
         d = os.path.dirname(d)
+    if key and "cpuset" in key.split(","):
+        _fill_cpuset_ancestors(d)
     for d in reversed(todo):
         os.mkdir(d, 0o755)
         made.append(d)
         if key:
             _inherit_cpuset(d)
+
+
+def _fill_cpuset_ancestors(d):
+    """runc (fs/cpuset.go ensureParent): an existing v1 cpuset cgroup on the way with empty cpus/mems
+    (made by someone else with clone_children off) would refuse our tasks (ENOSPC): fill it, and any
+    empty one above it, from the nearest ancestor that has them, top-down."""
+    chain = []
+    while True:
+        f = os.path.join(d, "cpuset.cpus")
+        parent = os.path.dirname(d)
+        if not os.path.exists(f) or not os.path.exists(os.path.join(parent, "cpuset.cpus")) or parent == d:
+            break  # the hierarchy's root
+        with open(f) as fh, open(os.path.join(d, "cpuset.mems")) as fm:
+            if fh.read().strip() and fm.read().strip():
+                break
+        chain.append(d)
+        d = parent
+    for d in reversed(chain):
+        _inherit_cpuset(d)
 
 
 def _inherit_cpuset(d):

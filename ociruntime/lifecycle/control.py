@@ -8,6 +8,7 @@ import time
 from ociruntime import OCI_VERSION
 from ociruntime import fastjson as json
 from ociruntime.errors import NotFound, OciError, StateError
+from ociruntime.log import log
 from ociruntime.state import Store, FIFO, status_of, init_alive, spec_state, is_frozen, getenv
 
 SIGNALS = {"HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "TRAP": 5, "ABRT": 6, "BUS": 7, "FPE": 8, "KILL": 9,
@@ -90,17 +91,23 @@ def start(root, cid):
             posix.write(fd, b"0")
         finally:
             posix.close(fd)
+        log.debug(f"start {cid}: exec fifo written")
         posix.unlink(FIFO, dir_fd=c.fd)
         _wait_exec(st)
+        log.debug(f"start {cid}: pid {st['pid']} runs the user's process")
         if notify is not None:
             notifymod.forward_ready(notify, st["pid"], notify_socket)
         hooks = st.get("hooks") or {}
         if hooks.get("poststart"):
             from ociruntime import hooks as hookmod
+            log.debug(f"start {cid}: poststart hooks")
             try:
                 hookmod.run(hooks, "poststart", json.dumps(spec_state(st, "running")).encode(), cwd=st["bundle"])
             except OciError:
-                _signal_init(st, _signal.SIGKILL)
+                try:
+                    _signal_init(st, _signal.SIGKILL)
+                except StateError:
+                    pass  # the process is already gone: the hook's error is what to report
                 raise
     finally:
         c.close()
@@ -160,6 +167,7 @@ def cmd_kill(ctx):
     c, st = _open(ctx.root, cid)
     try:
         status = status_of(c, st)
+        log.debug(f"kill {cid}: signal {sig}, status {status}, all={bool(ctx.flag('all'))}")
         if ctx.flag("all"):
             # every process in the container's cgroup (runc <= 1.1 semantics, what containerd's
             # KillAll and podman expect); a stopped container's leftovers included, never an error
@@ -169,13 +177,14 @@ def cmd_kill(ctx):
                 except StateError:
                     pass
             return 0
-        if status == "stopped":
-            raise StateError("container not running")
         private_pidns = bool(st.get("new_ns", 0) & 0x20000000) or st.get("joined_pidns")
         if sig == _signal.SIGKILL and not private_pidns:
-            # a shared pid namespace: the kernel kills nobody else when the init dies
+            # a shared pid namespace: the kernel kills nobody else when the init dies, so every
+            # process of the cgroup goes, even once the init is gone (runc >= 1.2)
             if _kill_cgroup(st, sig):
                 return 0
+        if status == "stopped":
+            raise StateError("container not running")
         _signal_init(st, sig)
         if sig == _signal.SIGKILL:
             if is_frozen(st):
@@ -222,6 +231,7 @@ def delete(root, cid, force=False):
                 return
             raise NotFound()
         status = status_of(c, st)
+        log.debug(f"delete {cid}: status {status}, force={force}")
         if status in ("running", "paused") and not force:
             raise StateError(f"cannot delete container {cid} that is not stopped: {status}")
         if status != "stopped":
@@ -237,6 +247,7 @@ def delete(root, cid, force=False):
             # leftover processes (shared pid namespace, or anything else still in the cgroup)
             _kill_cgroup(st, _signal.SIGKILL)
         from ociruntime.cgremove import destroy  # not the cgroups package (start-up cost)
+        log.debug(f"delete {cid}: removing cgroups {st.get('cgroup_made') or []}")
         destroy(st.get("cgroup_paths") or {}, st.get("cgroup_made") or [])
         if st.get("host_mounts") and st.get("rootfs"):
             _unmount_below(st["rootfs"])
@@ -244,7 +255,6 @@ def delete(root, cid, force=False):
         hooks = st.get("hooks") or {}
         if hooks.get("poststop"):
             from ociruntime import hooks as hookmod
-            from ociruntime.log import log
             try:
                 hookmod.run(hooks, "poststop", json.dumps(spec_state(st, "stopped")).encode(), cwd=st["bundle"])
             except OciError as e:

@@ -14,6 +14,7 @@ import time
 
 from ociruntime import OCI_VERSION, cgroups, fastjson as json, plan as planmod
 from ociruntime.errors import OciError, SpawnError
+from ociruntime.log import log
 from ociruntime.initbin import sealed_init
 from ociruntime.state import (Store, proc_start_time, validate_id, spec_state, FIFO, CREATING_FILE,
                               DEFAULT_ROOT, running_in_userns)
@@ -97,6 +98,7 @@ def connect_console(path):
 def _load_config(bundle):
     from ociruntime import config as cfgmod, schema, validate
     doc = cfgmod.load(os.path.join(bundle, "config.json"))
+    validate.runc_leniency(doc)
     schema.validate_config(doc)
     validate.check_config(doc, bundle, for_create=True)
     if os.geteuid() != 0:
@@ -160,6 +162,7 @@ def create(ctx, detach_checks=True):
     bundle = os.path.realpath(bundle)
     npreserve, listen_env = _preserved_fds(ctx)
     config = _load_config(bundle)
+    log.debug(f"create {cid}: config.json of {bundle} loaded and validated")
     proc = config.get("process") or {}
     console = ctx.flag("console-socket")
     if detach_checks:
@@ -200,6 +203,7 @@ def create(ctx, detach_checks=True):
         cg_lax = rootless and not linux.get("cgroupsPath")
         cg_all = dict(cg_paths)
         cg_made = cgroups.create(cg_paths, rootless=cg_lax)
+        log.debug(f"create {cid}: cgroups {cg_paths} (made {len(cg_made)} directories)")
         # overlaps the kernel's first-migration grace period with the work below (after the mkdirs:
         # the waiting writer holds cgroup_mutex, which mkdir needs too)
         if any(cg_paths):  # a v1 hierarchy: the init is placed by cgroup.procs writes
@@ -217,6 +221,7 @@ def create(ctx, detach_checks=True):
             late_pids = {"pids": {"limit": plimit}}
             resources = {**resources, "pids": {}}
         cgroups.set_resources(cg_paths, resources, cid, rootless=rootless)
+        log.debug(f"create {cid}: resources set")
         base = 3 + npreserve
         fds = {"sync": base, "plan": base + 1, "fifo": base + 2, "close_from": base}
         console_sock = None
@@ -231,7 +236,8 @@ def create(ctx, detach_checks=True):
         fds["idmap_base"] = base + 3 + (console_sock is not None)
         p = planmod.build(config, bundle, fds, {"no_pivot": ctx.flag("no-pivot"),
                                                 "rootless_euid": os.geteuid() != 0,
-                                                "in_userns": running_in_userns()},
+                                                "in_userns": running_in_userns(),
+                                                "relay_tty": console_sock is not None and not console},
                           cgroups.with_own(cg_all, cg_paths))
         userns_fds = idmap_userns_fds(p.idmap_userns)
         if p.net_devices:
@@ -253,6 +259,7 @@ def create(ctx, detach_checks=True):
         slots = [child_sock.fileno(), None, fifo_fd] + ([console_sock] if console_sock is not None else [])
         slots += userns_fds
         pid, pidfd = spawn(p.data, slots, base)
+        log.debug(f"create {cid}: init stage-1 spawned (pid {pid}, plan {len(p.data)} bytes)")
         for fd in (fifo_fd,) + ((console_sock,) if console_sock is not None else ()) + tuple(userns_fds):
             os.close(fd)
         userns_fds = []
@@ -262,11 +269,11 @@ def create(ctx, detach_checks=True):
         cgroups.apply(cg_paths, pid, rootless=cg_lax)
         if cg_lax and not cg_paths and not (p.new_ns & planmod.CLONE_NEWPID or
                                             any(f == planmod.CLONE_NEWPID for f, _ in p.joins)):
-            from ociruntime.log import log
             log.warning("Creating a rootless container with no cgroup and no private pid namespace. Such "
                         "configuration is strongly discouraged (as it is impossible to properly kill all "
                         "container's processes)")
         _send(sock, planmod.SYNC_GO)
+        log.debug(f"create {cid}: stage-1 in its cgroup, GO sent")
         st = {
             "id": cid, "pid": 0, "init_start": 0, "bundle": bundle, "rootfs": p.rootfs,
             "created": rfc3339nano(time.time_ns()), "annotations": config.get("annotations") or {},
@@ -293,11 +300,13 @@ def create(ctx, detach_checks=True):
         if ctx.flag("pidfd-socket"):
             send_pidfd(ctx.flag("pidfd-socket"), st["pid"], b"standard")
         if pid_file:
+            log.debug(f"create {cid}: pid file {pid_file}")
             try:
                 write_pid_file(pid_file, st["pid"])
             except OSError as e:
                 raise OciError(f"write pid file {pid_file}: {e.strerror}")
     except BaseException:
+        log.debug(f"create {cid}: failed, undoing what it made")
         for fd in userns_fds:
             os.close(fd)
         sp.kill()
@@ -455,10 +464,15 @@ def forward_seccomp_fd(sock, fd, sc, state, status="creating", process_pid=None)
     _send(sock, planmod.SYNC_SECCOMP_ACK)
 
 
+_SYNC_NAMES = {v: k for k, v in vars(planmod).items() if k.startswith("SYNC_")}
+_SYNC_NAMES[None] = "EOF"
+
+
 def _serve(sock, sp, p, st, cdir, after_pid=lambda: None):
     running = False  # RUN sent: the init finishes its setup and closes the socket when all is well
     while True:
         typ, val, payload, fds = recv_msg(sock)
+        log.debug(f"sync message {_SYNC_NAMES.get(typ, typ)} value {val} from the init")
         if typ is None:
             if running:
                 info = proc_start_time(st["pid"])
@@ -480,9 +494,18 @@ def _serve(sock, sp, p, st, cdir, after_pid=lambda: None):
             os.close(fd)
         if typ == planmod.SYNC_ERROR:
             raise SpawnError("unable to start container process: " + payload.decode(errors="replace"))
-        if typ == planmod.SYNC_USERMAP_PLS:
+        if typ == planmod.SYNC_WARNING:
+            log.warning(payload.decode(errors="replace"))
+        elif typ == planmod.SYNC_USERMAP_PLS:
             _write_maps(sp.stage1, p)
             _send(sock, planmod.SYNC_USERMAP_ACK)
+        elif typ == planmod.SYNC_TIMENS_PLS:
+            # linux.timeOffsets with a user namespace: written by us, privileged (runc >= 1.2)
+            try:
+                _write_proc(sp.stage1, "timens_offsets", payload)
+            except OSError as e:
+                raise SpawnError(f"write /proc/{sp.stage1}/timens_offsets: {e.strerror}")
+            _send(sock, planmod.SYNC_TIMENS_ACK)
         elif typ == planmod.SYNC_PID:
             sp.init_pid = val
             os.waitpid(sp.stage1, 0)

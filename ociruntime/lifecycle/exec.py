@@ -7,6 +7,7 @@ from ociruntime.lean import struct
 
 from ociruntime import plan as planmod
 from ociruntime.errors import ConfigError, OciError, SpawnError
+from ociruntime.log import log
 from ociruntime.lifecycle.control import _open
 from ociruntime.state import status_of
 
@@ -51,6 +52,7 @@ def build_process(ctx, st):
     if pfile:
         from ociruntime import schema  # only a process.json is schema-checked (start-up cost otherwise)
         proc = cfgmod.load_process(pfile)
+        validate.runc_leniency(proc, where="")
         schema.validate_process(proc)
         validate.check_process(proc)
         return proc
@@ -65,7 +67,9 @@ def build_process(ctx, st):
         proc["env"] = list(proc.get("env") or []) + ctx.flag("env")
     if ctx.flag("cwd"):
         proc["cwd"] = ctx.flag("cwd")
-    user = dict(proc.get("user") or {"uid": 0, "gid": 0})
+    user = dict(proc.get("user") or {})
+    user.setdefault("uid", 0)  # Go's zero values, as runc (create has warned about it already)
+    user.setdefault("gid", 0)
     if ctx.flag("user"):
         uid, gid = parse_user(ctx.flag("user"))
         user["uid"] = uid
@@ -101,18 +105,23 @@ def build_process(ctx, st):
 
 
 def exec_cgroup_paths(paths, specs):
-    """--cgroup [CTRL[,CTRL]:]PATH (repeatable): run in an existing sub-cgroup of the container's."""
+    """--cgroup [CTRL[,CTRL]:]PATH (repeatable): run in an existing sub-cgroup of the container's. As
+    runc (path.Join): PATH is below the container's cgroup even when it starts with "/", so "/" (or "")
+    is the container's own cgroup; a PATH that climbs out of it is refused."""
     out = dict(paths)
     for spec in specs:
         ctrls, sep, sub = spec.rpartition(":")
-        if not sub or sub.startswith("/") or ".." in sub.split("/"):
-            raise OciError(f"invalid --cgroup {spec!r}: want [controller[,controller]:]relative/path")
+        if sep and not ctrls:
+            raise OciError(f"invalid --cgroup argument: {spec} (empty <controller> prefix)")
         wanted = set(ctrls.split(",")) if sep else None
         matched = False
         for key, path in paths.items():
             names = {"unified"} if key == "" else set(key.split(","))
             if wanted is None or names & wanted:
-                out[key] = os.path.join(path, sub)
+                joined = os.path.normpath(os.path.join(path, sub.lstrip("/")))
+                if joined != path and not joined.startswith(path.rstrip("/") + "/"):
+                    raise OciError(f"bad sub cgroup path: {sub}")
+                out[key] = joined
                 matched = True
                 if not os.path.isdir(out[key]):
                     raise OciError(f"--cgroup {spec!r}: {out[key]} does not exist")
@@ -232,10 +241,11 @@ def _exec(ctx):
         else ("config.json", "/process/execCPUAffinity/initial")
     linux = {"personality": st.get("personality"), "memoryPolicy": st.get("memory_policy")}
     data = planmod.build_exec(proc, fds, joins, seccomp, linux, (initial, final), labels=st.get("lsm"),
-                              setgroups=setgroups)
+                              setgroups=setgroups, relay_tty=own_console is not None)
     sock, child = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     slots = [child.fileno(), None] + ([console_fd] if console_fd is not None else [])
     pid, pidfd = spawn_with_affinity(spawn, data, slots, base, initial, where)
+    log.debug(f"exec: stage-1 spawned (pid {pid}), joining {len(joins)} namespaces of {st['pid']}")
     child.close()
     if console_fd is not None:
         os.close(console_fd)
@@ -248,6 +258,7 @@ def _exec(ctx):
         sock.send(struct.pack("=Ii", planmod.SYNC_GO, 0))
         while True:
             typ, val, payload, rfds = recv_msg(sock)
+            log.debug(f"exec: sync message 0x{typ or 0:x} value {val}")
             if typ is None:
                 if exec_pid is None:
                     raise SpawnError("exec setup exited unexpectedly")
@@ -257,7 +268,9 @@ def _exec(ctx):
                 continue
             if typ == planmod.SYNC_ERROR:
                 raise SpawnError("unable to start container process: " + payload.decode(errors="replace"))
-            if typ == planmod.SYNC_PID:
+            if typ == planmod.SYNC_WARNING:
+                log.warning(payload.decode(errors="replace"))
+            elif typ == planmod.SYNC_PID:
                 exec_pid = val
                 os.waitpid(stage1, 0)
                 stage1 = None
@@ -279,7 +292,16 @@ def _exec(ctx):
         from ociruntime.lifecycle.create import send_pidfd
         send_pidfd(ctx.flag("pidfd-socket"), exec_pid, b"setns")
     if pid_file:
-        write_pid_file(pid_file, exec_pid)
+        try:
+            write_pid_file(pid_file, exec_pid)
+        except OSError as e:
+            # runc terminates the process it started when the pid file cannot be written
+            try:
+                os.kill(exec_pid, signal.SIGKILL)
+                os.waitpid(exec_pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+            raise OciError(f"write pid file {pid_file}: {e.strerror}")
     if detach:
         return 0
     if own_console is not None:

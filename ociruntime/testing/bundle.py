@@ -21,7 +21,7 @@ from .rootfs import RootfsTemplate
 
 SPEC_VERSION = "1.3.0"
 
-DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+from ociruntime.misc import DEFAULT_CAPS  # noqa: E402,F401 (re-exported)
 
 #: namespace type -> name of the /proc/<pid>/ns/ entry
 NS_PROC_NAMES = {
@@ -39,74 +39,15 @@ HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", 
 
 
 def default_config():
-    """The ``runc spec`` template (runc 1.4.3 ``specconv.Example()``) as a new dict."""
-    return {
-        "ociVersion": SPEC_VERSION,
-        "process": {
-            "terminal": True,
-            "user": {"uid": 0, "gid": 0},
-            "args": ["sh"],
-            "env": [
-                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "TERM=xterm",
-            ],
-            "cwd": "/",
-            "capabilities": {
-                "bounding": list(DEFAULT_CAPS),
-                "effective": list(DEFAULT_CAPS),
-                "permitted": list(DEFAULT_CAPS),
-            },
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
-            "noNewPrivileges": True,
-        },
-        "root": {"path": "rootfs", "readonly": True},
-        "hostname": "runc",
-        "mounts": [
-            {"destination": "/proc", "type": "proc", "source": "proc"},
-            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
-             "options": ["nosuid", "noexec", "nodev"]},
-            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-             "options": ["nosuid", "noexec", "nodev", "ro"]},
-            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
-        ],
-        "linux": {
-            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
-            "namespaces": [
-                {"type": "pid"},
-                {"type": "network"},
-                {"type": "ipc"},
-                {"type": "uts"},
-                {"type": "mount"},
-            ],
-            "maskedPaths": [
-                "/proc/acpi",
-                "/proc/asound",
-                "/proc/kcore",
-                "/proc/keys",
-                "/proc/latency_stats",
-                "/proc/timer_list",
-                "/proc/timer_stats",
-                "/proc/sched_debug",
-                "/sys/firmware",
-                "/proc/scsi",
-                "/sys/devices/virtual/tpm",
-            ],
-            "readonlyPaths": [
-                "/proc/bus",
-                "/proc/fs",
-                "/proc/irq",
-                "/proc/sys",
-                "/proc/sysrq-trigger",
-            ],
-        },
-    }
+    """The ``runc spec`` template (``ociruntime.misc.default_spec``, runc 1.4.3 ``specconv.Example()``)
+    as a new dict, always without a cgroup namespace (what runc writes on a host without a unified
+    hierarchy), with runc's hostname and ``/sys/devices/virtual/tpm`` masked too."""
+    from ociruntime.misc import default_spec
+    spec = default_spec(cgroupns=False)
+    spec["ociVersion"] = SPEC_VERSION
+    spec["hostname"] = "runc"
+    spec["linux"]["maskedPaths"].append("/sys/devices/virtual/tpm")
+    return spec
 
 
 def unique_hostname(prefix="oci-"):

@@ -465,8 +465,11 @@ VIEW_MARKS = {}
 # Known, accepted differences (documented, not bugs for any client):
 # * userns: runc mounts /dev/mqueue while its fsgid is still unmapped, so the mqueue root shows
 #   gid 65534 (overflow gid); ociruntime mounts it as the container's root (gid 0). Mode 1777 either way.
+# * read-only-tmpfs: podman's /run tmpfs (no mode= of its own) takes the mode of the directory it
+#   covers as a mode= option, as runc >= 1.2 does; runc 1.1.5 chmods it afterwards (same mode, no option).
 KNOWN_DIFFS = {
     "userns": [(r"(?m)^drwxrwxrwt +2 0 +(0|65534) +40 <DATE> mqueue\n", "")],
+    "read-only-tmpfs": [(r"(?m)^(\s*/ /run \S+ - tmpfs tmpfs rw)(,mode=755)?$", r"\1")],
 }
 
 

@@ -301,7 +301,7 @@ class Runtime:
 # ------------------------------------------------------------------------------------ bundles
 
 def base_spec(args=("sleep", "30")):
-    spec = default_spec()
+    spec = default_spec(cgroupns=True)  # these tests were written with a cgroup namespace
     spec["process"]["terminal"] = False
     spec["process"]["args"] = list(args)
     return spec

@@ -1101,7 +1101,7 @@ def test_32_hook_hangs(env, kind):
     b.spec["hooks"] = {kind: [{"path": "/bin/sleep", "args": ["sleep", "20"], "timeout": 1}]}
     b.write()
     t0 = time.monotonic()
-    create_fails(env, b, kind, "timed out")
+    create_fails(env, b, kind, "hook ran past specified timeout of 1.0s")
     assert time.monotonic() - t0 < 6
 
 
@@ -1114,7 +1114,7 @@ def test_32_hook_hangs_with_grandchild(env):
     b.write()
     t0 = time.monotonic()
     try:
-        create_fails(env, b, "createRuntime", "timed out")
+        create_fails(env, b, "createRuntime", "hook ran past specified timeout of 1.0s")
     finally:
         if os.path.exists(gpid):
             env.helper_pids.append(int(open(gpid).read()))
