@@ -93,6 +93,52 @@ def check_config(doc, bundle_dir, for_create=False):
         rule(doc, ctx)
 
 
+_collecting = None  # a list while collect_config runs
+
+
+def collect_config(doc, bundle_dir, for_create=False, rootless=False):
+    """The collect-all mode (the `check` command): every violation check_config (and check_rootless)
+    would raise, in rule order, as a list of ConfigError. Same rules, same pointers and reasons: a
+    rule goes on after a violation; a rule that cannot go on (the document is not schema-valid there)
+    stops at what it found."""
+    global _collecting
+    found = []
+    ctx = None
+    _collecting = found
+    try:
+        try:
+            ctx = _Context(doc, bundle_dir, for_create)
+        except Exception:
+            return found
+        steps = []
+        for rule in _CONFIG_RULES:
+            if rule is _check_process_in_config and isinstance(doc.get("process"), dict):
+                proc = doc["process"]
+                steps += [(lambda r=r: r(proc, ("process",))) for r in _PROCESS_RULES]
+                if for_create:
+                    steps.append(lambda: proc.get("args") is None and
+                                 _fail("process.args must contain at least one entry", "process", "args"))
+                continue
+            steps.append(lambda r=rule: r(doc, ctx))
+        if rootless:
+            steps.append(lambda: check_rootless(doc))
+        for step in steps:
+            try:
+                step()
+            except ConfigError as e:
+                found.append(e)
+            except Exception:
+                pass  # a shape the schema rejects: reported there
+    finally:
+        _collecting = None
+    seen, out = set(), []
+    for e in found:
+        if (e.pointer, e.reason) not in seen:
+            seen.add((e.pointer, e.reason))
+            out.append(e)
+    return out
+
+
 def check_process(doc):
     """Semantic rules for the process object of `exec --process` (errors name process.json)."""
     try:
@@ -161,7 +207,11 @@ def _ptr(*parts):
 
 
 def _fail(reason, *parts):
-    raise ConfigError(_ptr(*parts), reason)
+    err = ConfigError(_ptr(*parts), reason)
+    if _collecting is not None:
+        _collecting.append(err)  # collect_config: note it and go on with the rule
+        return
+    raise err
 
 
 def _no_nul(s, pointer, what):
