@@ -63,6 +63,7 @@ enum plan_op {
 	                        init moves the detached tree onto the destination */
 	OP_NETDEV = 32,      /* u32 n: linux.netDevices has n entries; stage-1 hands the runtime a NETLINK_ROUTE
 	                        socket opened in the container's network namespace (SYNC_NETDEV_FD) */
+	OP_TRACE = 33,       /* u32 flags (0): report the init's steps (SYNC_TRACE); absent: tracing off */
 };
 
 #define LSM_APPARMOR 1u
@@ -124,7 +125,9 @@ enum sync_msg {
 	SYNC_NETDEV_FD = 0x4a,   /* stage-1 -> python: a NETLINK_ROUTE socket in the container's network namespace
 	                            (SCM_RIGHTS); python moves linux.netDevices in and configures them with it */
 	SYNC_NETDEV_ACK = 0x4b,  /* python -> stage-1: devices moved, addresses set, links up */
-	SYNC_ERROR = 0x4f,       /* any -> python: payload = one-line error text */
+	SYNC_TRACE = 0x4c,       /* stage-1/init -> python (OP_TRACE only, no answer): the steps since the last
+	                            one, "name\tindex\tdetail\tstart_ns\tdur_ns\terrno\n" each (csrc/init/trace.c) */
+	SYNC_ERROR = 0x4f,       /* any -> python: payload = one-line error text [NUL step\tindex\tdetail] */
 };
 
 struct sync_hdr {

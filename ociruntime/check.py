@@ -482,7 +482,7 @@ def _cgroup_findings(res, err):
 # ------------------------------------------------------------------------------------------ security
 
 DANGEROUS_CAPS = {
-    "CAP_SYS_ADMIN": ("high", "mount, namespaces, BPF, … : the usual way out of a container"),
+    "CAP_SYS_ADMIN": ("high", "mount, namespaces, BPF and more: the usual way out of a container"),
     "CAP_SYS_MODULE": ("high", "loads kernel modules"),
     "CAP_SYS_PTRACE": ("high", "ptraces processes it can see (with a shared pid namespace: the host's)"),
     "CAP_SYS_RAWIO": ("high", "raw I/O ports and /dev/mem"),
@@ -621,7 +621,6 @@ def _build_plan(doc, bundle, euid):
 
 def resolved_plan(doc, bundle, euid):
     """The steps the C init would execute, decoded from the plan create would encode."""
-    from ociruntime import plan as planmod
     p = _build_plan(doc, bundle, euid)
     return decode_plan(p.data)
 

@@ -256,7 +256,8 @@ def _exec(ctx):
                 forward_seccomp_fd(sock, rfds[0], seccomp, st, status="running", process_pid=exec_pid)
                 continue
             if typ == planmod.SYNC_ERROR:
-                raise SpawnError("unable to start container process: " + payload.decode(errors="replace"))
+                msg = payload.partition(b"\0")[0]  # after a NUL: the init's step (csrc/init/trace.c)
+                raise SpawnError("unable to start container process: " + msg.decode(errors="replace"))
             if typ == planmod.SYNC_PID:
                 exec_pid = val
                 os.waitpid(stage1, 0)
