@@ -622,7 +622,7 @@ def _seccomp_record(e, sc):
 
 
 def build_exec(proc, fds, joins, seccomp=None, linux=None, cpu_affinity=(None, None), labels=None,
-               setgroups=True):
+               setgroups=True, trace=False):
     """Plan for `exec`: join the container's namespaces (user first, done by the init), no rootfs work.
     linux: the container's personality and memoryPolicy (from its state); cpu_affinity: (initial, final)
     CPU lists of exec_cpu_affinity(); the initial one is the caller's business (set on the spawning thread).
@@ -650,6 +650,8 @@ def build_exec(proc, fds, joins, seccomp=None, linux=None, cpu_affinity=(None, N
         _affinity_record(e, final)
     _container_records(e, linux or {})
     _seccomp_record(e, seccomp)
+    if trace:
+        e.add(OP_TRACE, _u32(0))
     return e.bytes()
 
 

@@ -240,6 +240,7 @@ static void stage2_exec(struct plan *p)
 	sync_send(SYNC_READY, 0, NULL, 0);
 	static char exe[PATH_MAX];
 	const char *path = process_setup(p, exe, sizeof(exe));
+	trace_flush(); /* exec: the socket stays open until execve closes it */
 	finish_and_exec(p, path);
 }
 

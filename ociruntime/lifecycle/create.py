@@ -302,6 +302,8 @@ def _create(ctx, cid, pid_file, bundle, npreserve, config, proc, console, net_de
             log.warning("Creating a rootless container with no cgroup and no private pid namespace. Such "
                         "configuration is strongly discouraged (as it is impossible to properly kill all "
                         "container's processes)")
+        sync_step = trace.step("sync: the init sets up")
+        sync_step.__enter__()
         _send(sock, planmod.SYNC_GO)
         st = {
             "id": cid, "pid": 0, "init_start": 0, "bundle": bundle, "rootfs": p.rootfs,
@@ -324,9 +326,13 @@ def _create(ctx, cid, pid_file, bundle, npreserve, config, proc, console, net_de
             "owner": os.geteuid(),
             "rootless": rootless,  # exec: cgroup join errors are ignored, as at create
         }
-        with trace.step("sync: the init sets up"):
+        try:
             _serve(sock, sp, p, st, cdir, lambda: late_pids and cgroups.set_resources(cg_paths, late_pids, cid,
-                                                                                         skip_devices=True))
+                                                                                      skip_devices=True))
+        except BaseException as e:
+            sync_step.__exit__(type(e), e, None)
+            raise
+        sync_step.__exit__(None, None, None)
         with trace.step("pid file"):
             if ctx.flag("pidfd-socket"):
                 send_pidfd(ctx.flag("pidfd-socket"), st["pid"], b"standard")
@@ -622,7 +628,8 @@ def cmd_create(ctx):
 
 
 def cmd_run(ctx):
-    from ociruntime.lifecycle import control as lifecycle
+    with trace.step("import control"):
+        from ociruntime.lifecycle import control as lifecycle
     detach = ctx.flag("detach")
     own_console = None
     if not detach and ctx.flag("console-socket"):
@@ -644,12 +651,13 @@ def cmd_run(ctx):
         own_console.close()
         own_console = None
     cid = st["id"]
-    if not detach and not ctx.flag("no-subreaper"):
-        from ociruntime._shim import lib
-        lib.oci_set_child_subreaper()
     pid = st["pid"]
-    if not detach:
-        forward_signals(pid)
+    with trace.step("subreaper, signal forwarding"):
+        if not detach and not ctx.flag("no-subreaper"):
+            from ociruntime._shim import lib
+            lib.oci_set_child_subreaper()
+        if not detach:
+            forward_signals(pid)
     try:
         with trace.step("start"):
             lifecycle.start(ctx.root, cid)

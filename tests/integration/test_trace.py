@@ -153,3 +153,20 @@ def test_tracing_off_the_init_sends_nothing_extra(env, traced):
         assert r.returncode == 0, out.read()
     sends = open(log).read()
     assert ('"L\\0\\0\\0' in sends) == traced
+
+
+def test_traced_exec_has_the_exec_inits_steps(env):
+    b = env.bundle(args=("sleep", "30"))
+    cid, r = env.create(b)
+    assert r.rc == 0, r
+    env.rt("start", cid).check()
+    out = os.path.join(env.tmp, "exec.json")
+    r = env.rt("--trace", out, "exec", cid, "true")
+    assert r.rc == 0, r
+    evs, meta = load(out)
+    init = [e for e in evs if e["cat"] == "init"]
+    assert [e["args"]["detail"].rsplit("/", 1)[1] for e in init if e["name"] == "setns"] == \
+        ["ipc", "uts", "net", "pid", "mnt", "cgroup"]
+    assert {"capabilities", "credentials", "lookup executable", "clone init"} <= {e["name"] for e in init}
+    (root,) = [e for e in evs if e["name"] == "ociruntime exec"]
+    assert coverage([e for e in evs if e["cat"] == "runtime"], root) >= 0.98

@@ -303,3 +303,34 @@ def test_missing_bundle_and_bad_json(tmp_path):
     (d / "config.json").write_text("{")
     r = run_cli("--bundle", str(d))
     assert r.returncode == 1 and "error json /" in r.stdout
+
+
+def test_pytest_plugin_fixture(tmp_path, oci_check):
+    """The plugin's oci_check fixture: a report, and assert_findings that fails with the findings listed."""
+    b = make(tmp_path, lambda d: d["linux"].update(rootfsPropagation="shared"))
+    assert "sec-rootfs-shared" in oci_check(b).codes()
+    oci_check.assert_findings(b, present=["sec-rootfs-shared"], absent=["schema"])
+    with pytest.raises(AssertionError, match="sec-rootfs-shared"):
+        oci_check.assert_findings(b, absent=["sec-rootfs-shared"])
+
+
+def test_readme_example_is_real(tmp_path):
+    """README "Checking a bundle": the example output is what check prints for that bundle (the BFQ line
+    only where the host has no blkio weight)."""
+    import re
+    readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                               "README.md")).read()
+    block = re.search(r"```\n\$ ociruntime check\n(.*?)\$ echo \$\?\n(\d+)\n```", readme, re.S)
+    assert block, "README example block not found"
+
+    def mutate(d):
+        d["process"]["capabilities"]["bounding"].append("CAP_SYS_ADMIN")
+        d["mounts"].append({"destination": "/host", "type": "bind", "source": "/", "options": ["rbind"]})
+        d["linux"]["resources"]["blockIO"] = {"weight": 500}
+        d["process"]["cwd"] = "work"
+    r = run_cli(cwd=str(make(tmp_path, mutate)))
+    want = block.group(1)
+    root = chk._cgroup_root("blkio")
+    if not root or any(os.path.exists(os.path.join(root, f)) for f in ("blkio.weight", "blkio.bfq.weight")):
+        want = re.sub(r"error host-blkio-weight.*?\n(    .*\n)+", "", want).replace("2 error(s)", "1 error(s)")
+    assert r.stdout == want and str(r.returncode) == block.group(2)
