@@ -66,23 +66,6 @@ def cmd_state(ctx):
     return 0
 
 
-def _step(name):
-    """A trace step when the CLI loaded ociruntime.trace (--trace/--debug), else nothing (start-up cost)."""
-    tr = sys.modules.get("ociruntime.trace")
-    return tr.step(name) if tr is not None else _NO_STEP
-
-
-class _NoStep:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
-
-
-_NO_STEP = _NoStep()
-
-
 def start(root, cid):
     c, st = _open(root, cid)
     try:
@@ -103,18 +86,18 @@ def start(root, cid):
         except OSError:
             # ENXIO: no reader left; the init died while waiting
             raise StateError("container process is already dead")
-        tr = sys.modules.get("ociruntime.trace")  # imported by cli only when tracing (or --debug)
+        from ociruntime.lean import trace as tr  # a no-op unless the CLI turned tracing on
         try:
             posix.write(fd, b"0")
         finally:
             posix.close(fd)
-        if tr is not None and tr.active():
+        if tr.active():
             t_go = time.monotonic_ns()
             tr.complete_open(st["pid"], t_go)  # the init's exec fifo wait ends here
         posix.unlink(FIFO, dir_fd=c.fd)
-        with _step("wait for execve"):
+        with tr.step("wait for execve"):
             _wait_exec(st)
-        if tr is not None and tr.active():
+        if tr.active():
             tr.add("startContainer hooks + execve", t_go, time.monotonic_ns() - t_go, "init", st["pid"],
                    {"pointer": "/process/args/0", "observed": "by start: /proc/<pid>/exe"})
         if notify is not None:

@@ -12,7 +12,8 @@ from ociruntime.lean import signal
 from ociruntime.lean import struct
 import time
 
-from ociruntime import OCI_VERSION, cgroups, fastjson as json, plan as planmod, trace
+from ociruntime import OCI_VERSION, cgroups, fastjson as json, plan as planmod
+from ociruntime.lean import trace  # the trace module when tracing, else a no-op (nothing imported)
 from ociruntime.errors import OciError, SpawnError
 from ociruntime.initbin import sealed_init
 from ociruntime.state import (Store, proc_start_time, validate_id, spec_state, FIFO, CREATING_FILE,

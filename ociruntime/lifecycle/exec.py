@@ -231,7 +231,7 @@ def _exec(ctx):
     where = ("process.json", "/execCPUAffinity/initial") if ctx.flag("process") and proc.get("execCPUAffinity") \
         else ("config.json", "/process/execCPUAffinity/initial")
     linux = {"personality": st.get("personality"), "memoryPolicy": st.get("memory_policy")}
-    from ociruntime import trace
+    from ociruntime.lean import trace
     with trace.step("plan"):
         data = planmod.build_exec(proc, fds, joins, seccomp, linux, (initial, final), labels=st.get("lsm"),
                                   setgroups=setgroups, trace=trace.active())
