@@ -432,7 +432,15 @@ def _cgroup_findings(res, err):
     if bio and not v2 and "blkio" in ctrls:
         root = _cgroup_root("blkio")
         have = lambda n: root and os.path.exists(os.path.join(root, n))  # noqa: E731
-        weight_files = have("blkio.weight") or have("blkio.bfq.weight")
+        from ociruntime.cgroups import fs1
+        shared = getattr(fs1, "blkio_weight_files", None)  # create's own answer, where the cgroup code has it
+        if shared and root:
+            wfile, wdfile, lfile, _ldfile = shared(root)
+            weight_files = bool(wfile)
+            have = lambda n: bool(lfile) if n == "blkio.leaf_weight" else root and os.path.exists(  # noqa: E731
+                os.path.join(root, n))
+        else:
+            weight_files = have("blkio.weight") or have("blkio.bfq.weight")
         if bio.get("weight") and not weight_files:
             err("host-blkio-weight", "/linux/resources/blockIO/weight",
                 "this kernel has no blkio weight (BFQ not available)",

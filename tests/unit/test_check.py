@@ -334,3 +334,15 @@ def test_readme_example_is_real(tmp_path):
     if not root or any(os.path.exists(os.path.join(root, f)) for f in ("blkio.weight", "blkio.bfq.weight")):
         want = re.sub(r"error host-blkio-weight.*?\n(    .*\n)+", "", want).replace("2 error(s)", "1 error(s)")
     assert r.stdout == want and str(r.returncode) == block.group(2)
+
+
+def test_host_device_missing_in_a_user_namespace(tmp_path):
+    """In a user namespace linux.devices are bind-mounted from the host's: one that is not there fails."""
+    def mutate(d):
+        d["linux"]["namespaces"].append({"type": "user"})
+        d["linux"]["uidMappings"] = d["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        d["linux"]["devices"] = [{"path": "/dev/null"},
+                                 {"path": "/dev/ociruntime-check-none", "type": "c", "major": 1, "minor": 3}]
+        d["linux"]["devices"][0].update(type="c", major=1, minor=3)
+    rep = check(make(tmp_path, mutate))
+    assert [(f.code, f.pointer) for f in rep.errors] == [("host-device", "/linux/devices/1/path")]
