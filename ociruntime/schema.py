@@ -77,7 +77,7 @@ def first_error(name, doc, fragment=""):
 
 def all_errors(name, doc, fragment=""):
     """Every schema violation of doc, not only the first (the `check` command): a list of
-    (json_pointer, one-line message), in document order. Uses the reference validator (jsonschema);
+    (json_pointer, one-line message), sorted by pointer. Uses the reference validator (jsonschema);
     without it, the built-in validator's first error."""
     if _compiled_check(name, fragment)(doc) is None:
         return []
