@@ -149,3 +149,16 @@ def test_bind_source_missing(env):
     b = env.bundle(args=("true",), mutate=lambda s: s["mounts"].append(
         {"destination": "/mnt", "type": "bind", "source": "/nonexistent-ociruntime-check", "options": ["rbind"]}))
     agree(env, b, "host-plan", "/mounts/7/source", "/mounts/7/source", "does not exist")
+
+
+def test_cgroup_controller_this_host_lacks(env):
+    from ociruntime import cgroups
+    h = cgroups.hierarchies()
+    have = set(",".join(h).split(","))
+    if list(h) == [""]:
+        have = set(open(os.path.join(h[""][0], "cgroup.controllers")).read().split())
+    if "hugetlb" in have:
+        pytest.skip("this host has the hugetlb controller: create applies hugepageLimits")
+    b = env.bundle(args=("true",), mutate=lambda s: s["linux"]["resources"].update(
+        hugepageLimits=[{"pageSize": "2MB", "limit": 1 << 20}]))
+    agree(env, b, "host-cgroup-controller", "/linux/resources/hugepageLimits", "hugetlb")

@@ -346,3 +346,13 @@ def test_host_device_missing_in_a_user_namespace(tmp_path):
         d["linux"]["devices"][0].update(type="c", major=1, minor=3)
     rep = check(make(tmp_path, mutate))
     assert [(f.code, f.pointer) for f in rep.errors] == [("host-device", "/linux/devices/1/path")]
+
+
+def test_host_cgroup_controller_missing(tmp_path, monkeypatch):
+    from ociruntime import cgroups
+    real = cgroups.hierarchies()
+    if list(real) == [""]:
+        pytest.skip("pure cgroup v2 host: the controller list is cgroup.controllers")
+    monkeypatch.setattr(cgroups, "hierarchies", lambda: {k: v for k, v in real.items() if k != "pids"})
+    rep = check(make(tmp_path, lambda d: d["linux"]["resources"].update(pids={"limit": 10})))
+    assert [(f.code, f.pointer) for f in rep.errors] == [("host-cgroup-controller", "/linux/resources/pids")]
