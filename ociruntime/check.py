@@ -272,12 +272,11 @@ def host_findings(doc, bundle, rep, systemd=False, euid=0):
     proc = doc.get("process") or {}
     ns = {n.get("type"): n for n in linux.get("namespaces") or ()}
     new_userns = "user" in ns and not ns["user"].get("path")
-    # LSM labels and intelRdt: the very rules create runs (validate.check_host)
-    for fn in (lambda: __import__("ociruntime.lsm", fromlist=["x"]).intel_rdt(linux),
-               lambda: __import__("ociruntime.lsm", fromlist=["x"]).process_labels(proc),
-               lambda: __import__("ociruntime.lsm", fromlist=["x"]).mount_label(linux)):
+    # LSM labels and intelRdt: the very rules create runs (validate.check_host), each on its own
+    from ociruntime import lsm
+    for fn, arg in ((lsm.intel_rdt, linux), (lsm.process_labels, proc), (lsm.mount_label, linux)):
         try:
-            fn()
+            fn(arg)
         except ConfigError as e:
             err("host-lsm", e.pointer, e.reason, "use a host where it is enabled, or drop the field")
     # namespaces this kernel lacks
