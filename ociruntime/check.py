@@ -582,7 +582,8 @@ def security_findings(doc, rep):
             if hit:
                 warn("sec-sensitive-bind", f"/mounts/{i}/source", f"bind mount of the host's {s}"
                      + (" (the container runtime's socket: full control of the host)" if "sock" in s or
-                        "containerd" in s else ""), "do not share host control paths with a container", "high")
+                        "containerd" in s else "") + (" (read-only)" if ro else ""),
+                     "do not share host control paths with a container", "medium" if ro else "high")
     has_proc = any(os.path.normpath(m.get("destination") or "") == "/proc" for m in mounts)
     if has_proc:
         missing = [p for p in DEFAULT_MASKED if p not in masked]
@@ -595,8 +596,9 @@ def security_findings(doc, rep):
                  "add them to linux.readonlyPaths (as `ociruntime spec` does)", "medium")
     rules = (linux.get("resources") or {}).get("devices")
     if rules is None:
+        # in a user namespace mknod is refused and device nodes are the host's binds: lower
         warn("sec-all-devices", "/linux/resources/devices", "no device rules: every device node is allowed",
-             "start the list with {\"allow\": false, \"access\": \"rwm\"}", "high")
+             "start the list with {\"allow\": false, \"access\": \"rwm\"}", "low" if "user" in ns else "high")
     else:
         for i, r in enumerate(rules):
             if r.get("allow") and r.get("type", "a") == "a" and r.get("major") in (None, -1) and \

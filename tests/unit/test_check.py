@@ -356,3 +356,16 @@ def test_host_cgroup_controller_missing(tmp_path, monkeypatch):
     monkeypatch.setattr(cgroups, "hierarchies", lambda: {k: v for k, v in real.items() if k != "pids"})
     rep = check(make(tmp_path, lambda d: d["linux"]["resources"].update(pids={"limit": 10})))
     assert [(f.code, f.pointer) for f in rep.errors] == [("host-cgroup-controller", "/linux/resources/pids")]
+
+
+def test_rootless_spec_has_only_its_documented_warnings(tmp_path):
+    """`spec --rootless` (runc's): no network namespace, a read-only rbind of /sys, no device rules (in a
+    user namespace), no seccomp: warnings, no error, for a non-root user (README)."""
+    d = tmp_path / "rl"
+    (d / "rootfs").mkdir(parents=True)
+    (d / "config.json").write_text(json.dumps(default_spec(rootless=True)))
+    rep = chk.check_bundle(str(d), euid=1000)
+    assert not rep.errors, rep.findings
+    assert {(f.code, f.risk) for f in rep.findings} == {
+        ("sec-host-network-ns", "high"), ("sec-no-seccomp", "medium"), ("sec-sensitive-bind", "medium"),
+        ("sec-all-devices", "low")}
