@@ -63,6 +63,7 @@ enum plan_op {
 	                        init moves the detached tree onto the destination */
 	OP_NETDEV = 32,      /* u32 n: linux.netDevices has n entries; stage-1 hands the runtime a NETLINK_ROUTE
 	                        socket opened in the container's network namespace (SYNC_NETDEV_FD) */
+	OP_TRACE = 33,       /* u32 flags (0): report the init's steps (SYNC_TRACE); absent: tracing off */
 };
 
 #define LSM_APPARMOR 1u
@@ -134,7 +135,9 @@ enum sync_msg {
 	SYNC_TIMENS_PLS = 0x4c,  /* stage-1 -> python: write this (payload) to my timens_offsets (user namespace) */
 	SYNC_TIMENS_ACK = 0x4d,  /* python -> stage-1: written */
 	SYNC_WARNING = 0x4e,     /* init -> python: payload = one-line warning text; python logs it and reads on */
-	SYNC_ERROR = 0x4f,       /* any -> python: payload = one-line error text */
+	SYNC_ERROR = 0x4f,       /* any -> python: payload = one-line error text [NUL step\tindex\tdetail] */
+	SYNC_TRACE = 0x50,       /* stage-1/init -> python (OP_TRACE only, no answer): the steps since the last
+	                            one, "name\tindex\tdetail\tstart_ns\tdur_ns\terrno\n" each (csrc/init/trace.c) */
 };
 
 struct sync_hdr {

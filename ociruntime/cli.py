@@ -10,7 +10,7 @@ from ociruntime import __version__, OCI_VERSION
 B, S, I, L = "bool", "str", "int", "list"  # flag kinds
 
 GLOBAL_FLAGS = {
-    "root": (S, None), "log": (S, ""), "log-format": (S, "text"), "debug": (B, False),
+    "root": (S, None), "log": (S, ""), "log-format": (S, "text"), "debug": (B, False), "trace": (S, ""),
     "systemd-cgroup": (B, False), "rootless": (S, "auto"), "criu": (S, ""),
     "help": (B, False), "h": (B, False), "version": (B, False), "v": (B, False),
 }
@@ -52,6 +52,10 @@ COMMANDS = {
              "list [command options]", "lists containers started by ociruntime with the given root"),
     "spec": ("misc", "cmd_spec", {"bundle": (S, ""), "b": (S, ""), "rootless": (B, False)}, (0, 0), False,
              "spec [command options]", "create a new specification file"),
+    "check": ("check", "cmd_check", {"bundle": (S, ""), "b": (S, ""), "strict": (B, False), "format": (S, "text"),
+                                     "plan": (B, False)}, (0, 0), False,
+              "check [command options]",
+              "report every problem of a bundle before running it (schema, host, security); runs nothing"),
     "features": ("misc", "cmd_features", {}, (0, 0), False, "features",
                  "show the enabled features"),
     "pause": ("lifecycle.cgroupcmds", "cmd_pause", {}, (1, 1), False, "pause <container-id>",
@@ -176,7 +180,9 @@ def _usage(cmd=None):
             "                       or \"$XDG_RUNTIME_DIR/ociruntime\" when run as a non-root user)",
             "   --log value         set the log file to write ociruntime logs to (default is stderr)",
             "   --log-format value  set the log format ('text' (default), or 'json') (default: \"text\")",
-            "   --debug             enable debug logging",
+            "   --debug             enable debug logging (with the runtime's and the init's steps)",
+            "   --trace value       write a step timeline (Chrome Trace Event Format: Perfetto,",
+            "                       chrome://tracing) to this file; also $OCIRUNTIME_TRACE",
             "   --systemd-cgroup    enable systemd cgroup support (cgroupsPath as slice:prefix:name)",
             "   --criu value        path to the criu binary used for checkpoint and restore (default: \"criu\" on $PATH)",
             "   --rootless value    ignore cgroup permission errors ('true', 'false', or 'auto': true when",
@@ -224,7 +230,8 @@ def _commit_line():
     return f"commit: {commit}\n" if commit else ""
 
 
-def main(argv=None):
+def main(argv=None, t0=None):
+    """t0: time.monotonic_ns() at the launcher's first line (the trace's "python start-up" step)."""
     argv = list(sys.argv if argv is None else argv)
     from ociruntime.log import log
     argv0 = argv[0].rpartition("/")[2] if argv else "ociruntime"
@@ -282,11 +289,47 @@ def main(argv=None):
         return 1
     # __import__, not importlib.import_module: `importlib` (and the `warnings` it pulls in) is ≈0.6 ms of
     # start-up on every command; fromlist makes it return the submodule itself
+    if g.get("trace") or g.get("debug") or b"OCIRUNTIME_TRACE" in posix.environ:
+        return _traced(g, cmd, modname, fn, flags, pos, argv0, t0)
     mod = __import__(f"ociruntime.{modname}", fromlist=(fn,))
+    return _run(mod, fn, Context(g, flags, pos, argv0), cmd, g)
+
+
+def _traced(g, cmd, modname, fn, flags, pos, argv0, t0):
+    """--trace FILE / $OCIRUNTIME_TRACE / --debug: the command as steps (ociruntime/trace.py)."""
+    import time
+    from ociruntime import trace
+    trace.configure(g.get("trace") or None, g.get("debug", False))
+    if not trace.active():
+        mod = __import__(f"ociruntime.{modname}", fromlist=(fn,))
+        return _run(mod, fn, Context(g, flags, pos, argv0), cmd, g)
+    pid = posix.getpid()
+    trace.name_process(pid, f"ociruntime {cmd}")
+    t_main = time.monotonic_ns()
+    if t0:
+        trace.add("python start-up, imports, flags", t0, t_main - t0, "runtime", pid)
+    t_root = t0 or t_main
+    try:
+        with trace.step("import " + modname):
+            mod = __import__(f"ociruntime.{modname}", fromlist=(fn,))
+        with trace.step(cmd) as s:
+            rc = _run(mod, fn, Context(g, flags, pos, argv0), cmd, g)
+            s.arg(exit_status=rc)
+        return rc
+    finally:
+        trace.add(f"ociruntime {cmd}", t_root, time.monotonic_ns() - t_root, "runtime", pid, {"root": True})
+        try:
+            trace.flush()
+        except OSError as e:
+            from ociruntime.log import log
+            log.warning(f"--trace {trace.path}: {e.strerror}")
+
+
+def _run(mod, fn, ctx, cmd, g):
     from ociruntime.errors import OciError
-    ctx = Context(g, flags, pos, argv0)
+    from ociruntime.log import log
     if g.get("debug"):
-        log.debug(f"{cmd}: flags {flags} args {pos}")
+        log.debug(f"{cmd}: flags {ctx.flags} args {ctx.args}")
     try:
         return getattr(mod, fn)(ctx) or 0
     except OciError as e:
@@ -306,7 +349,7 @@ def main(argv=None):
 GC_THRESHOLD = 20000
 
 
-def run_and_exit(argv=None):
+def run_and_exit(argv=None, t0=None):
     """The launcher's entry: main(), then _exit without the interpreter's finalization (module
     teardown and a last GC cost several ms on every call; nothing of ours needs it: the log writes
     unbuffered, state files are closed, stdio is flushed here)."""
@@ -316,7 +359,7 @@ def run_and_exit(argv=None):
     import gc
     gc.set_threshold(GC_THRESHOLD, 10, 10)
     try:
-        rc = main(argv)
+        rc = main(argv) if t0 is None else main(argv, t0)
     except SystemExit as e:
         rc = e.code
     if rc is None:

@@ -32,13 +32,14 @@ CONFIG_NOT_FOUND = "JSON specification file config.json not found"
 _INF = float("inf")
 
 
-def load(path):
-    """Read and strictly parse config.json at ``path``. Returns the top-level object as a dict."""
+def load(path, keep_null=False):
+    """Read and strictly parse config.json at ``path``. Returns the top-level object as a dict; a JSON null
+    is dropped (absent, as Go's decoding in runc reads it) unless ``keep_null`` (the `check` command)."""
     try:
         data = _read(path, "config.json")
     except FileNotFoundError:
         raise OciError(CONFIG_NOT_FOUND) from None
-    return loads(data, "config.json")
+    return loads(data, "config.json", keep_null)
 
 
 def load_process(path):
@@ -50,7 +51,7 @@ def load_process(path):
     return loads(data, "process.json")
 
 
-def loads(data, source="config.json"):
+def loads(data, source="config.json", keep_null=False):
     """Strictly parse ``data`` (bytes) as a JSON object, with the same rules as load()."""
     if len(data) > MAX_SIZE:
         raise ConfigError("", f"file is larger than {MAX_SIZE} bytes", source=source)
@@ -74,7 +75,7 @@ def loads(data, source="config.json"):
                     bad.append(True)
                     return _Bad(f"duplicate key {k!r}", key=k, value=d)
                 seen.add(k)
-        if None in d.values():
+        if not keep_null and None in d.values():
             # Go's decoding (runc): a JSON null leaves the field at its zero value, i.e. absent
             d = {k: v for k, v in d.items() if v is not None}
         return d

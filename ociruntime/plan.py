@@ -21,6 +21,7 @@ LSM_APPARMOR, LSM_SELINUX = 1, 2
 LSM_F_FAKE_PROC = 1
 OP_MOUNT_IDMAP = 30
 OP_NETDEV = 32
+OP_TRACE = 33
 ROOTFS_READONLY, ROOTFS_NO_PIVOT, ROOTFS_NO_MOUNTNS = 1, 2, 4
 MOUNT_KIND_FS, MOUNT_KIND_BIND, MOUNT_KIND_RBIND = 0, 1, 2
 MOUNT_COPYUP = 0x100
@@ -36,6 +37,7 @@ SYNC_GO, SYNC_USERMAP_PLS, SYNC_USERMAP_ACK, SYNC_PID, SYNC_HOOKS_PLS, SYNC_HOOK
     range(0x40, 0x48)
 SYNC_SECCOMP_FD, SYNC_SECCOMP_ACK = 0x48, 0x49
 SYNC_NETDEV_FD, SYNC_NETDEV_ACK = 0x4A, 0x4B
+SYNC_TRACE = 0x50
 SYNC_ERROR = 0x4F
 SYNC_WARNING = 0x4E
 SYNC_TIMENS_PLS, SYNC_TIMENS_ACK = 0x4C, 0x4D
@@ -483,6 +485,8 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
     p.seccomp_notify = _seccomp_record(e, linux.get("seccomp"))
     p.seccomp = linux.get("seccomp")
     p.terminal = bool(proc.get("terminal"))
+    if opts.get("trace"):
+        e.add(OP_TRACE, _u32(0))  # the init reports its steps (csrc/init/trace.c)
     p.data = e.bytes()
     return p
 
@@ -519,6 +523,54 @@ def _strip_root(path, prefixes):
         if norm.startswith(pre.rstrip("/") + "/"):
             return norm[len(pre.rstrip("/")):]
     return path
+# the init's step names (csrc/init/*.c step()) -> the config field that led to them
+_STEP_POINTERS = {
+    "wait: cgroup placement (GO)": "/linux/cgroupsPath", "cpu affinity": "/process/execCPUAffinity",
+    "oom_score_adj": "/process/oomScoreAdj", "idmapped mounts": "/mounts", "open namespaces": "/linux/namespaces",
+    "unshare user": "/linux/namespaces", "wait: uid/gid maps": "/linux/uidMappings", "unshare": "/linux/namespaces",
+    "network devices": "/linux/netDevices", "time offsets": "/linux/timeOffsets", "rootfs": "/root/path",
+    "mkdir cwd": "/process/cwd", "createContainer hooks": "/hooks/createContainer", "pivot_root": "/root/path",
+    "rootfs propagation": "/linux/rootfsPropagation", "read-only root": "/root/readonly",
+    "console": "/process/terminal", "hostname": "/hostname", "no_new_privs": "/process/noNewPrivileges",
+    "scheduler and io priority": "/process/scheduler", "personality": "/linux/personality",
+    "memory policy": "/linux/memoryPolicy", "seccomp": "/linux/seccomp", "bounding set": "/process/capabilities/bounding",
+    "credentials": "/process/user", "capabilities": "/process/capabilities", "cwd": "/process/cwd",
+    "lookup executable": "/process/args/0", "execve": "/process/args/0", "exec fifo wait": None,
+}
+
+
+def step_pointer(config, name, index, detail):
+    """The JSON pointer of the config field behind one of the init's steps (for the trace and errors)."""
+    linux = config.get("linux") or {}
+    proc = config.get("process") or {}
+    if name == "mount":
+        best, at = None, -1
+        for i, m in enumerate(config.get("mounts") or ()):
+            d = os.path.normpath(m.get("destination") or "/")
+            if (detail == d or detail.startswith(d.rstrip("/") + "/")) and len(d) >= at:
+                best, at = f"/mounts/{i}", len(d)
+        return best
+    if name == "device":
+        for i, d in enumerate(linux.get("devices") or ()):
+            if d.get("path") == detail:
+                return f"/linux/devices/{i}"
+        return None
+    if name == "setns":
+        for i, n in enumerate(linux.get("namespaces") or ()):
+            if n.get("path") == detail:
+                return f"/linux/namespaces/{i}/path"
+        return "/linux/namespaces"
+    if name == "rlimit" and index >= 0:
+        return f"/process/rlimits/{index}"
+    if name == "sysctl":
+        return "/linux/sysctl/" + detail.replace("~", "~0").replace("/", "~1")
+    if name == "readonly path" and index >= 0:
+        return f"/linux/readonlyPaths/{index}"
+    if name == "masked path" and index >= 0:
+        return f"/linux/maskedPaths/{index}"
+    if name == "lsm labels":
+        return "/process/selinuxLabel" if proc.get("selinuxLabel") else "/process/apparmorProfile"
+    return _STEP_POINTERS.get(name)
 
 
 def _idmap_userns(p, m, ptr, is_bind, ext, linux, new_ns):
@@ -633,7 +685,7 @@ def _seccomp_record(e, sc):
 
 
 def build_exec(proc, fds, joins, seccomp=None, linux=None, cpu_affinity=(None, None), labels=None,
-               setgroups=True, relay_tty=False):
+               setgroups=True, relay_tty=False, trace=False):
     """Plan for `exec`: join the container's namespaces (user first, done by the init), no rootfs work.
     linux: the container's personality and memoryPolicy (from its state); cpu_affinity: (initial, final)
     CPU lists of exec_cpu_affinity(); the initial one is the caller's business (set on the spawning thread).
@@ -661,6 +713,8 @@ def build_exec(proc, fds, joins, seccomp=None, linux=None, cpu_affinity=(None, N
         _affinity_record(e, final)
     _container_records(e, linux or {})
     _seccomp_record(e, seccomp)
+    if trace:
+        e.add(OP_TRACE, _u32(0))
     return e.bytes()
 
 

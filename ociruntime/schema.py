@@ -75,6 +75,31 @@ def first_error(name, doc, fragment=""):
     return _pointer(reversed(err.path)), err.message
 
 
+def all_errors(name, doc, fragment=""):
+    """Every schema violation of doc, not only the first (the `check` command): a list of
+    (json_pointer, one-line message), sorted by pointer. Uses the reference validator (jsonschema);
+    without it, the built-in validator's first error."""
+    if _compiled_check(name, fragment)(doc) is None:
+        return []
+    try:
+        validator = reference_validator(name, fragment)
+        from jsonschema.exceptions import best_match
+    except ImportError:
+        return [first_error(name, doc, fragment)]
+    out = []
+    for err in validator.iter_errors(doc):
+        if err.context:  # anyOf/oneOf: the sub-error that explains it best
+            err = best_match(err.context) or err
+        if err.validator == "pattern" and err.validator_value in _PATTERN_NAMES and isinstance(err.instance, str):
+            msg = f"{_short(err.instance)} is not {_PATTERN_NAMES[err.validator_value]}"
+        else:
+            msg = err.message
+        item = (_pointer(err.absolute_path), _one_line(msg))
+        if item not in out:
+            out.append(item)
+    return sorted(out, key=lambda item: item[0]) or [first_error(name, doc, fragment)]
+
+
 def reference_validator(name, fragment=""):
     """A jsonschema Draft4Validator over our schema files, with a local registry and no network access.
 

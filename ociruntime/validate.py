@@ -82,13 +82,14 @@ PROC_MOUNT_ALLOWED = frozenset((
 
 # --------------------------------------------------------------------------------------------- public API
 
-def runc_leniency(doc, where="/process"):
+def runc_leniency(doc, where="/process", quiet=False):
     """What runc accepts at run time though the spec (and our schema) would not, made explicit in place
     with one warning each (the strict view is the `check` command's): a missing process.user uid or gid
     is 0, an ioPriority without a priority has priority 0 (Go's zero values), and the letters of a
     device rule's access other than r, w, m are ignored (runc's Permissions.toSet). ``doc`` is a
     config (``where`` "/process") or a process.json (``where`` "")."""
     from ociruntime.log import log
+    warn = (lambda msg: None) if quiet else log.warning
     proc = doc.get("process") if where else doc
     if isinstance(proc, dict):
         user = proc.get("user")
@@ -96,11 +97,11 @@ def runc_leniency(doc, where="/process"):
             for k in ("uid", "gid"):
                 if k not in user:
                     user[k] = 0
-                    log.warning(f"{where}/user/{k} is missing: using 0, as runc does")
+                    warn(f"{where}/user/{k} is missing: using 0, as runc does")
         io = proc.get("ioPriority")
         if isinstance(io, dict) and "class" in io and "priority" not in io:
             io["priority"] = 0
-            log.warning(f"{where}/ioPriority/priority is missing: using 0, as runc does")
+            warn(f"{where}/ioPriority/priority is missing: using 0, as runc does")
     if not where:
         return doc
     res = (doc.get("linux") or {}).get("resources") if isinstance(doc.get("linux"), dict) else None
@@ -109,7 +110,7 @@ def runc_leniency(doc, where="/process"):
         acc = d.get("access") if isinstance(d, dict) else None
         if isinstance(acc, str) and acc.strip("rwm"):
             kept = "".join(c for c in "rwm" if c in acc)
-            log.warning(f"/linux/resources/devices/{i}/access {acc!r}: runc ignores the letters other than "
+            warn(f"/linux/resources/devices/{i}/access {acc!r}: runc ignores the letters other than "
                         f"r, w, m, so does ociruntime ({kept!r})")
             d["access"] = kept
     return doc
@@ -124,6 +125,52 @@ def check_config(doc, bundle_dir, for_create=False):
     ctx = _Context(doc, bundle_dir, for_create)
     for rule in _CONFIG_RULES:
         rule(doc, ctx)
+
+
+_collecting = None  # a list while collect_config runs
+
+
+def collect_config(doc, bundle_dir, for_create=False, rootless=False):
+    """The collect-all mode (the `check` command): every violation check_config (and check_rootless)
+    would raise, in rule order, as a list of ConfigError. Same rules, same pointers and reasons: a
+    rule goes on after a violation; a rule that cannot go on (the document is not schema-valid there)
+    stops at what it found."""
+    global _collecting
+    found = []
+    ctx = None
+    _collecting = found
+    try:
+        try:
+            ctx = _Context(doc, bundle_dir, for_create)
+        except Exception:
+            return found
+        steps = []
+        for rule in _CONFIG_RULES:
+            if rule is _check_process_in_config and isinstance(doc.get("process"), dict):
+                proc = doc["process"]
+                steps += [(lambda r=r: r(proc, ("process",))) for r in _PROCESS_RULES]
+                if for_create:
+                    steps.append(lambda: proc.get("args") is None and
+                                 _fail("process.args must contain at least one entry", "process", "args"))
+                continue
+            steps.append(lambda r=rule: r(doc, ctx))
+        if rootless:
+            steps.append(lambda: check_rootless(doc))
+        for step in steps:
+            try:
+                step()
+            except ConfigError as e:
+                found.append(e)
+            except Exception:
+                pass  # a shape the schema rejects: reported there
+    finally:
+        _collecting = None
+    seen, out = set(), []
+    for e in found:
+        if (e.pointer, e.reason) not in seen:
+            seen.add((e.pointer, e.reason))
+            out.append(e)
+    return out
 
 
 def check_process(doc):
@@ -194,7 +241,11 @@ def _ptr(*parts):
 
 
 def _fail(reason, *parts):
-    raise ConfigError(_ptr(*parts), reason)
+    err = ConfigError(_ptr(*parts), reason)
+    if _collecting is not None:
+        _collecting.append(err)  # collect_config: note it and go on with the rule
+        return
+    raise err
 
 
 def _no_nul(s, pointer, what):

@@ -33,6 +33,7 @@ static const char *rlimit_name(uint32_t r)
 void apply_rlimits(struct plan *p)
 {
 	for (uint32_t i = 0; i < p->nrlimits; i++) {
+		step("rlimit", (int)i, rlimit_name(p->rlimits[i].resource));
 		struct rlimit rl = { (rlim_t)p->rlimits[i].soft, (rlim_t)p->rlimits[i].hard };
 		/* runc's wording, plus the name and values */
 		if (setrlimit((int)p->rlimits[i].resource, &rl) < 0)
@@ -102,7 +103,9 @@ static int setgroups_denied(void)
 
 void apply_user_and_caps(struct plan *p)
 {
+	step("bounding set", -1, NULL);
 	if (p->has_caps) drop_bounding(p->caps[0]);
+	step("credentials", -1, NULL);
 	if (p->has_user) {
 		if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) bail("prctl(PR_SET_KEEPCAPS)");
 		if ((p->user_flags & USER_SETGROUPS) && !setgroups_denied()) {
@@ -112,6 +115,7 @@ void apply_user_and_caps(struct plan *p)
 		if (setresuid(p->uid, p->uid, p->uid) < 0) bail("setresuid %u", p->uid);
 		if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0) bail("prctl(PR_SET_KEEPCAPS)");
 	}
+	step("capabilities", -1, NULL);
 	if (p->has_caps) {
 		set_caps(p->caps[1], p->caps[2], p->caps[3]);
 		prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);

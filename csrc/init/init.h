@@ -49,6 +49,7 @@ struct plan {
 	struct mkdir_op *mkdirs; uint32_t nmkdirs;
 	int has_console; uint32_t console_h, console_w;
 	uint32_t seccomp_flags, seccomp_len; const uint8_t *seccomp;
+	int trace;        /* OP_TRACE: report the steps (trace.c) */
 	uint32_t netdevs; /* linux.netDevices entries: hand the runtime a netlink socket (SYNC_NETDEV_FD) */
 	struct lsm_op *lsms; uint32_t nlsms;
 	const char *mount_label;
@@ -98,6 +99,17 @@ void apply_cpu_affinity(struct plan *p);     /* stage-1, right after the cgroup 
 void apply_sched_and_io(struct plan *p);     /* before the caps are dropped (CAP_SYS_NICE, CAP_SYS_ADMIN) */
 void apply_personality(struct plan *p);
 void apply_mempolicy(struct plan *p);
+
+/* trace.c: the init's steps (see there); timestamps only when the plan has OP_TRACE */
+extern int g_trace;
+extern const char *g_step_name;
+void step(const char *name, int index, const char *detail); /* ends the previous step, starts this one */
+void step_end(void);
+void step_open(const char *name);  /* a step that outlives the sync socket (the exec fifo wait) */
+void step_failed(int err);
+void trace_flush(void);
+void trace_forget(void);
+size_t step_context(char *out, size_t n);
 
 /* creds.c */
 void apply_rlimits(struct plan *p);

@@ -94,6 +94,7 @@ static void join_namespaces(struct plan *p)
 		for (uint32_t i = 0; i < p->njoins; i++) {
 			struct ns_join *j = &p->joins[i];
 			if (j->fd < 0 || (pass == 1) != (j->flag == CLONE_NEWUSER)) continue;
+			step("setns", (int)i, j->path);
 			if (setns(j->fd, j->flag) < 0) {
 				if (pass == 0 && errno == EPERM) continue; /* again once in the user namespace */
 				bail("setns %s namespace %s", ns_name(j->flag), j->path);
@@ -151,6 +152,7 @@ static void die_on_signal(int sig)
 
 static void wait_exec_fifo(struct plan *p)
 {
+	g_step_name = "exec fifo wait"; /* for an error report only: the socket is closed, no trace */
 	static const int terminating[] = { SIGHUP, SIGINT, SIGQUIT, SIGTERM };
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
@@ -191,6 +193,7 @@ static void reset_signals(void)
 /* The last steps before execve, shared by the container init and exec'd processes. */
 static void finish_and_exec(struct plan *p, const char *path)
 {
+	g_step_name = "execve";
 	reset_signals();
 	/* CVE-2024-21626: nothing but stdio and the preserved fds crosses execve. CLOEXEC rather than
 	 * close, so that a failing execve can still be reported on the sync socket (exec). */
@@ -205,23 +208,30 @@ static void finish_and_exec(struct plan *p, const char *path)
 
 static const char *process_setup(struct plan *p, char *exe, size_t exelen)
 {
+	step("lsm labels", -1, NULL);
 	/* runc's place for the exec label: after READY, while still privileged, before seccomp and the
 	 * credential change (the attr files take effect at execve, so nothing between changes meaning) */
 	apply_lsm_labels(p);
+	step("no_new_privs", -1, NULL);
 	if ((p->proc_flags & PROC_NNP) && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) bail("prctl(PR_SET_NO_NEW_PRIVS)");
 	apply_rlimits(p);
 	/* runc's order: scheduler, I/O priority, personality, memory policy; all before the caps are
 	 * dropped (real-time policies need CAP_SYS_NICE, IOPRIO_CLASS_RT CAP_SYS_ADMIN/NICE) and before
 	 * any seccomp filter is loaded */
+	step("scheduler and io priority", -1, NULL);
 	apply_sched_and_io(p);
+	step("personality", -1, NULL);
 	apply_personality(p);
+	step("memory policy", -1, NULL);
 	apply_mempolicy(p);
 	/* runc's ordering rule: without NNP the filter needs CAP_SYS_ADMIN, so load it before dropping caps */
-	if (!(p->proc_flags & PROC_NNP)) load_seccomp(p);
+	if (!(p->proc_flags & PROC_NNP)) { step("seccomp", -1, NULL); load_seccomp(p); }
+	step("cwd", -1, p->cwd);
 	int cwd_done = enter_cwd(p, 0);
+	step("environment", -1, NULL);
 	prepare_env(p);
 	apply_user_and_caps(p);
-	if (!cwd_done) enter_cwd(p, 1);
+	if (!cwd_done) { step("cwd", -1, p->cwd); enter_cwd(p, 1); }
 	if (p->cwd && *p->cwd) {
 		/* CVE-2024-21626: a cwd outside the container's root reads back as ENOENT/"(unreachable)" */
 		char buf[PATH_MAX];
@@ -231,8 +241,10 @@ static const char *process_setup(struct plan *p, char *exe, size_t exelen)
 		if ((!wd && errno == ENOENT) || (wd && wd[0] != '/'))
 			bailx("current working directory is outside of container mount namespace root -- possible container breakout detected");
 	}
+	step("lookup executable", -1, p->args.n ? p->args.v[0] : NULL);
 	const char *path = lookup_exec(p, exe, exelen);
-	load_seccomp(p); /* with NNP: as late as possible */
+	if (p->proc_flags & PROC_NNP) { step("seccomp", -1, NULL); load_seccomp(p); } /* as late as possible */
+	step_end();
 	return path;
 }
 
@@ -251,6 +263,7 @@ static void stage2_exec(struct plan *p)
 	sync_send(SYNC_READY, 0, NULL, 0);
 	static char exe[PATH_MAX];
 	const char *path = process_setup(p, exe, sizeof(exe));
+	trace_flush(); /* exec: the socket stays open until execve closes it */
 	finish_and_exec(p, path);
 }
 
@@ -258,6 +271,7 @@ static void stage2(struct plan *p)
 {
 	if (p->proc_flags & PROC_EXEC) stage2_exec(p);
 	g_stage = "init";
+	step("setsid", -1, NULL);
 	prctl(PR_SET_NAME, "ociruntime:[2:INIT]", 0, 0, 0);
 	if (setsid() < 0) bail("setsid");
 	if (p->new_ns & CLONE_NEWUSER || g_userns) {
@@ -267,19 +281,26 @@ static void stage2(struct plan *p)
 
 	setup_rootfs(p);
 
+	step("wait: prestart/createRuntime hooks", -1, NULL);
 	sync_send(SYNC_HOOKS_PLS, 0, NULL, 0);
 	char *state = NULL;
 	size_t state_len = 0;
 	sync_expect(SYNC_HOOKS_ACK, &state, &state_len);
+	step("createContainer hooks", -1, NULL);
 	run_hooks(p, HOOK_CREATE_CONTAINER, state, state_len);
 	free(state);
 
+	step("pivot_root", -1, p->rootfs);
 	finish_rootfs(p);
+	step("console", -1, NULL);
 	setup_console(p, 1);
+	step("hostname", -1, p->hostname);
 	if (p->hostname && sethostname(p->hostname, strlen(p->hostname)) < 0) bail("sethostname %s", p->hostname);
 	if (p->domainname && setdomainname(p->domainname, strlen(p->domainname)) < 0) bail("setdomainname %s", p->domainname);
+	step("sysctls", -1, NULL);
 	write_sysctls(p);
 	masked_and_readonly(p);
+	step("wait: state saved (READY/RUN)", -1, NULL);
 	/* READY/RUN before the process setup, as runc's procReady/procRun: the seccomp filter is loaded
 	 * in process_setup and may deny the socket calls; errors after RUN still reach the runtime, which
 	 * reads until we close the socket */
@@ -287,6 +308,8 @@ static void stage2(struct plan *p)
 	sync_expect(SYNC_RUN, &state, &state_len);
 	static char exe[PATH_MAX];
 	const char *path = process_setup(p, exe, sizeof(exe));
+	step_open("exec fifo wait");
+	trace_flush();
 	close(g_sync_fd);
 	g_sync_fd = -1;
 
@@ -299,12 +322,15 @@ static void stage2(struct plan *p)
 static void stage1(struct plan *p)
 {
 	g_stage = "setup";
+	step("wait: cgroup placement (GO)", -1, NULL);
 	prctl(PR_SET_NAME, "ociruntime:[1:SETUP]", 0, 0, 0);
 	sync_expect(SYNC_GO, NULL, NULL);
+	step("cpu affinity", -1, NULL);
 	/* in the container's cgroup now: the final CPU affinity (or a reset), as runc does right after
 	 * the join; the container init and exec'd processes inherit it */
 	apply_cpu_affinity(p);
 	if (p->has_oom) {
+		step("oom_score_adj", -1, NULL);
 		char v[16];
 		snprintf(v, sizeof(v), "%d", p->oom);
 		write_proc_self("oom_score_adj", v);
@@ -312,15 +338,20 @@ static void stage1(struct plan *p)
 	/* Not dumpable while we hold host fds and join namespaces (CVE-2016-9962). */
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) bail("prctl(PR_SET_DUMPABLE)");
 	/* idmapped mounts need the runtime's privileges over the source's filesystem: before any join */
+	step("idmapped mounts", -1, NULL);
 	prepare_idmapped_mounts(p);
+	step("open namespaces", -1, NULL);
 	join_namespaces(p);
 	if (p->new_ns & CLONE_NEWUSER) {
 		/* The user namespace alone first: the runtime (still privileged in the parent user namespace)
 		 * writes our maps; only then do the other namespaces get created, owned by the new userns. */
+		step("unshare user", -1, NULL);
 		if (unshare(CLONE_NEWUSER) < 0) bail("unshare user namespace");
 		if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0) bail("prctl(PR_SET_DUMPABLE)");
+		step("wait: uid/gid maps", -1, NULL);
 		sync_send(SYNC_USERMAP_PLS, 0, NULL, 0);
 		sync_expect(SYNC_USERMAP_ACK, NULL, NULL);
+		step("setresuid 0", -1, NULL);
 		if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) bail("prctl(PR_SET_DUMPABLE)");
 		/* the uid only, as runc's nsexec: the namespaces below are made with our gid as it maps in
 		 * the new namespace (the new ipc namespace's mqueue root takes it, e.g. the user's group under
@@ -329,10 +360,12 @@ static void stage1(struct plan *p)
 		g_userns = 1;
 	}
 	uint32_t rest = p->new_ns & ~(uint32_t)CLONE_NEWUSER;
+	step("unshare", -1, NULL);
 	if (rest && unshare(rest) < 0) bail("unshare namespaces 0x%x", rest);
-	if (rest & CLONE_NEWNET) loopback_up();
-	if (p->netdevs) send_netlink_socket();
+	if (rest & CLONE_NEWNET) { step("loopback up", -1, NULL); loopback_up(); }
+	if (p->netdevs) { step("network devices", -1, NULL); send_netlink_socket(); }
 	if (p->has_timens) {
+		step("time offsets", -1, NULL);
 		char v[128];
 		snprintf(v, sizeof(v), "monotonic %lld %lld\nboottime %lld %lld\n",
 			 (long long)p->timens[0], (long long)p->timens[1], (long long)p->timens[2], (long long)p->timens[3]);
@@ -348,6 +381,7 @@ static void stage1(struct plan *p)
 	/* the init waits until its pid has been reported, so that the runtime always learns the pid
 	 * before any message of the init's own */
 	int go[2];
+	step("clone init", -1, NULL);
 	if (pipe2(go, O_CLOEXEC) < 0) bail("pipe");
 	pid_t pid = clone_parent();
 	if (pid < 0) bail("clone container init");
@@ -358,10 +392,12 @@ static void stage1(struct plan *p)
 		do n = read(go[0], &c, 1); while (n < 0 && errno == EINTR);
 		if (n != 1) _exit(1); /* stage-1 died before reporting us */
 		close(go[0]);
+		trace_forget(); /* the steps of stage-1 are its own */
 		stage2(p);
 		_exit(1);
 	}
 	close(go[0]);
+	step_end();
 	sync_send(SYNC_PID, pid, NULL, 0);
 	if (write(go[1], "1", 1) != 1) bail("release the container init");
 	_exit(0);
@@ -421,6 +457,7 @@ int main(int argc, char **argv)
 		bailx("%s", err);
 	}
 	g_sync_fd = p.sync_fd;
+	g_trace = p.trace;
 	stage1(&p);
 	return 1;
 }

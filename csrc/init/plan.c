@@ -236,6 +236,7 @@ int plan_decode(const uint8_t *buf, size_t len, struct plan *p, char *err, size_
 			p->console_w = u32(&q);
 			break;
 		case OP_NETDEV: p->netdevs = u32(&q); break;
+		case OP_TRACE: p->trace = 1; (void)u32(&q); break;
 		default:
 			return fail(err, errlen, "plan: unknown op %u in record %u", op, i);
 		}

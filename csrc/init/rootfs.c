@@ -515,14 +515,16 @@ void setup_rootfs(struct plan *p)
 		umask(0);
 		g_rootfd = open(p->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
 		if (g_rootfd < 0) bail("open rootfs %s", p->rootfs);
-		for (uint32_t i = 0; i < p->nmounts; i++) do_mount(&p->mounts[i]);
-		for (uint32_t i = 0; i < p->ndevices; i++) make_device(&p->devices[i]);
+		for (uint32_t i = 0; i < p->nmounts; i++) { step("mount", (int)i, p->mounts[i].dst); do_mount(&p->mounts[i]); }
+		for (uint32_t i = 0; i < p->ndevices; i++) { step("device", (int)i, p->devices[i].path); make_device(&p->devices[i]); }
+		step("symlinks", -1, NULL);
 		for (uint32_t i = 0; i < p->nsymlinks; i++) make_symlink(&p->symlinks[i]);
 		umask(022);
 		if (fchdir(g_rootfd) < 0) bail("chdir to rootfs"); /* the createContainer hooks' cwd (runc) */
 		return;
 	}
 	umask(0);
+	step("rootfs", -1, p->rootfs);
 	/* never let our mounts propagate to the host: rslave first; rootfsPropagation is applied to the new
 	 * root after pivot_root (so "unbindable" does not forbid the rootfs bind, and "shared" cannot leak
 	 * the container's mounts into the host's namespace) */
@@ -531,9 +533,11 @@ void setup_rootfs(struct plan *p)
 	if (mount(p->rootfs, p->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) bail("bind mount rootfs %s", p->rootfs);
 	g_rootfd = open(p->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (g_rootfd < 0) bail("open rootfs %s", p->rootfs);
-	for (uint32_t i = 0; i < p->nmounts; i++) do_mount(&p->mounts[i]);
-	for (uint32_t i = 0; i < p->ndevices; i++) make_device(&p->devices[i]);
+	for (uint32_t i = 0; i < p->nmounts; i++) { step("mount", (int)i, p->mounts[i].dst); do_mount(&p->mounts[i]); }
+	for (uint32_t i = 0; i < p->ndevices; i++) { step("device", (int)i, p->devices[i].path); make_device(&p->devices[i]); }
+	step("symlinks", -1, NULL);
 	for (uint32_t i = 0; i < p->nsymlinks; i++) make_symlink(&p->symlinks[i]);
+	step("mkdir cwd", -1, NULL);
 	/* the process cwd, created inside the root after the mounts that may contain it (runc does too) */
 	for (uint32_t i = 0; i < p->nmkdirs; i++) {
 		int fd = mkdir_in_root(g_rootfd, p->mkdirs[i].path, p->mkdirs[i].mode);
@@ -651,8 +655,10 @@ void finish_rootfs(struct plan *p)
 	close(g_rootfd);
 	g_rootfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (g_rootfd < 0) bail("open new root");
+	step("rootfs propagation", -1, NULL);
 	if ((p->root_propagation & ~(unsigned)MS_REC) != MS_SLAVE && mount(NULL, "/", NULL, p->root_propagation, NULL) < 0)
 		bail("set rootfsPropagation 0x%x of /", p->root_propagation);
+	if (p->root_flags & ROOTFS_READONLY) step("read-only root", -1, NULL);
 	if ((p->root_flags & ROOTFS_READONLY) && remount_bind("/", MS_RDONLY) < 0) bail("remount root read-only");
 	if (p->ndevices) reopen_dev_null();
 }
@@ -702,6 +708,7 @@ void masked_and_readonly(struct plan *p)
 	late_readonly(p);
 	for (uint32_t i = 0; i < p->nreadonly; i++) {
 		const char *path = p->readonly[i];
+		step("readonly path", (int)i, path);
 		int fd = open_in_root(g_rootfd, path, O_PATH, 0);
 		if (fd < 0) { if (errno == ENOENT) continue; bail("open readonly path %s", path); }
 		int tree = sys_open_tree(fd, "", OCI_OPEN_TREE_CLONE | OCI_OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | OCI_AT_RECURSIVE);
@@ -720,6 +727,7 @@ void masked_and_readonly(struct plan *p)
 		int dup_path = 0;
 		for (uint32_t j = 0; j < i && !dup_path; j++) dup_path = same_path(p->masked[j], path);
 		if (dup_path) continue; /* masked once */
+		step("masked path", (int)i, path);
 		int fd = open_in_root(g_rootfd, path, O_PATH, 0);
 		if (fd < 0) { if (errno == ENOENT) continue; bail("open masked path %s", path); }
 		struct stat st;
@@ -769,6 +777,7 @@ void write_sysctls(struct plan *p)
 	if (fstatfs(proc, &sf) < 0 || sf.f_type != PROC_SUPER_MAGIC) bailx("/proc in the container is not procfs: cannot write sysctls");
 	for (uint32_t i = 0; i < p->nsysctls; i++) {
 		char path[PATH_MAX];
+		step("sysctl", (int)i, p->sysctls[i].a);
 		snprintf(path, sizeof(path), "sys/%s", p->sysctls[i].a);
 		for (char *c = path + 4; *c; c++) if (*c == '.') *c = '/';
 		int fd = sys_openat2(proc, path, O_WRONLY | O_CLOEXEC, 0,

@@ -31,11 +31,14 @@ static void vreport(int with_errno, const char *fmt, va_list ap)
 		if (at < sizeof(msg) && msg[at] >= 'A' && msg[at] <= 'Z') msg[at] = (char)(msg[at] - 'A' + 'a');
 	}
 	if (g_sync_fd >= 0) {
-		struct sync_hdr h = { SYNC_ERROR, saved };
-		char buf[sizeof(h) + sizeof(msg)];
+		struct sync_hdr h = { SYNC_ERROR, with_errno ? saved : 0 };
+		char buf[sizeof(h) + sizeof(msg) + 300];
 		size_t len = strlen(msg);
+		step_failed(with_errno ? saved : 0);
+		trace_flush();
 		memcpy(buf, &h, sizeof(h));
 		memcpy(buf + sizeof(h), msg, len);
+		len += step_context(buf + sizeof(h) + len, sizeof(buf) - sizeof(h) - len);
 		if (send(g_sync_fd, buf, sizeof(h) + len, MSG_NOSIGNAL) >= 0)
 			return;
 	}
@@ -88,6 +91,7 @@ void sync_send(uint32_t type, int32_t value, const void *payload, size_t len)
 {
 	char buf[sizeof(struct sync_hdr) + 256];
 	struct sync_hdr h = { type, value };
+	if (g_trace) trace_flush();
 	if (len > sizeof(buf) - sizeof(h)) bailx("sync message too long");
 	memcpy(buf, &h, sizeof(h));
 	if (len) memcpy(buf + sizeof(h), payload, len);

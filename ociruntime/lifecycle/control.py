@@ -87,14 +87,20 @@ def start(root, cid):
         except OSError:
             # ENXIO: no reader left; the init died while waiting
             raise StateError("container process is already dead")
+        from ociruntime.lean import trace as tr  # a no-op unless the CLI turned tracing on
         try:
             posix.write(fd, b"0")
         finally:
             posix.close(fd)
-        log.debug(f"start {cid}: exec fifo written")
+        if tr.active():
+            t_go = time.monotonic_ns()
+            tr.complete_open(st["pid"], t_go)  # the init's exec fifo wait ends here
         posix.unlink(FIFO, dir_fd=c.fd)
-        _wait_exec(st)
-        log.debug(f"start {cid}: pid {st['pid']} runs the user's process")
+        with tr.step("wait for execve"):
+            _wait_exec(st)
+        if tr.active():
+            tr.add("startContainer hooks + execve", t_go, time.monotonic_ns() - t_go, "init", st["pid"],
+                   {"pointer": "/process/args/0", "observed": "by start: /proc/<pid>/exe"})
         if notify is not None:
             notifymod.forward_ready(notify, st["pid"], notify_socket)
         hooks = st.get("hooks") or {}

@@ -13,6 +13,7 @@ from ociruntime.lean import struct
 import time
 
 from ociruntime import OCI_VERSION, cgroups, fastjson as json, plan as planmod
+from ociruntime.lean import trace  # the trace module when tracing, else a no-op (nothing imported)
 from ociruntime.errors import OciError, SpawnError
 from ociruntime.log import log
 from ociruntime.initbin import sealed_init
@@ -96,14 +97,19 @@ def connect_console(path):
 
 
 def _load_config(bundle):
-    from ociruntime import config as cfgmod, schema, validate
-    doc = cfgmod.load(os.path.join(bundle, "config.json"))
-    validate.runc_leniency(doc)
-    schema.validate_config(doc)
-    validate.check_config(doc, bundle, for_create=True)
-    if os.geteuid() != 0:
-        validate.check_rootless(doc)
-    validate.check_host(doc)
+    with trace.step("import validators"):
+        from ociruntime import config as cfgmod, schema, validate
+    with trace.step("load"):
+        doc = cfgmod.load(os.path.join(bundle, "config.json"))
+        validate.runc_leniency(doc)
+    with trace.step("validate: schema"):
+        schema.validate_config(doc)
+    with trace.step("validate: semantics"):
+        validate.check_config(doc, bundle, for_create=True)
+        if os.geteuid() != 0:
+            validate.check_rootless(doc)
+    with trace.step("validate: host"):
+        validate.check_host(doc)
     return doc
 
 
@@ -152,6 +158,15 @@ class Spawned:
 
 def create(ctx, detach_checks=True):
     """Returns the saved state dict; the init is blocked on the exec fifo."""
+    with trace.step("arguments"):
+        cid, pid_file, bundle, npreserve, listen_env = _arguments(ctx)
+    config = _load_config(bundle)
+    with trace.step("host: console, network devices, cgroup driver"):
+        proc, console, net_devices, rootless = _host_checks(ctx, config, detach_checks, listen_env)
+    return _create(ctx, cid, pid_file, bundle, npreserve, config, proc, console, net_devices, rootless)
+
+
+def _arguments(ctx):
     cid = validate_id(ctx.args[0])
     pid_file = ctx.flag("pid-file")
     if pid_file:
@@ -161,8 +176,10 @@ def create(ctx, detach_checks=True):
         raise OciError(f"bundle {bundle!r}: no such directory")
     bundle = os.path.realpath(bundle)
     npreserve, listen_env = _preserved_fds(ctx)
-    config = _load_config(bundle)
-    log.debug(f"create {cid}: config.json of {bundle} loaded and validated")
+    return cid, pid_file, bundle, npreserve, listen_env
+
+
+def _host_checks(ctx, config, detach_checks, listen_env):
     proc = config.get("process") or {}
     console = ctx.flag("console-socket")
     if detach_checks:
@@ -183,11 +200,16 @@ def create(ctx, detach_checks=True):
                        "use the cgroupfs driver (omit --systemd-cgroup)")
     # the rootless cgroup manager (global --rootless, auto: euid != 0 or in a user namespace)
     rootless = cgroups.rootless_mode(ctx.g.get("rootless"))
+    return proc, console, net_devices, rootless
+
+
+def _create(ctx, cid, pid_file, bundle, npreserve, config, proc, console, net_devices, rootless):
     if not ctx.g.get("root") and ctx.root != DEFAULT_ROOT:
         from ociruntime.state import prepare_xdg_root
         prepare_xdg_root(ctx.root)
-    store = Store(ctx.root)
-    cdir = store.claim(cid)
+    with trace.step("state: claim id"):
+        store = Store(ctx.root)
+        cdir = store.claim(cid)
     sp = Spawned()
     cg_paths, cg_made = {}, []
     sock = None
@@ -197,21 +219,22 @@ def create(ctx, detach_checks=True):
             from ociruntime import notify
             notify.prepare(config, cdir.path)
         linux = config.get("linux") or {}
-        cg_paths = cgroups.container_paths(linux.get("cgroupsPath"), cid)
-        # rootless without an explicit cgroupsPath: hierarchies we may not create or join are
-        # skipped (runc); a limit that needs one of them still fails
-        cg_lax = rootless and not linux.get("cgroupsPath")
-        cg_all = dict(cg_paths)
-        cg_made = cgroups.create(cg_paths, rootless=cg_lax)
-        log.debug(f"create {cid}: cgroups {cg_paths} (made {len(cg_made)} directories)")
-        # overlaps the kernel's first-migration grace period with the work below (after the mkdirs:
-        # the waiting writer holds cgroup_mutex, which mkdir needs too)
-        if any(cg_paths):  # a v1 hierarchy: the init is placed by cgroup.procs writes
-            cgroups.prewarm_attach()
+        with trace.step("cgroups: create"):
+            cg_paths = cgroups.container_paths(linux.get("cgroupsPath"), cid)
+            # rootless without an explicit cgroupsPath: hierarchies we may not create or join are
+            # skipped (runc); a limit that needs one of them still fails
+            cg_lax = rootless and not linux.get("cgroupsPath")
+            cg_all = dict(cg_paths)
+            cg_made = cgroups.create(cg_paths, rootless=cg_lax)
+            # overlaps the kernel's first-migration grace period with the work below (after the mkdirs:
+            # the waiting writer holds cgroup_mutex, which mkdir needs too)
+            if any(cg_paths):  # a v1 hierarchy: the init is placed by cgroup.procs writes
+                cgroups.prewarm_attach()
         # if this process is killed from here on, `delete` finds what to clean up in creating.json
         early = {"id": cid, "pid": 0, "init_start": 0, "bundle": bundle, "rootfs": "", "created": "",
                  "cgroup_paths": cg_paths, "cgroup_made": cg_made}
-        cdir.write_state(early, name=CREATING_FILE)
+        with trace.step("state: creating.json"):
+            cdir.write_state(early, name=CREATING_FILE)
         resources = linux.get("resources") or {}
         late_pids = None
         plimit = (resources.get("pids") or {}).get("limit")
@@ -220,8 +243,8 @@ def create(ctx, detach_checks=True):
             # container's only task (after SYNC_PID), as runc writes it once its init is alone
             late_pids = {"pids": {"limit": plimit}}
             resources = {**resources, "pids": {}}
-        cgroups.set_resources(cg_paths, resources, cid, rootless=rootless)
-        log.debug(f"create {cid}: resources set")
+        with trace.step("cgroups: resources"):
+            cgroups.set_resources(cg_paths, resources, cid, rootless=rootless)
         base = 3 + npreserve
         fds = {"sync": base, "plan": base + 1, "fifo": base + 2, "close_from": base}
         console_sock = None
@@ -234,15 +257,22 @@ def create(ctx, detach_checks=True):
         if console_sock is not None:
             fds["console"] = base + 3
         fds["idmap_base"] = base + 3 + (console_sock is not None)
-        p = planmod.build(config, bundle, fds, {"no_pivot": ctx.flag("no-pivot"),
-                                                "rootless_euid": os.geteuid() != 0,
-                                                "in_userns": running_in_userns(),
-                                                "relay_tty": console_sock is not None and not console},
-                          cgroups.with_own(cg_all, cg_paths))
-        userns_fds = idmap_userns_fds(p.idmap_userns)
+        with trace.step("plan"):
+            p = planmod.build(config, bundle, fds, {"no_pivot": ctx.flag("no-pivot"),
+                                                    "rootless_euid": os.geteuid() != 0,
+                                                    "in_userns": running_in_userns(),
+                                                    "relay_tty": console_sock is not None and not console,
+                                                    "trace": trace.active()},
+                              cgroups.with_own(cg_all, cg_paths))
+            p.config = config
+        with trace.step("idmap user namespaces"):
+            userns_fds = idmap_userns_fds(p.idmap_userns)
         if p.net_devices:
+            from ociruntime import netdev  # imported by _host_checks already
             sp.netdev = netdev.Mover(p.net_devices)
 
+        fifo_step = trace.step("exec fifo")
+        fifo_step.__enter__()
         os.mkfifo(FIFO, 0o622, dir_fd=cdir.fd)
         os.chmod(FIFO, 0o622, dir_fd=cdir.fd)
         try:
@@ -254,24 +284,31 @@ def create(ctx, detach_checks=True):
             if os.geteuid() == 0:
                 raise
         fifo_fd = os.open(FIFO, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=cdir.fd)
+        fifo_step.__exit__(None, None, None)
         from ociruntime.lean import socket as _socket
+        spawn_step = trace.step("spawn init")
+        spawn_step.__enter__()
         sock, child_sock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
         slots = [child_sock.fileno(), None, fifo_fd] + ([console_sock] if console_sock is not None else [])
         slots += userns_fds
         pid, pidfd = spawn(p.data, slots, base)
-        log.debug(f"create {cid}: init stage-1 spawned (pid {pid}, plan {len(p.data)} bytes)")
+        trace.name_process(pid, "init stage-1 (setup)")
         for fd in (fifo_fd,) + ((console_sock,) if console_sock is not None else ()) + tuple(userns_fds):
             os.close(fd)
         userns_fds = []
         child_sock.close()
         sp.stage1, sp.stage1_pidfd = pid, pidfd
+        spawn_step.__exit__(None, None, None)
         # the cgroup seam: the init is in its cgroup before it runs anything of the user's
-        cgroups.apply(cg_paths, pid, rootless=cg_lax)
+        with trace.step("cgroups: attach"):
+            cgroups.apply(cg_paths, pid, rootless=cg_lax)
         if cg_lax and not cg_paths and not (p.new_ns & planmod.CLONE_NEWPID or
                                             any(f == planmod.CLONE_NEWPID for f, _ in p.joins)):
             log.warning("Creating a rootless container with no cgroup and no private pid namespace. Such "
                         "configuration is strongly discouraged (as it is impossible to properly kill all "
                         "container's processes)")
+        sync_step = trace.step("sync: the init sets up")
+        sync_step.__enter__()
         _send(sock, planmod.SYNC_GO)
         log.debug(f"create {cid}: stage-1 in its cgroup, GO sent")
         st = {
@@ -295,18 +332,24 @@ def create(ctx, detach_checks=True):
             "owner": os.geteuid(),
             "rootless": rootless,  # exec: cgroup join errors are ignored, as at create
         }
-        _serve(sock, sp, p, st, cdir, lambda: late_pids and cgroups.set_resources(cg_paths, late_pids, cid,
-                                                                                     skip_devices=True))
-        if ctx.flag("pidfd-socket"):
-            send_pidfd(ctx.flag("pidfd-socket"), st["pid"], b"standard")
-        if pid_file:
-            log.debug(f"create {cid}: pid file {pid_file}")
-            try:
-                write_pid_file(pid_file, st["pid"])
-            except OSError as e:
-                raise OciError(f"write pid file {pid_file}: {e.strerror}")
+        try:
+            _serve(sock, sp, p, st, cdir, lambda: late_pids and cgroups.set_resources(cg_paths, late_pids, cid,
+                                                                                      skip_devices=True))
+        except BaseException as e:
+            sync_step.__exit__(type(e), e, None)
+            raise
+        sync_step.__exit__(None, None, None)
+        with trace.step("pid file"):
+            if ctx.flag("pidfd-socket"):
+                send_pidfd(ctx.flag("pidfd-socket"), st["pid"], b"standard")
+            if pid_file:
+                try:
+                    write_pid_file(pid_file, st["pid"])
+                except OSError as e:
+                    raise OciError(f"write pid file {pid_file}: {e.strerror}")
     except BaseException:
-        log.debug(f"create {cid}: failed, undoing what it made")
+        rollback = trace.step("rollback")
+        rollback.__enter__()
         for fd in userns_fds:
             os.close(fd)
         sp.kill()
@@ -317,6 +360,7 @@ def create(ctx, detach_checks=True):
         except OciError:
             pass
         cdir.remove()
+        rollback.__exit__(None, None, None)
         raise
     finally:
         if sp.netdev:
@@ -472,7 +516,10 @@ def _serve(sock, sp, p, st, cdir, after_pid=lambda: None):
     running = False  # RUN sent: the init finishes its setup and closes the socket when all is well
     while True:
         typ, val, payload, fds = recv_msg(sock)
-        log.debug(f"sync message {_SYNC_NAMES.get(typ, typ)} value {val} from the init")
+        if typ == planmod.SYNC_TRACE:
+            trace.init_records(payload, sp.init_pid or sp.stage1,
+                               lambda n, i, d: planmod.step_pointer(p.config, n, i, d))
+            continue
         if typ is None:
             if running:
                 info = proc_start_time(st["pid"])
@@ -493,11 +540,12 @@ def _serve(sock, sp, p, st, cdir, after_pid=lambda: None):
         for fd in fds:
             os.close(fd)
         if typ == planmod.SYNC_ERROR:
-            raise SpawnError("unable to start container process: " + payload.decode(errors="replace"))
+            raise SpawnError("unable to start container process: " + _init_error(payload, val, p))
         if typ == planmod.SYNC_WARNING:
             log.warning(payload.decode(errors="replace"))
         elif typ == planmod.SYNC_USERMAP_PLS:
-            _write_maps(sp.stage1, p)
+            with trace.step("uid/gid maps"):
+                _write_maps(sp.stage1, p)
             _send(sock, planmod.SYNC_USERMAP_ACK)
         elif typ == planmod.SYNC_TIMENS_PLS:
             # linux.timeOffsets with a user namespace: written by us, privileged (runc >= 1.2)
@@ -508,26 +556,24 @@ def _serve(sock, sp, p, st, cdir, after_pid=lambda: None):
             _send(sock, planmod.SYNC_TIMENS_ACK)
         elif typ == planmod.SYNC_PID:
             sp.init_pid = val
+            trace.name_process(val, "container init")
             os.waitpid(sp.stage1, 0)
             sp.stage1 = None
             st["pid"] = val
             info = proc_start_time(val)
             st["init_start"] = info[0] if info else 0
-            cdir.write_state({**st, "created": st["created"]}, name=CREATING_FILE)
+            with trace.step("state: creating.json (init pid)"):
+                cdir.write_state({**st, "created": st["created"]}, name=CREATING_FILE)
             after_pid()  # stage-1 is gone: the init is the container's only process
         elif typ == planmod.SYNC_HOOKS_PLS:
             if p.hooks.get("prestart") or p.hooks.get("createRuntime"):
-                from ociruntime import hooks  # subprocess: imported only when there are hooks to run
-                # prestart (deprecated) sees "created", as runtime-tools checks; createRuntime sees
-                # "creating" (runtime.md lifecycle step 6)
-                hooks.run(p.hooks, "prestart", json.dumps(spec_state(st, "created")).encode(), cwd=st["bundle"])
-                hooks.run(p.hooks, "createRuntime", json.dumps(spec_state(st, "creating")).encode(),
-                          cwd=st["bundle"])
+                _prestart_hooks(p, st)
             # createContainer hooks run in the container during create: "creating", as runc
             _send(sock, planmod.SYNC_HOOKS_ACK, 0, json.dumps(spec_state(st, "creating")).encode())
         elif typ == planmod.SYNC_READY:
             # runc procRun lesson: the state is on disk before the init may go on
-            cdir.write_state(st)
+            with trace.step("state: state.json"):
+                cdir.write_state(st)
             try:
                 os.unlink(CREATING_FILE, dir_fd=cdir.fd)
             except FileNotFoundError:
@@ -537,6 +583,31 @@ def _serve(sock, sp, p, st, cdir, after_pid=lambda: None):
             running = True
         else:
             raise SpawnError(f"unexpected message 0x{typ:x} from the container init")
+
+
+def _prestart_hooks(p, st):
+    from ociruntime import hooks  # subprocess: imported only when there are hooks to run
+    with trace.step("hooks: prestart, createRuntime"):
+        # prestart (deprecated) sees "created", as runtime-tools checks; createRuntime sees
+        # "creating" (runtime.md lifecycle step 6)
+        hooks.run(p.hooks, "prestart", json.dumps(spec_state(st, "created")).encode(), cwd=st["bundle"])
+        hooks.run(p.hooks, "createRuntime", json.dumps(spec_state(st, "creating")).encode(), cwd=st["bundle"])
+
+
+def _init_error(payload, err, p):
+    """The init's error text; with --trace/--debug also its step, the config field and errno (the step
+    context follows a NUL, csrc/init/trace.c step_context)."""
+    msg, _, ctx = payload.partition(b"\0")
+    text = msg.decode(errors="replace")
+    if ctx and trace.active():
+        name, idx, detail = (ctx.decode(errors="replace").split("\t") + ["-1", ""])[:3]
+        ptr = planmod.step_pointer(getattr(p, "config", {}), name, int(idx or -1), detail)
+        en = errno.errorcode.get(err) if err > 0 else None
+        text += (f" (step {name!r}" + (f" {detail}" if detail else "") + (f", config {ptr}" if ptr else "")
+                 + (f", errno {en}" if en else "") + ")")
+        trace.add("error", time.monotonic_ns(), 0, "runtime", os.getpid(),
+                  {"step": name, "detail": detail, "pointer": ptr, "errno": en, "message": msg.decode(errors="replace")})
+    return text
 
 
 def _why_dead(sp):
@@ -576,7 +647,8 @@ def cmd_create(ctx):
 
 
 def cmd_run(ctx):
-    from ociruntime.lifecycle import control as lifecycle
+    with trace.step("import control"):
+        from ociruntime.lifecycle import control as lifecycle
     detach = ctx.flag("detach")
     own_console = None
     if not detach and ctx.flag("console-socket"):
@@ -587,7 +659,8 @@ def cmd_run(ctx):
             from ociruntime.lean import socket as _socket
             own_console, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
             ctx.internal_console = theirs
-        st = create(ctx, detach_checks=detach)
+        with trace.step("create"):
+            st = create(ctx, detach_checks=detach)
     except OciError as e:
         e.args = (f"{ctx.argv0} run failed: {e}",)
         raise
@@ -597,14 +670,16 @@ def cmd_run(ctx):
         own_console.close()
         own_console = None
     cid = st["id"]
-    if not detach and not ctx.flag("no-subreaper"):
-        from ociruntime._shim import lib
-        lib.oci_set_child_subreaper()
     pid = st["pid"]
-    if not detach:
-        forward_signals(pid)
+    with trace.step("subreaper, signal forwarding"):
+        if not detach and not ctx.flag("no-subreaper"):
+            from ociruntime._shim import lib
+            lib.oci_set_child_subreaper()
+        if not detach:
+            forward_signals(pid)
     try:
-        lifecycle.start(ctx.root, cid)
+        with trace.step("start"):
+            lifecycle.start(ctx.root, cid)
     except OciError as e:
         lifecycle.delete(ctx.root, cid, force=True)
         raise OciError(f"{ctx.argv0} run failed: {e}")
@@ -619,6 +694,8 @@ def cmd_run(ctx):
             lifecycle.delete(ctx.root, cid, force=True)
         return code
     code = 255
+    wait_step = trace.step("wait for the container's exit")
+    wait_step.__enter__()
     while True:
         try:
             wpid, status = os.waitpid(-1, 0)
@@ -631,6 +708,8 @@ def cmd_run(ctx):
             if code < 0:
                 code = 128 - code
             break
+    wait_step.__exit__(None, None, None)
     if not ctx.flag("keep"):
-        lifecycle.delete(ctx.root, cid, force=True)
+        with trace.step("delete"):
+            lifecycle.delete(ctx.root, cid, force=True)
     return code

@@ -240,12 +240,16 @@ def _exec(ctx):
     where = ("process.json", "/execCPUAffinity/initial") if ctx.flag("process") and proc.get("execCPUAffinity") \
         else ("config.json", "/process/execCPUAffinity/initial")
     linux = {"personality": st.get("personality"), "memoryPolicy": st.get("memory_policy")}
-    data = planmod.build_exec(proc, fds, joins, seccomp, linux, (initial, final), labels=st.get("lsm"),
-                              setgroups=setgroups, relay_tty=own_console is not None)
+    from ociruntime.lean import trace
+    with trace.step("plan"):
+        data = planmod.build_exec(proc, fds, joins, seccomp, linux, (initial, final), labels=st.get("lsm"),
+                                  setgroups=setgroups, relay_tty=own_console is not None,
+                                  trace=trace.active())
     sock, child = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     slots = [child.fileno(), None] + ([console_fd] if console_fd is not None else [])
-    pid, pidfd = spawn_with_affinity(spawn, data, slots, base, initial, where)
-    log.debug(f"exec: stage-1 spawned (pid {pid}), joining {len(joins)} namespaces of {st['pid']}")
+    with trace.step("spawn init"):
+        pid, pidfd = spawn_with_affinity(spawn, data, slots, base, initial, where)
+    trace.name_process(pid, "exec stage-1 (setup)")
     child.close()
     if console_fd is not None:
         os.close(console_fd)
@@ -253,12 +257,17 @@ def _exec(ctx):
     try:
         from ociruntime import cgroups
         # rootless: a hierarchy we may not join is skipped, as runc ignores join errors there
-        cgroups.apply(exec_cgroup_paths(st.get("cgroup_paths") or {}, ctx.flag("cgroup") or ()), stage1,
-                      rootless=bool(st.get("rootless")))
+        with trace.step("cgroups: attach"):
+            cgroups.apply(exec_cgroup_paths(st.get("cgroup_paths") or {}, ctx.flag("cgroup") or ()), stage1,
+                          rootless=bool(st.get("rootless")))
+        sync_step = trace.step("sync: the exec init sets up")
+        sync_step.__enter__()
         sock.send(struct.pack("=Ii", planmod.SYNC_GO, 0))
         while True:
             typ, val, payload, rfds = recv_msg(sock)
-            log.debug(f"exec: sync message 0x{typ or 0:x} value {val}")
+            if typ == planmod.SYNC_TRACE:
+                trace.init_records(payload, exec_pid or stage1)
+                continue
             if typ is None:
                 if exec_pid is None:
                     raise SpawnError("exec setup exited unexpectedly")
@@ -267,15 +276,18 @@ def _exec(ctx):
                 forward_seccomp_fd(sock, rfds[0], seccomp, st, status="running", process_pid=exec_pid)
                 continue
             if typ == planmod.SYNC_ERROR:
-                raise SpawnError("unable to start container process: " + payload.decode(errors="replace"))
+                msg = payload.partition(b"\0")[0]  # after a NUL: the init's step (csrc/init/trace.c)
+                raise SpawnError("unable to start container process: " + msg.decode(errors="replace"))
             if typ == planmod.SYNC_WARNING:
                 log.warning(payload.decode(errors="replace"))
             elif typ == planmod.SYNC_PID:
                 exec_pid = val
+                trace.name_process(val, "exec'd process")
                 os.waitpid(stage1, 0)
                 stage1 = None
             elif typ != planmod.SYNC_READY:
                 raise SpawnError(f"unexpected message 0x{typ:x} from the exec init")
+        sync_step.__exit__(None, None, None)
     except BaseException:
         for p in (exec_pid, stage1):
             if p:
@@ -309,7 +321,8 @@ def _exec(ctx):
         master = conmod.recv_master(own_console)
         own_console.close()
         return conmod.relay(master, exec_pid)
-    return wait_forwarding(exec_pid)
+    with trace.step("wait for exit"):
+        return wait_forwarding(exec_pid)
 
 
 def wait_forwarding(pid):

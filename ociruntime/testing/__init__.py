@@ -4,12 +4,14 @@
 * ``Bundle`` / ``make_bundle`` / ``default_config``: bundles starting from ``runc spec``;
 * ``Runtime``: drive a runtime binary with a private ``--root`` and clean up after it;
 * ``container_view`` / ``diff_views``: the differential harness;
+* ``check`` / ``assert_findings``: what ``ociruntime check`` finds in a bundle;
 * ``ociruntime.testing.plugin``: the pytest plugin (``--oci-runtime``, fixtures).
 """
 
 from .bundle import (HOOK_KINDS, NS_PROC_NAMES, SPEC_VERSION, Bundle, deep_merge,
                      default_config, default_rootfs_template, make_bundle, new_bundle_dir,
                      set_default_rootfs_template, unique_hostname)
+from .checks import assert_findings, check
 from .rootfs import (BUSYBOX, RootfsError, RootfsTemplate, busybox_applets, busybox_rootfs,
                      copy_rootfs)
 from .runtime import (CRUN_SPEC_VERSION, NamespaceHolder, Result, Runtime, RuntimeCommandError,
@@ -21,7 +23,7 @@ from .view import (DEFAULT_IGNORE, DEFAULT_SECTIONS, assert_views_equal, build_s
                    parse_sections, wait_for)
 
 __all__ = [
-    "BUSYBOX", "Bundle", "CRUN_SPEC_VERSION", "DEFAULT_IGNORE", "DEFAULT_SECTIONS",
+    "BUSYBOX", "Bundle", "assert_findings", "check", "CRUN_SPEC_VERSION", "DEFAULT_IGNORE", "DEFAULT_SECTIONS",
     "HOOK_KINDS", "NS_PROC_NAMES", "NamespaceHolder", "Result", "RootfsError", "RootfsTemplate",
     "Runtime", "RuntimeCommandError", "SPEC_VERSION", "assert_views_equal", "build_script",
     "busybox_applets", "busybox_rootfs", "cgroup_dirs_named", "container_view", "copy_rootfs",

@@ -310,6 +310,16 @@ def bundle(make_test_bundle):
 
 
 @pytest.fixture
+def oci_check():
+    """``oci_check(bundle, strict=False)`` -> the ``ociruntime check`` report of a bundle;
+    ``oci_check.assert_findings(bundle, present=..., absent=..., only=...)``."""
+    from .checks import assert_findings, check
+
+    check.assert_findings = assert_findings
+    return check
+
+
+@pytest.fixture
 def ns_holder(oci_guard):
     """Factory: ``ns_holder("net", "uts", "ipc")`` starts ``unshare --net --uts --ipc sleep``
     and returns a ``NamespaceHolder`` (``.pid``, ``.path("net")``); killed by pid at teardown."""

@@ -432,7 +432,9 @@ def test_debug_logs_the_steps(env):
     assert r.rc == 0, r
     debug = [line for line in r.stderr.splitlines() if "level=debug" in line]
     text = "\n".join(debug)
-    for step in ("config.json", "cgroups", "spawned", "SYNC_READY", "exec fifo written", "delete"):
+    # the same steps as --trace (issue 14): the runtime's and the init's
+    for step in ("runtime step: load", "runtime step: cgroups: create", "runtime step: spawn init",
+                 "init step: pivot_root", "init step: masked path", "runtime step: wait for execve"):
         assert step in text, (step, r.stderr)
 
 

@@ -48,10 +48,12 @@ PATHS = "\n".join([os.path.dirname(os.path.dirname(os.path.abspath(__import__("o
 
 HEAVY = ("jsonschema", "referencing", "pyroute2", "cffi", "_cffi_backend", "ociruntime.plan",
          "ociruntime.schema", "ociruntime.validate", "ociruntime.config", "ociruntime._shim",
-         "ociruntime.lifecycle.create") + ("google", "ociruntime.criu", "ociruntime.lifecycle.checkpoint")
+         "ociruntime.lifecycle.create", "ociruntime.trace", "ociruntime.check") + \
+        ("google", "ociruntime.criu", "ociruntime.lifecycle.checkpoint")
+# tracing off (no --trace, $OCIRUNTIME_TRACE or --debug): nothing of the trace, nothing of `check`;
 # CRIU's RPC client and protobuf (tens of ms) are for checkpoint/restore only
-NEVER_FOR_CREATE = ("jsonschema", "referencing", "pyroute2", "google", "ociruntime.criu",
-                    "ociruntime.lifecycle.checkpoint")
+NEVER_FOR_CREATE = ("jsonschema", "referencing", "pyroute2", "ociruntime.trace", "ociruntime.check", "google",
+                    "ociruntime.criu", "ociruntime.lifecycle.checkpoint")
 # what the light commands (state, list, start, kill without --all; delete of a missing container) no
 # longer import: each is start-up CPU on every call
 NEVER_FOR_LIGHT = ("os", "_collections_abc", "importlib", "warnings", "ociruntime.cgroups", "signal", "json")

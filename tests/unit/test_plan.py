@@ -977,7 +977,7 @@ def small_plan(tmp_path_factory):
     from ociruntime import lsm
     with mock.patch.object(lsm, "apparmor_enabled", return_value=True), \
             mock.patch.object(lsm, "selinux_enabled", return_value=True):
-        data = plan.build(cfg, str(b), dict(FDS), {}, {}).data
+        data = plan.build(cfg, str(b), dict(FDS), {"trace": True}, {}).data
     # keep the first record of every op code: every decoder path, a third of the bytes
     records, seen, off = [], set(), 12
     while off < len(data):
