@@ -221,10 +221,11 @@ static void stage2_exec(struct plan *p)
 		if (setresgid(0, 0, 0) < 0) bail("setresgid(0) in the user namespace");
 		if (setresuid(0, 0, 0) < 0) bail("setresuid(0) in the user namespace");
 	}
-	if (p->has_console) {
-		if (setsid() < 0) bail("setsid");
-		setup_console(p, 0);
-	}
+	/* every exec'd process leads a new session, with or without a terminal (as runc): otherwise it shares
+	 * the caller's controlling terminal (TIOCSTI keystroke injection through /dev/tty) and process
+	 * group (kill(0, ...) reaches the operator's shell) */
+	if (setsid() < 0) bail("setsid");
+	if (p->has_console) setup_console(p, 0);
 	sync_send(SYNC_READY, 0, NULL, 0);
 	static char exe[PATH_MAX];
 	const char *path = process_setup(p, exe, sizeof(exe));

@@ -11,10 +11,11 @@ import os
 import re
 import stat
 import subprocess
+import time
 
 import pytest
 
-from _util import place_fds, proc_status, read_core_pattern, read_mountinfo, wait_for
+from _util import pid_alive, place_fds, reap_zombie_children, proc_status, read_core_pattern, read_mountinfo, wait_for
 from _util import env, rootfs_template, _subreaper  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.timeout(30)]
@@ -518,3 +519,164 @@ def test_masked_path_through_symlink_stays_inside(env):
     assert "HOST" not in out and "INSIDE" not in out, out
     assert open(os.path.join(outside, "secret")).read() == "HOST"
     assert stat.S_ISREG(os.lstat(os.path.join(outside, "secret")).st_mode)
+
+
+# ------------------------------------------------------------------------ exec: the caller's session
+#                                                                          (issues #17.1, #16.1)
+#
+# The runner of `exec` is a process of the test: a new session whose controlling terminal is a pty pair
+# the test made (never a real terminal of the host), with a canary `sleep` in its process group. The
+# container process tries to reach both: TIOCSTI through /dev/tty, kill(0, SIGUSR1).
+
+PROBE_SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "security",
+                         "secprobe.c")
+RUNC = "/usr/sbin/runc"
+USERNS_MAPS = {"uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+               "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}]}
+
+
+@pytest.fixture(scope="session")
+def secprobe(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("secprobe") / "secprobe")
+    r = subprocess.run(["gcc", "-static", "-O2", "-o", out, PROBE_SRC], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, f"cannot build the static probe (gcc, libc6-dev: make deps): {r.stderr[-500:]}"
+    return out
+
+
+def _userns(spec):
+    spec["linux"]["namespaces"].append({"type": "user"})
+    spec["linux"].update(USERNS_MAPS)
+
+
+def _probe_bundle(env, secprobe, userns):
+    b = env.bundle(args=("sleep", "30"), mutate=_userns if userns else None)
+    dst = os.path.join(b.rootfs, "bin", "secprobe")
+    subprocess.run(["cp", secprobe, dst], check=True)
+    os.chmod(dst, 0o755)
+    return b
+
+
+def _pty_session(env, argv, out):
+    """Run argv as the leader of a new session whose controlling terminal is a fresh pty of the test,
+    with a canary `sleep 30` in the same process group (immune to the SIGHUP the session's end sends to
+    the terminal's foreground group; SIGUSR1 still kills it). Returns (slave fd, canary pid, exit code)."""
+    import fcntl
+    import termios
+    master, slave = os.openpty()
+    _PTYS.extend((master, slave))
+    canary_file = os.path.join(env.tmp, f"canary-{len(env.helper_pids)}")
+
+    def ctty():
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+    with open(out, "ab") as f:
+        p = subprocess.Popen(["sh", "-c", 'trap "" HUP; sleep 30 & echo $! > "$0"; exec "$@"', canary_file, *argv],
+                             start_new_session=True, preexec_fn=ctty, stdin=subprocess.DEVNULL, stdout=f,
+                             stderr=f)
+    try:
+        rc = p.wait(timeout=20)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    canary = int(open(canary_file).read())
+    env.helper_pids.append(canary)
+    return slave, canary, rc
+
+
+_PTYS = []
+
+
+@pytest.fixture(autouse=True)
+def _close_ptys():
+    yield
+    while _PTYS:
+        os.close(_PTYS.pop())
+
+
+def _pty_input(slave):
+    """Whatever was pushed into the pty's input queue (TIOCSTI), without blocking."""
+    os.set_blocking(slave, False)
+    try:
+        return os.read(slave, 4096)
+    except BlockingIOError:
+        return b""
+
+
+def _exec_argv(rt, cid, detach, *args):
+    return [*rt.argv("exec", *(["-d"] if detach else []), cid, *args)]
+
+
+def _wait_lines(path, prefix, timeout=10):
+    def got():
+        try:
+            return [ln for ln in open(path).read().splitlines() if ln.startswith(prefix)]
+        except FileNotFoundError:
+            return []
+    return wait_for(got, timeout=timeout) or got()
+
+
+_STARTED = []
+
+
+@pytest.fixture
+def runtimes(env):
+    """[(name, Runtime)]: ociruntime and runc (1.1.5: setsid for every exec), each with its own root.
+    Containers started by _start are deleted by the runtime that made them, before env's cleanup."""
+    from _util import Runtime
+    root = env.mkdir("runc-root", 0o700)
+    yield [("ociruntime", env.rt), ("runc", Runtime(root, binary=RUNC))]
+    # a detached exec'd process whose runtime exited is re-parented to this test (the subreaper); the
+    # container's pid namespace cannot end before it is reaped
+    reap_zombie_children(only_comm_prefix=())
+    while _STARTED:
+        rt, cid = _STARTED.pop()
+        rt("delete", "-f", cid)
+
+
+def _start(env, rt, b):
+    cid = env.new_id()
+    _STARTED.append((rt, cid))
+    rt("run", "-d", "--bundle", b.path, cid).check()
+    return cid
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("userns", [False, True], ids=["no-userns", "userns"])
+@pytest.mark.parametrize("mode", ["foreground", "detach", "later"])
+def test_exec_cannot_inject_into_the_callers_terminal(env, runtimes, secprobe, userns, mode):
+    """TIOCSTI through /dev/tty: the exec'd process (or its child, 2 s after exec returned) must not
+    reach the caller's controlling terminal: /dev/tty gives ENXIO (runc 1.1.5 too)."""
+    b = _probe_bundle(env, secprobe, userns)
+    for name, rt in runtimes:
+        cid = _start(env, rt, b)
+        out = os.path.join(env.tmp, f"out-{name}")
+        delay = "2" if mode == "later" else "0"
+        slave, _, rc = _pty_session(env, _exec_argv(rt, cid, mode == "detach", "secprobe", "tty", delay, "/dev/tty"),
+                                    out)
+        assert rc == 0, open(out).read()
+        lines = _wait_lines(out, "open=")
+        assert lines == ["open=ENXIO"], (name, open(out).read())
+        assert _pty_input(slave) == b"", f"{name}: keystrokes reached the caller's terminal"
+
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("userns", [False, True], ids=["no-userns", "userns"])
+@pytest.mark.parametrize("detach", [False, True], ids=["foreground", "detach"])
+def test_exec_cannot_signal_the_callers_process_group(env, runtimes, secprobe, userns, detach):
+    """kill(0, SIGUSR1) from the exec'd process reaches only its own process group: the canary in the
+    caller's group survives, and the process leads a session of its own (runc 1.1.5: the same)."""
+    b = _probe_bundle(env, secprobe, userns)
+    for name, rt in runtimes:
+        cid = _start(env, rt, b)
+        out = os.path.join(env.tmp, f"out-{name}")
+        _, canary, rc = _pty_session(env, _exec_argv(rt, cid, detach, "sh", "-c",
+                                                     "secprobe ids; exec secprobe kill0 10"), out)
+        lines = _wait_lines(out, "kill0=")
+        assert lines, (name, rc, open(out).read())
+        ids = _wait_lines(out, "sid=")[0]
+        sid, pgrp = (int(x.split("=")[1]) for x in ids.split())
+        assert sid == pgrp and sid > 0, (name, ids)   # its own session (pid of the leader in its pid ns)
+        time.sleep(0.2)
+        assert pid_alive(canary), f"{name}: kill(0) in the container killed the caller's process group"
+
