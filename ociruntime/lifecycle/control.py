@@ -91,7 +91,11 @@ def start(root, cid):
         finally:
             posix.close(fd)
         posix.unlink(FIFO, dir_fd=c.fd)
-        _wait_exec(st)
+        if not _wait_exec(st):
+            # the init died between the fifo and execve: a startContainer hook (or the execve) failed;
+            # its own message went to the container's stderr
+            raise StateError("container init exited before running the process: a startContainer hook or "
+                             "the process's execve failed (see the container's stderr)")
         if notify is not None:
             notifymod.forward_ready(notify, st["pid"], notify_socket)
         hooks = st.get("hooks") or {}
@@ -109,18 +113,40 @@ def start(root, cid):
 def _wait_exec(st, timeout=5.0):
     """Return once the init has execve'd the user process (its exe is no longer our sealed memfd):
     poststart hooks must run after the process is executed, and a signal sent right after `start`
-    must reach the user's program, not the init about to exec it."""
+    must reach the user's program, not the init about to exec it. False when the init is a zombie that
+    never got there (its name is still ours: startContainer hooks or the execve failed); True otherwise
+    (also when it is already reaped: nothing left to tell)."""
     path = f"/proc/{st['pid']}/exe"
     deadline = time.monotonic() + timeout
     delay = 0.0001
     while time.monotonic() < deadline:
         try:
             if not posix.readlink(path).startswith("/memfd:ociruntime-init"):
-                return
+                return True
         except OSError:
-            return  # gone: nothing to wait for
+            return not _died_in_init(st)
         time.sleep(delay)
         delay = min(delay * 2, 0.005)
+    return True
+
+
+def _died_in_init(st):
+    """The init is a zombie (same start time) still named by the C init: it exited before execve."""
+    try:
+        with open(f"/proc/{st['pid']}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    head, _, rest = data.rpartition(b")")
+    fields = rest.split()
+    comm = head.partition(b"(")[2]
+    try:
+        start = int(fields[19])
+    except (IndexError, ValueError):
+        return False
+    if st.get("init_start") not in (None, start):
+        return False
+    return fields[0] in (b"Z", b"X") and comm.startswith(b"ociruntime:")
 
 
 def cmd_start(ctx):

@@ -680,3 +680,30 @@ def test_exec_cannot_signal_the_callers_process_group(env, runtimes, secprobe, u
         time.sleep(0.2)
         assert pid_alive(canary), f"{name}: kill(0) in the container killed the caller's process group"
 
+
+
+# ------------------------------------------------------------------------ startContainer hook failure
+#                                                                          (issue #17.6)
+
+def test_run_detached_reports_a_failed_start_container_hook(env):
+    """`run -d` with a failing startContainer hook: non-zero exit naming the cause, nothing left behind
+    (runc 1.1.5 exits 0 here)."""
+    b = env.bundle(args=("sleep", "30"))
+    b.spec["hooks"] = {"startContainer": [{"path": "/bin/false"}]}
+    b.write()
+    cid = env.new_id()
+    snap = env.snapshot(cid)
+    r = env.rt("run", "-d", "--bundle", b.path, cid)
+    assert r.rc != 0, r
+    assert "startContainer" in r.stderr, r
+    snap.assert_clean()
+
+
+def test_run_detached_quick_process_is_not_a_hook_failure(env):
+    """The positive control: a process that execs and exits at once, with a hook that succeeds."""
+    b = env.bundle(args=("true",))
+    b.spec["hooks"] = {"startContainer": [{"path": "/bin/true"}]}
+    b.write()
+    for _ in range(5):
+        cid = env.new_id()
+        env.rt("run", "-d", "--bundle", b.path, cid).check()
