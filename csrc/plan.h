@@ -94,6 +94,8 @@ enum plan_op {
 
 #define HOOK_CREATE_CONTAINER 1u
 #define HOOK_START_CONTAINER 2u
+#define HOOK_F_PROCESS_ENV 0x100u /* or'd into kind: the hook has no env of its own and gets the process's
+                                     environment as it is at that point (runc) */
 
 /* Sync messages on the SOCK_SEQPACKET socket between ociruntime (Python) and the init.
  *

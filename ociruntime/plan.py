@@ -29,6 +29,7 @@ UMASK_UNSET = 0xFFFFFFFF
 USER_SETGROUPS = 1
 PROC_NNP, PROC_MKCWD, PROC_EXEC = 1, 2, 4
 HOOK_CREATE_CONTAINER, HOOK_START_CONTAINER = 1, 2
+HOOK_F_PROCESS_ENV = 0x100
 
 SYNC_GO, SYNC_USERMAP_PLS, SYNC_USERMAP_ACK, SYNC_PID, SYNC_HOOKS_PLS, SYNC_HOOKS_ACK, SYNC_READY, SYNC_RUN = \
     range(0x40, 0x48)
@@ -446,7 +447,10 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
     hooks = config.get("hooks") or {}
     for kind, name in ((HOOK_CREATE_CONTAINER, "createContainer"), (HOOK_START_CONTAINER, "startContainer")):
         for h in hooks.get(name) or ():
-            e.add(OP_HOOK, _u32(kind), _i32(h.get("timeout", 0)), e.s(h["path"]), e.sv(h.get("args") or []),
+            # without an env of its own a hook in the container gets the process's environment (runc);
+            # an explicit one, even [], is used as it is
+            flags = HOOK_F_PROCESS_ENV if h.get("env") is None else 0
+            e.add(OP_HOOK, _u32(kind | flags), _i32(h.get("timeout", 0)), e.s(h["path"]), e.sv(h.get("args") or []),
                   e.sv(h.get("env") or []))
     p.hooks = hooks
     p.seccomp_notify = _seccomp_record(e, linux.get("seccomp"))

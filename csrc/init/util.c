@@ -141,7 +141,8 @@ int run_hooks(struct plan *p, uint32_t kind, const char *state, size_t state_len
 	const char *name = kind == HOOK_CREATE_CONTAINER ? "createContainer" : "startContainer";
 	for (uint32_t i = 0; i < p->nhooks; i++) {
 		struct hook_op *h = &p->hooks[i];
-		if (h->kind != kind) continue;
+		if ((h->kind & ~HOOK_F_PROCESS_ENV) != kind) continue;
+		char **envp = (h->kind & HOOK_F_PROCESS_ENV) ? (char **)p->env.v : (char **)h->env.v;
 		int in[2], out[2];
 		if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0) bail("%s hook: pipe", name);
 		pid_t pid = fork();
@@ -157,7 +158,7 @@ int run_hooks(struct plan *p, uint32_t kind, const char *state, size_t state_len
 			sigemptyset(&all);
 			sigprocmask(SIG_SETMASK, &all, NULL);
 			const char *argv0[] = { h->path, NULL };
-			execve(h->path, h->args.n ? (char **)h->args.v : (char **)argv0, (char **)h->env.v);
+			execve(h->path, h->args.n ? (char **)h->args.v : (char **)argv0, envp);
 			dprintf(2, "exec %s: %s", h->path, strerror(errno));
 			_exit(127);
 		}

@@ -745,8 +745,9 @@ def test_round_trip_all_fields(plan_dump, bundle, tmp_path):
     assert d["proc_flags"] == 1
     assert d["hooks"] == [
         {"kind": 1, "timeout": 7, "path": "/bin/cc1", "args": ["cc1", "x"], "env": ["A=1"]},
-        {"kind": 1, "timeout": 0, "path": "/bin/cc2", "args": [], "env": []},
-        {"kind": 2, "timeout": -1, "path": "/bin/sc", "args": ["sc"], "env": []},
+        # no env of their own: HOOK_F_PROCESS_ENV (0x100), the process's environment (runc)
+        {"kind": 0x101, "timeout": 0, "path": "/bin/cc2", "args": [], "env": []},
+        {"kind": 0x102, "timeout": -1, "path": "/bin/sc", "args": ["sc"], "env": []},
     ]
     assert d["mkdirs"] == [["/work dir", 0o755]]
     assert d["console"] == [50, 132]

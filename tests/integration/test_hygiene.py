@@ -1,0 +1,72 @@
+"""Process hygiene (issue #16), differential against runc 1.1.5 where runc has the behaviour: hooks'
+environment, the ownership of the container's stdio, devices outside /dev, kernel.hostname."""
+import os
+import subprocess
+
+import pytest
+
+from _util import Runtime
+from _util import env, rootfs_template, _subreaper  # noqa: F401  (fixtures)
+
+pytestmark = [pytest.mark.timeout(60)]
+RUNC = "/usr/sbin/runc"
+ALL_HOOKS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
+IN_CONTAINER = ("createContainer", "startContainer")
+VOLATILE = ("PWD", "_", "SHLVL", "OLDPWD")
+
+
+@pytest.fixture
+def runtimes(env):
+    """[(name, Runtime)]: ociruntime and runc, each with its own --root; runc's containers are deleted
+    by runc before env's cleanup."""
+    root = env.mkdir("runc-root", 0o700)
+    runc = Runtime(root, binary=RUNC)
+    yield [("ociruntime", env.rt), ("runc", runc)]
+    for cid in env.ids:
+        if os.path.lexists(os.path.join(root, cid)):
+            runc("delete", "-f", cid)
+
+
+def _env_file(path):
+    with open(path) as f:
+        return {k: v for k, _, v in (ln.partition("=") for ln in f.read().splitlines()) if k not in VOLATILE}
+
+
+# ------------------------------------------------------------------------ 16.3: hooks without env
+
+def test_hooks_without_env_get_the_runtimes_environment(env, runtimes):
+    """runc: a hook without `env` runs with the runtime's environment (prestart, createRuntime,
+    poststart, poststop) or, in the container, with the process's (createContainer, startContainer);
+    an explicit env is used as it is."""
+    seen = {}
+    for name, rt in runtimes:
+        out = env.mkdir(f"hooks-{name}")
+        b = env.bundle(args=("true",))
+        b.spec["root"]["readonly"] = False
+        b.spec["process"]["env"] = ["PATH=/bin:/usr/bin", "CONTAINERVAR=1"]
+        hooks = {}
+        for kind in ALL_HOOKS:
+            # startContainer runs after pivot_root: it writes into the container's root
+            where = "" if kind == "startContainer" else out
+            hooks[kind] = [{"path": "/bin/sh", "args": ["sh", "-c", f"env > {where}/{kind}.env"]},
+                           {"path": "/bin/sh", "args": ["sh", "-c", f"env > {where}/{kind}.explicit"],
+                            "env": ["ONLY=this", "PATH=/bin:/usr/bin"]}]
+        b.spec["hooks"] = hooks
+        b.write()
+        cid = env.new_id()
+        r = rt("run", "--bundle", b.path, cid, env=dict(os.environ, OCIT_CALLER_VAR="from-the-caller"))
+        assert r.rc == 0, (name, r)
+        got = {}
+        for kind in ALL_HOOKS:
+            d = b.rootfs if kind == "startContainer" else out
+            got[kind] = _env_file(os.path.join(d, f"{kind}.env"))
+            assert _env_file(os.path.join(d, f"{kind}.explicit")) == {"ONLY": "this", "PATH": "/bin:/usr/bin"}, (name, kind)
+        seen[name] = got
+    ours = seen["ociruntime"]
+    for kind in ALL_HOOKS:
+        if kind in IN_CONTAINER:
+            assert ours[kind].get("CONTAINERVAR") == "1" and "OCIT_CALLER_VAR" not in ours[kind], (kind, ours[kind])
+        else:
+            assert ours[kind].get("OCIT_CALLER_VAR") == "from-the-caller", (kind, ours[kind])
+            assert ours[kind].get("PATH") == os.environ.get("PATH"), (kind, ours[kind])
+        assert ours[kind] == seen["runc"][kind], (kind, ours[kind], seen["runc"][kind])
