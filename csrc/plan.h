@@ -63,6 +63,11 @@ enum plan_op {
 	                        init moves the detached tree onto the destination */
 	OP_NETDEV = 32,      /* u32 n: linux.netDevices has n entries; stage-1 hands the runtime a NETLINK_ROUTE
 	                        socket opened in the container's network namespace (SYNC_NETDEV_FD) */
+	OP_EXEC_TARGET = 33, /* i32 pidfd, i32 root_fd (exec only; fd slots the runtime filled): the OP_NS_JOINs are
+	                        joined through the pidfd of the container's init in one setns(pidfd, flags)
+	                        (the paths are the fallback on kernels without it, and count only if the
+	                        pidfd shows the init still alive after they were opened); root_fd >= 0: the
+	                        container has no mount namespace, the process is chrooted there after the joins */
 };
 
 #define LSM_APPARMOR 1u

@@ -21,6 +21,7 @@ LSM_APPARMOR, LSM_SELINUX = 1, 2
 LSM_F_FAKE_PROC = 1
 OP_MOUNT_IDMAP = 30
 OP_NETDEV = 32
+OP_EXEC_TARGET = 33
 ROOTFS_READONLY, ROOTFS_NO_PIVOT, ROOTFS_NO_MOUNTNS = 1, 2, 4
 MOUNT_KIND_FS, MOUNT_KIND_BIND, MOUNT_KIND_RBIND = 0, 1, 2
 MOUNT_COPYUP = 0x100
@@ -589,6 +590,8 @@ def build_exec(proc, fds, joins, seccomp=None, linux=None, cpu_affinity=(None, N
     e.add(OP_FDS, _u32(fds["sync"]), _i32(fds.get("fifo", -1), fds.get("console", -1)), _u32(fds["close_from"]))
     for flag, path in joins:
         e.add(OP_NS_JOIN, _u32(flag), e.s(path))
+    if fds.get("target"):
+        e.add(OP_EXEC_TARGET, _i32(*fds["target"]))
     e.add(OP_NS_NEW, _u32(0))
     if "oomScoreAdj" in proc:
         e.add(OP_OOM_SCORE_ADJ, _i32(proc["oomScoreAdj"]))

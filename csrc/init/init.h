@@ -29,6 +29,7 @@ struct lsm_op { uint32_t lsm, flags; const char *procroot, *subpath, *value; };
 struct plan {
 	int sync_fd, fifo_fd, console_fd, close_from;
 	struct ns_join *joins; uint32_t njoins;
+	int target_pidfd, target_rootfd; /* OP_EXEC_TARGET, -1: none */
 	uint32_t new_ns;
 	int has_timens; int64_t timens[4];
 	int has_oom; int32_t oom;

@@ -56,6 +56,7 @@ int plan_decode(const uint8_t *buf, size_t len, struct plan *p, char *err, size_
 	memset(p, 0, sizeof(*p));
 	p->fifo_fd = p->console_fd = -1;
 	p->sync_fd = -1;
+	p->target_pidfd = p->target_rootfd = -1;
 	p->umask = UMASK_UNSET;
 	p->env.v = calloc(1, sizeof(char *));
 	p->args.v = calloc(1, sizeof(char *));
@@ -236,6 +237,12 @@ int plan_decode(const uint8_t *buf, size_t len, struct plan *p, char *err, size_
 			p->console_w = u32(&q);
 			break;
 		case OP_NETDEV: p->netdevs = u32(&q); break;
+		case OP_EXEC_TARGET:
+			p->target_pidfd = i32(&q);
+			p->target_rootfd = i32(&q);
+			if (p->target_pidfd < 0 || p->target_rootfd < -1)
+				return fail(err, errlen, "plan: record %u: bad exec target fds", i);
+			break;
 		default:
 			return fail(err, errlen, "plan: unknown op %u in record %u", op, i);
 		}

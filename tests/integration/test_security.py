@@ -707,3 +707,94 @@ def test_run_detached_quick_process_is_not_a_hook_failure(env):
     for _ in range(5):
         cid = env.new_id()
         env.rt("run", "-d", "--bundle", b.path, cid).check()
+
+
+# ------------------------------------------------------------------------ exec fails closed (issue #17.2)
+#
+# The window between exec's liveness check and its reading of the init's namespaces is widened by
+# monkeypatching the runtime in a test process of its own (nothing in the product honours it): the
+# wrapped step runs, then the init is SIGKILLed and waited for. exec must refuse, and the command (which
+# writes a file that exists only on the host side) must not run anywhere.
+
+_KILL_INIT_THEN = r'''
+import os, sys, time
+import ociruntime.lifecycle.exec as ex
+from ociruntime import cli
+where, pid = sys.argv[1], int(sys.argv[2])
+
+def kill_init():
+    os.kill(pid, 9)
+    for _ in range(500):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rpartition(")")[2].split()[0] in ("Z", "X"):
+                    break
+        except OSError:
+            break
+        time.sleep(0.01)
+
+owner = ex.planmod if where == "build_exec" else ex
+orig = getattr(owner, where)
+
+def wrapped(*a, **k):
+    r = orig(*a, **k)
+    kill_init()
+    return r
+
+setattr(owner, where, wrapped)
+sys.exit(cli.main(["ociruntime"] + sys.argv[3:]))
+'''
+
+
+@pytest.mark.parametrize("where", ["build_process", "take_target", "namespace_joins", "build_exec"])
+def test_exec_fails_closed_when_the_init_dies_mid_way(env, where):
+    import sys
+    import ociruntime.lifecycle.exec as ex
+    if where != "build_exec" and not hasattr(ex, where):
+        pytest.fail(f"the runtime has no step {where}")
+    b = env.bundle(args=("sleep", "30"))
+    cid = env.running(b)
+    init = env.rt.init_pid(cid)
+    marker = os.path.join(env.tmp, "ran-outside")
+    r = subprocess.run([sys.executable, "-c", _KILL_INIT_THEN, where, str(init), "--root", env.root, "exec", cid,
+                        "sh", "-c", f"echo ran > {marker}"], capture_output=True, text=True, timeout=20)
+    assert not os.path.exists(marker), f"exec ran the command outside the container: {r}"
+    assert r.returncode != 0, r
+    assert re.search(r"stopped container|init exited|namespace", r.stderr), r.stderr
+
+
+# ------------------------------------------------------------------------ exec without a mount namespace
+#                                                                          (issue #17.3)
+
+def test_exec_without_mount_namespace_is_confined_to_the_rootfs(env):
+    """The init of a container without a mount namespace is chrooted; an exec'd process must be too:
+    else it runs the host's binaries with the host's / and the container reaches the host's root
+    through /proc/<exec pid>/root. Runs in a private mount namespace the test makes."""
+    def nomnt(spec):
+        spec["root"]["readonly"] = False
+        spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "mount"]
+        spec["mounts"] = [m for m in spec["mounts"] if m["destination"] in ("/proc", "/dev")]
+        spec["linux"]["maskedPaths"] = []
+        spec["linux"]["readonlyPaths"] = []
+    b = env.bundle(args=("sleep", "30"), mutate=nomnt)
+    cid = env.new_id()
+    oci = " ".join(env.rt.argv())
+    escaped = os.path.join(env.tmp, "escaped")
+    pidf = os.path.join(env.tmp, "exec.pid")
+    script = f"""
+{oci} run -d -b {b.path} {cid} </dev/null >/dev/null 2>&1 || exit 1
+{oci} exec {cid} sh -c 'echo escaped > {escaped}'
+echo rc=$?
+{oci} exec -d --pid-file {pidf} {cid} sleep 5 </dev/null >/dev/null 2>&1
+echo root=$(readlink /proc/$(cat {pidf})/root)
+{oci} exec {cid} sh -c 'for p in /proc/[0-9]*; do echo escaped > $p/root{escaped}; done 2>/dev/null; true'
+"""
+    r = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                       capture_output=True, text=True, timeout=60)
+    env.rt("kill", cid, "KILL")
+    # the detached `sleep` was re-parented to this test (the subreaper): reap it so the init can end
+    wait_for(lambda: reap_zombie_children(only_comm_prefix=()) or not pid_alive(env.rt.init_pid(cid) or 0))
+    out = dict(ln.split("=", 1) for ln in r.stdout.splitlines() if "=" in ln)
+    assert not os.path.exists(escaped), f"an exec'd process wrote on the host: {r}"
+    assert out.get("root") == os.path.realpath(b.rootfs), r
+    assert out.get("rc") not in (None, "0"), r

@@ -984,6 +984,15 @@ def small_plan(tmp_path_factory):
             seen.add(op)
             records.append(data[off:off + 8 + n])
         off += 8 + n
+    # exec's own record: the target pidfd (and root fd) of the container's init
+    ex = plan.build_exec({"args": ["a"], "cwd": "/"}, {"sync": 3, "close_from": 3, "target": (6, 7)}, [])
+    off = 12
+    while off < len(ex):
+        op, n = struct.unpack_from("=II", ex, off)
+        if op == plan.OP_EXEC_TARGET and op not in seen:
+            seen.add(op)
+            records.append(ex[off:off + 8 + n])
+        off += 8 + n
     assert seen == want_ops, f"small plan lacks ops {want_ops - seen}"
     return hdr(len(records)) + b"".join(records)
 
@@ -1129,6 +1138,9 @@ MALFORMED = {
     "device short": _plan_with(rec(plan.OP_DEVICE, s(b"/dev/x") + u32(0, 0, 0, 0, 0))),
     "second record truncated": _plan_with(_fds(), PROCESS_OK)[:-3],
     "netdev short": _plan_with(rec(plan.OP_NETDEV, b"\1\0")),
+    "exec target short": _plan_with(rec(plan.OP_EXEC_TARGET, struct.pack("=i", 5))),
+    "exec target without pidfd": _plan_with(rec(plan.OP_EXEC_TARGET, struct.pack("=ii", -1, -1))),
+    "exec target bad root fd": _plan_with(rec(plan.OP_EXEC_TARGET, struct.pack("=ii", 5, -2))),
     "netdev long": _plan_with(rec(plan.OP_NETDEV, u32(1, 0))),
     "console short": _plan_with(rec(plan.OP_CONSOLE, u32(24))),
     "console long": _plan_with(rec(plan.OP_CONSOLE, u32(24, 80, 0))),
@@ -1183,6 +1195,7 @@ def test_well_formed_hand_made_plans_accepted(tmp_path):
         "idmapped mounts": _plan_with(MOUNT_OK, IDMAP_OK, MOUNT_OK, MOUNT_OK, IDMAP_OK),
         "console": _plan_with(rec(plan.OP_CONSOLE, u32(24, 80))),
         "netdev": _plan_with(rec(plan.OP_NETDEV, u32(2))),
+        "exec target": _plan_with(rec(plan.OP_EXEC_TARGET, struct.pack("=ii", 5, -1))),
         "seccomp, one instruction": _plan_with(rec(plan.OP_SECCOMP, u32(0, 8) + struct.pack("=HBBI", 6, 0, 0, 0x7FFF0000))),
         "seccomp, 65535 instructions": _plan_with(rec(plan.OP_SECCOMP, u32(0, 65535 * 8) + b"\0" * (65535 * 8))),
     }
