@@ -70,3 +70,52 @@ def test_hooks_without_env_get_the_runtimes_environment(env, runtimes):
             assert ours[kind].get("OCIT_CALLER_VAR") == "from-the-caller", (kind, ours[kind])
             assert ours[kind].get("PATH") == os.environ.get("PATH"), (kind, ours[kind])
         assert ours[kind] == seen["runc"][kind], (kind, ours[kind], seen["runc"][kind])
+
+
+# ------------------------------------------------------------------------ 16.2: stdio to process.user
+
+def _dev_null_owner():
+    st = os.stat("/dev/null")
+    return st.st_uid, st.st_gid, st.st_mode & 0o7777
+
+
+@pytest.mark.parametrize("userns", [False, True], ids=["no-userns", "userns"])
+def test_non_root_process_can_reopen_its_stdout_pipe(env, runtimes, userns):
+    """stdout a pipe (as containerd, podman and Docker run every container), process.user 1000: the
+    process can write /dev/stdout (runc hands its stdio to the user); stdin is the host's /dev/null,
+    which stays root:root 0666. In a user namespace the pipe belongs to the container's root, as
+    containerd and podman make it (a pipe of an unmapped owner cannot be handed on: runc's foreground
+    run makes its own pipes for that)."""
+    null_before = _dev_null_owner()
+    assert null_before == (0, 0, 0o666), null_before
+    seen = {}
+    for name, rt in runtimes:
+        def mutate(spec):
+            spec["process"]["user"] = {"uid": 1000, "gid": 1000}
+            if userns:
+                spec["linux"]["namespaces"].append({"type": "user"})
+                spec["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+                spec["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        b = env.bundle(args=("sh", "-c", "echo via-stdout > /dev/stdout && echo ok; "
+                             "stat -c '%u %a' /proc/self/fd/0 2>&1 | head -1"), mutate=mutate)
+        cid = env.new_id()
+        r, w = os.pipe()
+        try:
+            if userns:
+                os.fchown(w, 100000, 100000)
+            p = subprocess.Popen(rt.argv("run", "-d", "--bundle", b.path, cid), stdin=subprocess.DEVNULL,
+                                 stdout=w, stderr=subprocess.DEVNULL)
+            os.close(w)
+            w = -1
+            p.wait(timeout=30)
+            with os.fdopen(r, "rb") as f:
+                r = -1
+                out = f.read().decode()
+        finally:
+            for fd in (r, w):
+                if fd >= 0:
+                    os.close(fd)
+        seen[name] = (p.returncode, out.split("\n")[:2])
+        assert _dev_null_owner() == null_before, f"{name} changed the host's /dev/null"
+    assert seen["ociruntime"] == seen["runc"], seen
+    assert seen["ociruntime"][1][:2] == ["via-stdout", "ok"], seen
