@@ -63,6 +63,9 @@ enum plan_op {
 	                        init moves the detached tree onto the destination */
 	OP_NETDEV = 32,      /* u32 n: linux.netDevices has n entries; stage-1 hands the runtime a NETLINK_ROUTE
 	                        socket opened in the container's network namespace (SYNC_NETDEV_FD) */
+	OP_TEST_REMOUNT_DELAY = 34, /* u32 microseconds. TEST ONLY (ociruntime/plan.py OCIRUNTIME_TEST_REMOUNT_DELAY_US):
+	                        sleep between a config mount's mount() and the re-opening of its destination,
+	                        to widen the window a rename race needs (tests/integration/test_security.py) */
 	OP_EXEC_TARGET = 33, /* i32 pidfd, i32 root_fd (exec only; fd slots the runtime filled): the OP_NS_JOINs are
 	                        joined through the pidfd of the container's init in one setns(pidfd, flags)
 	                        (the paths are the fallback on kernels without it, and count only if the

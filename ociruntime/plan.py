@@ -22,6 +22,8 @@ LSM_F_FAKE_PROC = 1
 OP_MOUNT_IDMAP = 30
 OP_NETDEV = 32
 OP_EXEC_TARGET = 33
+OP_TEST_REMOUNT_DELAY = 34
+TEST_REMOUNT_DELAY_ENV = "OCIRUNTIME_TEST_REMOUNT_DELAY_US"  # TEST ONLY: see plan.h
 ROOTFS_READONLY, ROOTFS_NO_PIVOT, ROOTFS_NO_MOUNTNS = 1, 2, 4
 MOUNT_KIND_FS, MOUNT_KIND_BIND, MOUNT_KIND_RBIND = 0, 1, 2
 MOUNT_COPYUP = 0x100
@@ -359,6 +361,9 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
     if mlabel:
         # for what the init mounts itself: the masked-directory tmpfs and the label of the mqueue root
         e.add(OP_MOUNT_LABEL, e.s(mlabel))
+    delay = os.environ.get(TEST_REMOUNT_DELAY_ENV)
+    if delay and delay.isdigit():
+        e.add(OP_TEST_REMOUNT_DELAY, _u32(min(int(delay), 1000000)))
 
     # mounts
     dev_bind = False

@@ -30,6 +30,7 @@ struct plan {
 	int sync_fd, fifo_fd, console_fd, close_from;
 	struct ns_join *joins; uint32_t njoins;
 	int target_pidfd, target_rootfd; /* OP_EXEC_TARGET, -1: none */
+	uint32_t test_remount_delay_us;  /* OP_TEST_REMOUNT_DELAY (TEST ONLY) */
 	uint32_t new_ns;
 	int has_timens; int64_t timens[4];
 	int has_oom; int32_t oom;

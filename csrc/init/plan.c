@@ -237,6 +237,7 @@ int plan_decode(const uint8_t *buf, size_t len, struct plan *p, char *err, size_
 			p->console_w = u32(&q);
 			break;
 		case OP_NETDEV: p->netdevs = u32(&q); break;
+		case OP_TEST_REMOUNT_DELAY: p->test_remount_delay_us = u32(&q); break;
 		case OP_EXEC_TARGET:
 			p->target_pidfd = i32(&q);
 			p->target_rootfd = i32(&q);

@@ -28,6 +28,7 @@
 #define IN_ROOT (OCI_RESOLVE_IN_ROOT | OCI_RESOLVE_NO_MAGICLINKS)
 
 static int g_rootfd = -1;
+static uint32_t g_test_delay_us; /* OP_TEST_REMOUNT_DELAY: TEST ONLY */
 static const char *g_mount_label; /* linux.mountLabel (OP_MOUNT_LABEL), NULL without one */
 
 int open_in_root(int rootfd, const char *path, int flags, uint64_t resolve)
@@ -182,6 +183,37 @@ static void copy_tree(int src, int dst, const char *what)
 	closedir(dir);
 }
 
+/* The mount id of an fd (/proc/self/fdinfo: every kernel, no statx needed), -1 if unknown. */
+static long fd_mnt_id(int fd)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	FILE *f = fopen(path, "re");
+	if (!f) return -1;
+	long id = -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "mnt_id: %ld", &id) == 1) break;
+	fclose(f);
+	return id;
+}
+
+/* After mount(): the destination re-opened by path must be the mount just made, not whatever a
+ * rename/symlink swap in a shared volume put there meanwhile (runc >= 1.4 checks this too): the same
+ * resolved path as the target had, on a different mount than the target's. The flags, propagation and
+ * attributes then go to that fd, never to a path resolved again. */
+static void verify_new_mount(int tfd, const char *want, long old_mnt, const char *dst)
+{
+	char got[PATH_MAX], fp[64];
+	snprintf(fp, sizeof(fp), "/proc/self/fd/%d", tfd);
+	ssize_t n = readlink(fp, got, sizeof(got) - 1);
+	if (n < 0) bail("read back the mount destination %s", dst);
+	got[n] = 0;
+	long mnt = fd_mnt_id(tfd);
+	if (strcmp(got, want) != 0 || mnt < 0 || mnt == old_mnt)
+		bailx("mount destination %s changed while it was being mounted (now %s): refusing to apply its "
+		      "flags elsewhere (a symlink or rename race in a shared volume?)", dst, got);
+}
+
 static void do_mount(struct mount_op *m)
 {
 	int copyup = (m->kind & MOUNT_COPYUP) != 0;
@@ -212,6 +244,11 @@ static void do_mount(struct mount_op *m)
 	if (tfd < 0) bail("mount destination %s", m->dst);
 	char tp[64];
 	fdpath(tp, sizeof(tp), tfd);
+	char want[PATH_MAX];
+	ssize_t wl = readlink(tp, want, sizeof(want) - 1);
+	if (wl < 0) bail("resolve mount destination %s", m->dst);
+	want[wl] = 0;
+	long old_mnt = fd_mnt_id(tfd);
 	if (m->tree_fd >= 0) {
 		if (sys_move_mount(m->tree_fd, "", tfd, "", OCI_MOVE_MOUNT_F_EMPTY_PATH | OCI_MOVE_MOUNT_T_EMPTY_PATH) < 0)
 			bail("mount the idmapped mount of %s on %s", m->src, m->dst);
@@ -225,9 +262,11 @@ static void do_mount(struct mount_op *m)
 			bail("mount %s (type %s, options \"%s\") on %s", m->src, m->fstype, m->data, m->dst);
 	}
 	close(tfd);
+	if (g_test_delay_us) usleep(g_test_delay_us);
 	/* re-open: the fd must now name the new mount, still inside the root */
 	tfd = open_in_root(g_rootfd, m->dst, O_PATH, resolve);
 	if (tfd < 0) bail("re-open mount destination %s", m->dst);
+	verify_new_mount(tfd, want, old_mnt, m->dst);
 	if (lower >= 0) {
 		int upper = open_in_root(g_rootfd, m->dst, O_RDONLY | O_DIRECTORY, resolve);
 		if (upper < 0) bail("tmpcopyup: open the new tmpfs on %s", m->dst);
@@ -383,6 +422,7 @@ static void parent_mount_private(const char *rootfs)
 void setup_rootfs(struct plan *p)
 {
 	g_mount_label = p->mount_label;
+	g_test_delay_us = p->test_remount_delay_us;
 	if (p->root_flags & ROOTFS_NO_MOUNTNS) {
 		/* No mount namespace: the config's mounts land in the runtime's own namespace, under the
 		 * rootfs only (as runc does, minus touching the propagation of "/", which would change the

@@ -798,3 +798,56 @@ echo root=$(readlink /proc/$(cat {pidf})/root)
     assert not os.path.exists(escaped), f"an exec'd process wrote on the host: {r}"
     assert out.get("root") == os.path.realpath(b.rootfs), r
     assert out.get("rc") not in (None, "0"), r
+
+
+# ------------------------------------------------------------------------ mount flags race (issue #17.4)
+
+def _mount_line_of(init, root_suffix):
+    """(mount point, per-mount options) of the mounts in the init's mountinfo whose root ends with
+    root_suffix."""
+    out = []
+    with open(f"/proc/{init}/mountinfo") as f:
+        for line in f:
+            parts = line.split()
+            if parts[3].endswith(root_suffix):
+                out.append((parts[4], parts[5].split(",")))
+    return out
+
+
+@pytest.mark.timeout(240)
+def test_ro_bind_mount_flags_survive_a_symlink_exchange_race(env, secprobe):
+    """A shared volume /vol (a host dir) and a ro bind of another host dir on /vol/d; meanwhile a process
+    exchanges /vol/d with a symlink to /vol (renameat2 RENAME_EXCHANGE in a loop). The ro must land on
+    the bind mount the runtime made, or create must fail: never a writable bind of the source. The
+    window between mount() and the re-opening of the destination is widened to 2 ms by the TEST ONLY
+    plan record (OCIRUNTIME_TEST_REMOUNT_DELAY_US); without it the race is won rarely on this host."""
+    vol = env.mkdir("vol")
+    src = env.mkdir("ro-source-7f3a")
+    os.mkdir(os.path.join(vol, "d"))
+    os.mkdir(os.path.join(vol, "x"))
+    os.symlink("/vol", os.path.join(vol, "l"))  # the root of another mount: a remount target
+
+    def mutate(spec):
+        spec["mounts"] += [{"destination": "/vol", "source": vol, "type": "bind", "options": ["rbind", "rw"]},
+                           {"destination": "/vol/d", "source": src, "type": "bind", "options": ["bind", "ro"]}]
+    b = env.bundle(args=("sleep", "30"), mutate=mutate)
+    swapper = subprocess.Popen([secprobe, "swap", os.path.join(vol, "d"), os.path.join(vol, "l"), "200"],
+                               stdout=subprocess.DEVNULL)
+    env.helper_pids.append(swapper.pid)
+    wins, refused, made = [], 0, 0
+    try:
+        for _ in range(40):  # without the check: 7 wins in 32 containers made
+            cid, r = env.create(b, env=dict(os.environ, OCIRUNTIME_TEST_REMOUNT_DELAY_US="2000"))
+            if r.rc != 0:
+                refused += 1
+                continue
+            made += 1
+            for mp, opts in _mount_line_of(env.rt.init_pid(cid), "/ro-source-7f3a"):
+                if "ro" not in opts:
+                    wins.append((mp, opts))
+            env.rt("delete", "-f", cid)
+    finally:
+        swapper.kill()
+        swapper.wait()
+    assert made > 0, f"every create failed ({refused}): the race test proves nothing"
+    assert not wins, f"{len(wins)} writable binds of the ro source in {made} containers: {wins[:3]}"

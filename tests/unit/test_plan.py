@@ -974,7 +974,8 @@ def small_plan(tmp_path_factory):
     from unittest import mock
     from ociruntime import lsm
     with mock.patch.object(lsm, "apparmor_enabled", return_value=True), \
-            mock.patch.object(lsm, "selinux_enabled", return_value=True):
+            mock.patch.object(lsm, "selinux_enabled", return_value=True), \
+            mock.patch.dict(os.environ, {plan.TEST_REMOUNT_DELAY_ENV: "1"}):
         data = plan.build(cfg, str(b), dict(FDS), {}, {}).data
     # keep the first record of every op code: every decoder path, a third of the bytes
     records, seen, off = [], set(), 12
