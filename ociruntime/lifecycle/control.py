@@ -263,10 +263,14 @@ def delete(root, cid, force=False):
             # leftover processes (shared pid namespace, or anything else still in the cgroup)
             _kill_cgroup(st, _signal.SIGKILL)
         from ociruntime.cgremove import destroy  # not the cgroups package (start-up cost)
-        destroy(st.get("cgroup_paths") or {}, st.get("cgroup_made") or [])
+        busy = destroy(st.get("cgroup_paths") or {}, st.get("cgroup_made") or [], st.get("cgroup_kept") or [])
         if st.get("host_mounts") and st.get("rootfs"):
             _unmount_below(st["rootfs"])
-        c.remove()
+        c.remove()  # also when a cgroup stays busy: the container is gone, its state must not linger
+        if busy:
+            from ociruntime.log import log
+            for d, why in busy:
+                log.warning(f"container {cid} deleted, but its cgroup {d} stays: {why}")
         hooks = st.get("hooks") or {}
         if hooks.get("poststop"):
             from ociruntime import hooks as hookmod

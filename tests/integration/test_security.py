@@ -851,3 +851,61 @@ def test_ro_bind_mount_flags_survive_a_symlink_exchange_race(env, secprobe):
         swapper.wait()
     assert made > 0, f"every create failed ({refused}): the race test proves nothing"
     assert not wins, f"{len(wins)} writable binds of the ro source in {made} containers: {wins[:3]}"
+
+
+# ------------------------------------------------------------------------ adopting a cgroup (issue #17.5)
+
+def _pids_hierarchy():
+    for d in ("/sys/fs/cgroup/pids", "/sys/fs/cgroup"):
+        if os.path.exists(os.path.join(d, "cgroup.procs")) and \
+                (d != "/sys/fs/cgroup" or os.path.exists("/sys/fs/cgroup/cgroup.controllers")):
+            return d
+    pytest.fail("no pids (v1) or unified (v2) cgroup hierarchy")
+
+
+def _sleeper_in(env, cg):
+    p = subprocess.Popen(["sleep", "60"])
+    env.helper_pids.append(p.pid)
+    with open(os.path.join(cg, "cgroup.procs"), "w") as f:
+        f.write(str(p.pid))
+    return p
+
+
+def test_cgroups_path_of_a_busy_parent_is_refused(env):
+    """cgroupsPath naming an existing cgroup whose sub-cgroup has a process: not an empty cgroup (runc
+    >= 1.2 checks the whole subtree); nothing of it is touched."""
+    h = _pids_hierarchy()
+    name = f"ocit-busy-{os.getpid()}-{env.new_id('p')}"
+    parent, child = os.path.join(h, name), os.path.join(h, name, "busy")
+    os.makedirs(child)
+    env.cleanup_cgroups.update({parent, child})
+    _sleeper_in(env, child)
+    b = env.bundle(args=("true",), mutate=lambda s: s["linux"].update(cgroupsPath="/" + name))
+    cid = env.new_id()
+    snap = env.snapshot(cid, cgroup_names=(name,))
+    r = env.rt("create", "--bundle", b.path, cid)
+    assert r.rc != 0 and "not empty" in r.stderr, r
+    assert os.path.isdir(child)
+    snap.assert_clean()
+
+
+def test_delete_leaves_an_adopted_cgroup_and_never_its_state(env):
+    """An existing empty cgroupsPath with an empty sub-cgroup of its own: delete removes neither (create
+    did not make them). A sub-cgroup made during the container's life that stays busy: delete still
+    removes the container's state and says which cgroup stays."""
+    h = _pids_hierarchy()
+    name = f"ocit-adopt-{os.getpid()}-{env.new_id('p')}"
+    adopted, pre = os.path.join(h, name), os.path.join(h, name, "pre-existing")
+    os.makedirs(pre)
+    env.cleanup_cgroups.update({adopted, pre})
+    b = env.bundle(args=("true",), mutate=lambda s: s["linux"].update(cgroupsPath="/" + name))
+    cid, _ = env.run_to_completion(b)
+    busy = os.path.join(adopted, "made-later")
+    os.mkdir(busy)
+    env.cleanup_cgroups.add(busy)
+    _sleeper_in(env, busy)
+    r = env.rt("delete", cid, timeout=30)
+    assert r.rc == 0, r
+    assert env.rt.state(cid) is None and not os.path.lexists(os.path.join(env.root, cid)), "state left behind"
+    assert "made-later" in r.stderr, r
+    assert os.path.isdir(pre) and os.path.isdir(adopted), "delete removed cgroups create did not make"
