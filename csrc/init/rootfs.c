@@ -335,6 +335,19 @@ void prepare_idmapped_mounts(struct plan *p)
 		}
 }
 
+/* In a user namespace a device node is the host's own, bind-mounted: nosuid,noexec on it (as crun), set
+ * on a detached clone before it is attached, so no other path ever gets them or misses them. */
+static void bind_device_node(const char *src, int tfd)
+{
+	int tree = sys_open_tree(AT_FDCWD, src, OCI_OPEN_TREE_CLONE | OCI_OPEN_TREE_CLOEXEC);
+	if (tree < 0) bail("clone the host's device node %s", src);
+	struct oci_mount_attr a = { OCI_MOUNT_ATTR_NOSUID | OCI_MOUNT_ATTR_NOEXEC, 0, 0, 0 };
+	if (sys_mount_setattr(tree, "", AT_EMPTY_PATH, &a) < 0) bail("make the bind of device %s nosuid,noexec", src);
+	if (sys_move_mount(tree, "", tfd, "", OCI_MOVE_MOUNT_F_EMPTY_PATH | OCI_MOVE_MOUNT_T_EMPTY_PATH) < 0)
+		bail("bind mount device %s", src);
+	close(tree);
+}
+
 static void make_device(struct device_op *d)
 {
 	char base[NAME_MAX + 1];
@@ -352,9 +365,7 @@ static void make_device(struct device_op *d)
 		close(f);
 		int tfd = open_in_root(g_rootfd, d->path, O_PATH | O_NOFOLLOW, 0);
 		if (tfd < 0) bail("open device target %s", d->path);
-		char tp[64];
-		fdpath(tp, sizeof(tp), tfd);
-		if (mount(d->path, tp, NULL, MS_BIND, NULL) < 0) bail("bind mount device %s", d->path);
+		bind_device_node(d->path, tfd);
 		close(tfd);
 	} else {
 		if (mknodat(dfd, base, d->mode, makedev(d->major, d->minor)) < 0) {

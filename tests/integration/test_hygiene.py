@@ -119,3 +119,24 @@ def test_non_root_process_can_reopen_its_stdout_pipe(env, runtimes, userns):
         assert _dev_null_owner() == null_before, f"{name} changed the host's /dev/null"
     assert seen["ociruntime"] == seen["runc"], seen
     assert seen["ociruntime"][1][:2] == ["via-stdout", "ok"], seen
+
+
+# ------------------------------------------------------------------------ 16.5: device binds in a userns
+
+def test_bind_mounted_device_nodes_are_nosuid_noexec_in_a_user_namespace(env):
+    """In a user namespace the device nodes are the host's, bind-mounted: nosuid,noexec on each (crun
+    does it; runc 1.1.5 does not, so this is not differential)."""
+    def mutate(spec):
+        spec["linux"]["namespaces"].append({"type": "user"})
+        spec["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        spec["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    b = env.bundle(args=("cat", "/proc/self/mountinfo"), mutate=mutate)
+    _, out = env.run_to_completion(b)
+    devs = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if parts[4] in ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty"):
+            devs[parts[4]] = parts[5].split(",")
+    assert len(devs) == 6, out
+    for path, opts in devs.items():
+        assert "nosuid" in opts and "noexec" in opts, (path, opts)
