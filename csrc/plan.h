@@ -27,7 +27,10 @@ enum plan_op {
 	OP_ROOTFS = 6,       /* str path, u32 propagation, u32 flags (ROOTFS_*) */
 	OP_MOUNT = 7,        /* str src, str dst, str fstype, str data, u32 flags, u32 kind (MOUNT_KIND_*),
 	                        u64 attr_set, u64 attr_clr, u32 npflags, u32 pflags[npflags] */
-	OP_DEVICE = 8,       /* str path, u32 mode (S_IFMT|perm), u32 major, u32 minor, u32 uid, u32 gid, u32 bind */
+	OP_DEVICE = 8,       /* str path, u32 mode (S_IFMT|perm), u32 major, u32 minor, u32 uid, u32 gid, u32 bind:
+	                        0 mknod by the init, 1 bind of the host's node at that path (user namespace),
+	                        DEVICE_HOSTNODE: made by stage-1 outside the user namespace on a private tmpfs
+	                        (uid/gid are then host ids) and bound in by the init */
 	OP_SYMLINK = 9,      /* str target, str linkpath */
 	OP_MASK = 10,        /* str path */
 	OP_READONLY = 11,    /* str path */
@@ -84,6 +87,8 @@ enum plan_op {
 #define ROOTFS_READONLY 1u
 #define ROOTFS_NO_PIVOT 2u
 #define ROOTFS_NO_MOUNTNS 4u
+
+#define DEVICE_HOSTNODE 2u
 
 #define MOUNT_KIND_FS 0u
 #define MOUNT_KIND_BIND 1u

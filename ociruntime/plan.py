@@ -33,6 +33,7 @@ USER_SETGROUPS = 1
 PROC_NNP, PROC_MKCWD, PROC_EXEC = 1, 2, 4
 HOOK_CREATE_CONTAINER, HOOK_START_CONTAINER = 1, 2
 HOOK_F_PROCESS_ENV = 0x100
+DEVICE_HOSTNODE = 2
 
 SYNC_GO, SYNC_USERMAP_PLS, SYNC_USERMAP_ACK, SYNC_PID, SYNC_HOOKS_PLS, SYNC_HOOKS_ACK, SYNC_READY, SYNC_RUN = \
     range(0x40, 0x48)
@@ -255,6 +256,27 @@ class Plan:
         self.net_devices = {}  # host name -> name in the container (may be a "%d" template)
 
 
+def _hostnode_maps(p, new_ns):
+    """A new user namespace with its maps in the config, made by a runtime that is root in the initial
+    user namespace: the config's devices are made by stage-1 outside the user namespace (DEVICE_HOSTNODE,
+    crun's way) with the owner mapped to host ids. (uid map, gid map), else None: bind the host's node."""
+    if not (new_ns & CLONE_NEWUSER) or os.geteuid() != 0:
+        return None
+    from ociruntime.state import running_in_userns
+    if running_in_userns():
+        return None
+    return p.uid_map, p.gid_map
+
+
+def _host_owner(maps, uid, gid, i):
+    hu, hg = host_id(maps[0], uid), host_id(maps[1], gid)
+    if hu is None:
+        raise ConfigError(f"/linux/devices/{i}/uid", f"{uid} is not mapped in the user namespace")
+    if hg is None:
+        raise ConfigError(f"/linux/devices/{i}/gid", f"{gid} is not mapped in the user namespace")
+    return hu, hg
+
+
 def host_id(maps, cid):
     for m in maps or ():
         if m["containerID"] <= cid < m["containerID"] + m["size"]:
@@ -410,13 +432,19 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
         devs = {}
         for path, major, minor in DEFAULT_DEVICES:
             devs[path] = (S_IFCHR | 0o666, major, minor, 0, 0)
+        hostnodes = _hostnode_maps(p, new)
+        made_outside = set()
         for i, d in enumerate(linux.get("devices") or ()):
             t = {"c": S_IFCHR, "u": S_IFCHR, "b": S_IFBLK, "p": S_IFIFO}[d["type"]]
             mode = d.get("fileMode", 0o666)
-            devs[d["path"]] = (t | (mode & 0o7777), d.get("major", 0), d.get("minor", 0), d.get("uid", 0),
-                               d.get("gid", 0))
+            uid, gid = d.get("uid", 0), d.get("gid", 0)
+            if hostnodes:
+                uid, gid = _host_owner(hostnodes, uid, gid, i)
+                made_outside.add(d["path"])
+            devs[d["path"]] = (t | (mode & 0o7777), d.get("major", 0), d.get("minor", 0), uid, gid)
         for path, (mode, major, minor, uid, gid) in devs.items():
-            e.add(OP_DEVICE, e.s(path), _u32(mode, major, minor, uid, gid, 1 if userns else 0))
+            how = DEVICE_HOSTNODE if path in made_outside else 1 if userns else 0
+            e.add(OP_DEVICE, e.s(path), _u32(mode, major, minor, uid, gid, how))
         links = [("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
                  ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr")]
         if os.path.exists("/proc/kcore"):

@@ -20,6 +20,7 @@ struct mount_op {
 	int tree_fd;            /* the idmapped detached tree stage-1 made, moved into place by the init */
 };
 struct device_op { const char *path; uint32_t mode, major, minor, uid, gid, bind; };
+
 struct pair { const char *a, *b; };
 struct rlimit_op { uint32_t resource; uint64_t soft, hard; };
 struct hook_op { uint32_t kind; int32_t timeout; const char *path; struct str_vec args, env; };
@@ -37,6 +38,7 @@ struct plan {
 	const char *rootfs; uint32_t root_propagation, root_flags;
 	struct mount_op *mounts; uint32_t nmounts;
 	struct device_op *devices; uint32_t ndevices;
+	int devnodes_fd; /* DEVICE_HOSTNODE: the detached tmpfs stage-1 made the nodes on, -1: none */
 	struct pair *symlinks; uint32_t nsymlinks;
 	const char **masked; uint32_t nmasked;
 	const char **readonly; uint32_t nreadonly;
@@ -83,6 +85,11 @@ void masked_and_readonly(struct plan *p);   /* after pivot_root */
 void write_sysctls(struct plan *p);
 int open_in_root(int rootfd, const char *path, int flags, uint64_t resolve);
 void prepare_idmapped_mounts(struct plan *p); /* stage-1, in the runtime's namespaces */
+void prepare_device_nodes(struct plan *p);    /* stage-1: DEVICE_HOSTNODE nodes on a private tmpfs (devnodes.c) */
+void attach_device_nodes(struct plan *p, int rootfd); /* init: that tmpfs at a temporary place below /dev */
+int hostnode_fd(struct plan *p, uint32_t index); /* init: O_PATH fd of node index on it */
+void detach_device_nodes(struct plan *p, int rootfd); /* init: the temporary place goes again */
+
 
 /* seccomp.c */
 void load_seccomp(struct plan *p);

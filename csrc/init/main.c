@@ -348,6 +348,7 @@ static void stage1(struct plan *p)
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) bail("prctl(PR_SET_DUMPABLE)");
 	/* idmapped mounts need the runtime's privileges over the source's filesystem: before any join */
 	prepare_idmapped_mounts(p);
+	prepare_device_nodes(p);
 	join_namespaces(p);
 	if (p->new_ns & CLONE_NEWUSER) {
 		/* The user namespace alone first: the runtime (still privileged in the parent user namespace)

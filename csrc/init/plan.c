@@ -57,6 +57,7 @@ int plan_decode(const uint8_t *buf, size_t len, struct plan *p, char *err, size_
 	p->fifo_fd = p->console_fd = -1;
 	p->sync_fd = -1;
 	p->target_pidfd = p->target_rootfd = -1;
+	p->devnodes_fd = -1;
 	p->umask = UMASK_UNSET;
 	p->env.v = calloc(1, sizeof(char *));
 	p->args.v = calloc(1, sizeof(char *));

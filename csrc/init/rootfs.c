@@ -337,9 +337,10 @@ void prepare_idmapped_mounts(struct plan *p)
 
 /* In a user namespace a device node is the host's own, bind-mounted: nosuid,noexec on it (as crun), set
  * on a detached clone before it is attached, so no other path ever gets them or misses them. */
-static void bind_device_node(const char *src, int tfd)
+static void bind_device_node(int srcfd, const char *src, int tfd)
 {
-	int tree = sys_open_tree(AT_FDCWD, src, OCI_OPEN_TREE_CLONE | OCI_OPEN_TREE_CLOEXEC);
+	int tree = srcfd >= 0 ? sys_open_tree(srcfd, "", OCI_OPEN_TREE_CLONE | OCI_OPEN_TREE_CLOEXEC | AT_EMPTY_PATH)
+			      : sys_open_tree(AT_FDCWD, src, OCI_OPEN_TREE_CLONE | OCI_OPEN_TREE_CLOEXEC);
 	if (tree < 0) bail("clone the host's device node %s", src);
 	struct oci_mount_attr a = { OCI_MOUNT_ATTR_NOSUID | OCI_MOUNT_ATTR_NOEXEC, 0, 0, 0 };
 	if (sys_mount_setattr(tree, "", AT_EMPTY_PATH, &a) < 0) bail("make the bind of device %s nosuid,noexec", src);
@@ -348,8 +349,9 @@ static void bind_device_node(const char *src, int tfd)
 	close(tree);
 }
 
-static void make_device(struct device_op *d)
+static void make_device(struct plan *p, uint32_t index)
 {
+	struct device_op *d = &p->devices[index];
 	char base[NAME_MAX + 1];
 	int parent = open_parent(g_rootfd, d->path, base, sizeof(base));
 	if (parent < 0) bail("create parent directory of device %s", d->path);
@@ -359,13 +361,17 @@ static void make_device(struct device_op *d)
 	close(parent);
 	if (dfd < 0) bail("open parent of device %s", d->path);
 	if (d->bind) {
-		/* in a user namespace mknod is not allowed: bind the host's node onto an empty file */
+		/* in a user namespace mknod is not allowed: bind the host's node (or the one stage-1 made,
+		 * DEVICE_HOSTNODE) onto an empty file */
 		int f = openat(dfd, base, O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
 		if (f < 0) bail("create bind target for device %s", d->path);
 		close(f);
 		int tfd = open_in_root(g_rootfd, d->path, O_PATH | O_NOFOLLOW, 0);
 		if (tfd < 0) bail("open device target %s", d->path);
-		bind_device_node(d->path, tfd);
+		int src = -1;
+		if (d->bind == DEVICE_HOSTNODE && (src = hostnode_fd(p, index)) < 0) bail("open the node made for %s", d->path);
+		bind_device_node(src, d->path, tfd);
+		if (src >= 0) close(src);
 		close(tfd);
 	} else {
 		if (mknodat(dfd, base, d->mode, makedev(d->major, d->minor)) < 0) {
@@ -442,7 +448,7 @@ void setup_rootfs(struct plan *p)
 		g_rootfd = open(p->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
 		if (g_rootfd < 0) bail("open rootfs %s", p->rootfs);
 		for (uint32_t i = 0; i < p->nmounts; i++) do_mount(&p->mounts[i]);
-		for (uint32_t i = 0; i < p->ndevices; i++) make_device(&p->devices[i]);
+		for (uint32_t i = 0; i < p->ndevices; i++) make_device(p, i);
 		for (uint32_t i = 0; i < p->nsymlinks; i++) make_symlink(&p->symlinks[i]);
 		umask(022);
 		return;
@@ -457,7 +463,9 @@ void setup_rootfs(struct plan *p)
 	g_rootfd = open(p->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (g_rootfd < 0) bail("open rootfs %s", p->rootfs);
 	for (uint32_t i = 0; i < p->nmounts; i++) do_mount(&p->mounts[i]);
-	for (uint32_t i = 0; i < p->ndevices; i++) make_device(&p->devices[i]);
+	attach_device_nodes(p, g_rootfd);
+	for (uint32_t i = 0; i < p->ndevices; i++) make_device(p, i);
+	detach_device_nodes(p, g_rootfd);
 	for (uint32_t i = 0; i < p->nsymlinks; i++) make_symlink(&p->symlinks[i]);
 	/* the process cwd, created inside the root after the mounts that may contain it (runc does too) */
 	for (uint32_t i = 0; i < p->nmkdirs; i++) {

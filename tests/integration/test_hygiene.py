@@ -140,3 +140,36 @@ def test_bind_mounted_device_nodes_are_nosuid_noexec_in_a_user_namespace(env):
     assert len(devs) == 6, out
     for path, opts in devs.items():
         assert "nosuid" in opts and "noexec" in opts, (path, opts)
+
+
+def test_devices_missing_on_the_host_are_made_in_a_user_namespace(env, runtimes):
+    """A linux.devices entry that has no node on the host (major/minor, owner, mode given): in a user
+    namespace the container gets it as without one (mknod outside the user namespace, as crun); the
+    view equals ours and runc's without a user namespace. Nothing is left below /dev but the node."""
+    script = ("{ stat -c '%u %g %a %t,%T %F' /dev/ocit-full; echo x > /dev/ocit-full; "
+              "ls -a /dev | grep -c devnodes; } 2>&1; true")
+
+    def mutate(userns):
+        def m(spec):
+            spec["process"]["user"] = {"uid": 1000, "gid": 1000}
+            spec["linux"]["devices"] = [{"path": "/dev/ocit-full", "type": "c", "major": 1, "minor": 7,
+                                         "fileMode": 0o620, "uid": 1000, "gid": 1000}]
+            if userns:
+                spec["linux"]["namespaces"].append({"type": "user"})
+                spec["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+                spec["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        return m
+    assert not os.path.exists("/dev/ocit-full")
+    views = {}
+    for name, rt in runtimes:
+        for userns in ((False, True) if name == "ociruntime" else (False,)):
+            b = env.bundle(args=("sh", "-c", script), mutate=mutate(userns))
+            out = os.path.join(env.tmp, f"out-{name}-{userns}")
+            with open(out, "wb") as f:
+                r = rt("run", "--bundle", b.path, env.new_id(), stdout=f)
+            views[(name, userns)] = open(out).read()
+            assert r.rc == 0, (name, userns, r, views[(name, userns)])
+    first = views[("ociruntime", False)]
+    assert first.splitlines()[0] == "1000 1000 620 1,7 character special file", first
+    assert "No space left on device" in first and first.splitlines()[-1] == "0", first
+    assert views[("ociruntime", True)] == first == views[("runc", False)], views

@@ -1,6 +1,8 @@
-"""Regression tests for the CVE rows of security.md §1 that apply to create/start/run (exec and
-terminals come later). Every test uses a malicious rootfs or config and asserts either "error, and no
-host change" or "the container sees the masked / confined object".
+"""Regression tests for the CVE rows of security.md §1 and for the classes found in ociruntime itself
+(issue #17: exec's session and process group, exec failing closed, exec without a mount namespace, the
+mount-flags rename race, adopted cgroups, startContainer hook failures). Every test uses a malicious
+rootfs, config or race and asserts either "error, and no host change" or "the container sees the
+masked / confined object"; each reproduces its attack and fails without its defence.
 
 The host's kernel.core_pattern is read before and compared after, never written. Host paths the
 tests point symlinks at are directories the tests made, under /tmp (or the tmpfs base).

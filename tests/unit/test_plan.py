@@ -722,8 +722,15 @@ def test_round_trip_all_fields(plan_dump, bundle, tmp_path):
     assert devs["/dev/zero"] == {"path": "/dev/zero", "mode": S_IFCHR | 0o666, "major": 1, "minor": 5,
                                  "uid": 0, "gid": 0, "bind": 1}      # user namespace -> bind mounted
     assert devs["/dev/null"]["mode"] == S_IFCHR | 0o644          # the config overrides the default
-    assert devs["/dev/fuse"] == {"path": "/dev/fuse", "mode": S_IFCHR | 0o600, "major": 10, "minor": 229,
-                                 "uid": 5, "gid": 6, "bind": 1}
+    # a config device in a new user namespace, made by root in the initial one: stage-1 makes it outside
+    # the user namespace (DEVICE_HOSTNODE), owned by the host ids of 5:6
+    from ociruntime.state import running_in_userns
+    if os.geteuid() == 0 and not running_in_userns():
+        assert devs["/dev/fuse"] == {"path": "/dev/fuse", "mode": S_IFCHR | 0o600, "major": 10, "minor": 229,
+                                     "uid": 100005, "gid": 200006, "bind": plan.DEVICE_HOSTNODE}
+    else:  # the host's node, bind-mounted
+        assert devs["/dev/fuse"] == {"path": "/dev/fuse", "mode": S_IFCHR | 0o600, "major": 10, "minor": 229,
+                                     "uid": 5, "gid": 6, "bind": 1}
     assert devs["/dev/sda"]["mode"] == S_IFBLK | 0o666 and (devs["/dev/sda"]["major"], devs["/dev/sda"]["minor"]) == (8, 0)
     assert devs["/dev/myfifo"]["mode"] == S_IFIFO | 0o666
 
