@@ -173,3 +173,43 @@ def test_devices_missing_on_the_host_are_made_in_a_user_namespace(env, runtimes)
     assert first.splitlines()[0] == "1000 1000 620 1,7 character special file", first
     assert "No space left on device" in first and first.splitlines()[-1] == "0", first
     assert views[("ociruntime", True)] == first == views[("runc", False)], views
+
+
+# ------------------------------------------------------------------------ 16.4: devices outside /dev
+
+def test_devices_outside_dev_are_made_where_asked(env, runtimes):
+    """config-linux.md: a device path "MAY be anywhere in the container filesystem, notably outside of
+    /dev"; runc creates it there. Ours too (also in a user namespace), resolved inside the root: a symlink
+    in the image towards a host directory leads into the rootfs, never to the host."""
+    outside = env.outside_dir(base="/tmp")
+    script = "{ stat -c '%t,%T %F %a' /foo-dev /lnk/bar-dev; echo x > /foo-dev; } 2>&1; true"
+
+    def mutate(userns):
+        def m(spec):
+            spec["linux"]["devices"] = [
+                {"path": "/foo-dev", "type": "c", "major": 1, "minor": 7, "fileMode": 0o666},
+                {"path": "/lnk/bar-dev", "type": "c", "major": 1, "minor": 3, "fileMode": 0o640}]
+            if userns:
+                spec["linux"]["namespaces"].append({"type": "user"})
+                spec["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+                spec["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+            spec["root"]["readonly"] = False
+        return m
+    views = {}
+    for name, rt in runtimes:
+        for userns in ((False, True) if name == "ociruntime" else (False,)):
+            b = env.bundle(args=("sh", "-c", script), mutate=mutate(userns))
+            os.symlink(outside, os.path.join(b.rootfs, "lnk"))
+            os.makedirs(os.path.join(b.rootfs, outside.lstrip("/")))
+            if userns:  # the image belongs to the container's root, as for any user-namespaced container
+                subprocess.run(["chown", "-hR", "100000:100000", b.rootfs], check=True)
+            out = os.path.join(env.tmp, f"out-{name}-{userns}")
+            with open(out, "wb") as f:
+                r = rt("run", "--bundle", b.path, env.new_id(), stdout=f)
+            views[(name, userns)] = open(out).read()
+            assert r.rc == 0, (name, userns, r, views[(name, userns)])
+            assert os.listdir(outside) == [], f"{name} created a device on the host through the image's symlink"
+    first = views[("ociruntime", False)]
+    assert first.splitlines()[:2] == ["1,7 character special file 666", "1,3 character special file 640"], first
+    assert "No space left on device" in first, first
+    assert views[("ociruntime", True)] == first == views[("runc", False)], views
