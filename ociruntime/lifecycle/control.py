@@ -130,23 +130,30 @@ def _wait_exec(st, timeout=5.0):
     return True
 
 
-def _died_in_init(st):
-    """The init is a zombie (same start time) still named by the C init: it exited before execve."""
-    try:
-        with open(f"/proc/{st['pid']}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return False
-    head, _, rest = data.rpartition(b")")
-    fields = rest.split()
-    comm = head.partition(b"(")[2]
-    try:
-        start = int(fields[19])
-    except (IndexError, ValueError):
-        return False
-    if st.get("init_start") not in (None, start):
-        return False
-    return fields[0] in (b"Z", b"X") and comm.startswith(b"ociruntime:")
+def _died_in_init(st, timeout=1.0):
+    """The init is a zombie (same start time) still named by the C init: it exited before execve. Its
+    exe link goes before it is a zombie (exit_mm): wait for the zombie state a moment."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(f"/proc/{st['pid']}/stat", "rb") as f:
+                data = f.read()
+        except OSError:
+            return False  # reaped already: nothing left to tell
+        head, _, rest = data.rpartition(b")")
+        fields = rest.split()
+        comm = head.partition(b"(")[2]
+        try:
+            start = int(fields[19])
+        except (IndexError, ValueError):
+            return False
+        if st.get("init_start") not in (None, start):
+            return False
+        if fields[0] in (b"Z", b"X"):
+            return comm.startswith(b"ociruntime:")
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)
 
 
 def cmd_start(ctx):
