@@ -27,7 +27,10 @@ enum plan_op {
 	OP_ROOTFS = 6,       /* str path, u32 propagation, u32 flags (ROOTFS_*) */
 	OP_MOUNT = 7,        /* str src, str dst, str fstype, str data, u32 flags, u32 kind (MOUNT_KIND_*),
 	                        u64 attr_set, u64 attr_clr, u32 npflags, u32 pflags[npflags] */
-	OP_DEVICE = 8,       /* str path, u32 mode (S_IFMT|perm), u32 major, u32 minor, u32 uid, u32 gid, u32 bind */
+	OP_DEVICE = 8,       /* str path, u32 mode (S_IFMT|perm), u32 major, u32 minor, u32 uid, u32 gid, u32 bind:
+	                        0 mknod by the init, 1 bind of the host's node at that path (user namespace),
+	                        DEVICE_HOSTNODE: made by stage-1 outside the user namespace on a private tmpfs
+	                        (uid/gid are then host ids) and bound in by the init */
 	OP_SYMLINK = 9,      /* str target, str linkpath */
 	OP_MASK = 10,        /* str path */
 	OP_READONLY = 11,    /* str path */
@@ -63,7 +66,15 @@ enum plan_op {
 	                        init moves the detached tree onto the destination */
 	OP_NETDEV = 32,      /* u32 n: linux.netDevices has n entries; stage-1 hands the runtime a NETLINK_ROUTE
 	                        socket opened in the container's network namespace (SYNC_NETDEV_FD) */
-	OP_TRACE = 33,       /* u32 flags (0): report the init's steps (SYNC_TRACE); absent: tracing off */
+	OP_TRACE = 35,       /* u32 flags (0): report the init's steps (SYNC_TRACE); absent: tracing off */
+	OP_TEST_REMOUNT_DELAY = 34, /* u32 microseconds. TEST ONLY (ociruntime/plan.py OCIRUNTIME_TEST_REMOUNT_DELAY_US):
+	                        sleep between a config mount's mount() and the re-opening of its destination,
+	                        to widen the window a rename race needs (tests/integration/test_security.py) */
+	OP_EXEC_TARGET = 33, /* i32 pidfd, i32 root_fd (exec only; fd slots the runtime filled): the OP_NS_JOINs are
+	                        joined through the pidfd of the container's init in one setns(pidfd, flags)
+	                        (the paths are the fallback on kernels without it, and count only if the
+	                        pidfd shows the init still alive after they were opened); root_fd >= 0: the
+	                        container has no mount namespace, the process is chrooted there after the joins */
 };
 
 #define LSM_APPARMOR 1u
@@ -77,6 +88,8 @@ enum plan_op {
 #define ROOTFS_READONLY 1u
 #define ROOTFS_NO_PIVOT 2u
 #define ROOTFS_NO_MOUNTNS 4u
+
+#define DEVICE_HOSTNODE 2u
 
 #define MOUNT_KIND_FS 0u
 #define MOUNT_KIND_BIND 1u
@@ -102,6 +115,8 @@ enum plan_op {
 
 #define HOOK_CREATE_CONTAINER 1u
 #define HOOK_START_CONTAINER 2u
+#define HOOK_F_PROCESS_ENV 0x100u /* or'd into kind: the hook has no env of its own and gets the process's
+                                     environment as it is at that point (runc) */
 
 /* Sync messages on the SOCK_SEQPACKET socket between ociruntime (Python) and the init.
  *

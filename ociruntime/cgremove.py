@@ -33,18 +33,42 @@ def _subdirs(path, out):
                 _subdirs(sub, out)
 
 
-def destroy(paths, made=()):
+def destroy(paths, made=(), kept=()):
     """Remove the container's cgroup on every hierarchy, then the parents this container created
-    (those that are now empty; a parent shared with other containers stays)."""
+    (those that are now empty; a parent shared with other containers stays). kept: the directories that
+    existed before create adopted them (an existing cgroupsPath and its sub-cgroups) stay: delete removes
+    only what the container's life made. Every directory is tried; returns [(dir, error text)] of those
+    that could not be removed (busy), so that the caller can still remove the state."""
     subs = []
     for path in paths.values():  # sub-cgroups made inside (exec --cgroup, nested managers) go first, as runc
         _subdirs(path, subs)
-    destroy_dirs(subs + list(paths.values()))
-    for d in sorted(set(made) - set(paths.values()), key=len, reverse=True):
+    keep = set(kept)
+    failed = _rmdirs([d for d in subs + list(paths.values()) if d not in keep])
+    for d in sorted(set(made) - set(paths.values()) - keep, key=len, reverse=True):
         try:
             posix.rmdir(d)
         except OSError:
             pass
+    return failed
+
+
+def _rmdirs(dirs, timeout=5.0):
+    failed = []
+    deadline = time.monotonic() + timeout
+    for d in sorted(dirs, key=len, reverse=True):
+        while True:
+            try:
+                posix.rmdir(d)
+                break
+            except FileNotFoundError:
+                break
+            except OSError as e:
+                if e.errno == errno.EBUSY and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                    continue
+                failed.append((d, e.strerror))
+                break
+    return failed
 
 
 def destroy_dirs(dirs, timeout=5.0):

@@ -1,4 +1,5 @@
 """Hooks that run in the runtime namespace: prestart, createRuntime, poststart, poststop.
+A hook without `env` gets the runtime's environment (runc and crun), one with `env` exactly that.
 The state JSON goes on stdin; a hook's timeout kills it; a failure is an error (poststop: a warning)."""
 import os
 import subprocess
@@ -17,10 +18,12 @@ def run(hooks, name, state_json, cwd=None):
     for i, h in enumerate(hooks.get(name) or ()):
         path = h["path"]
         args = h.get("args") or [path]
-        env = {}
-        for kv in h.get("env") or ():
-            k, _, v = kv.partition("=")
-            env[k] = v
+        env = None  # no env of its own: the runtime's environment (runc, crun); an explicit one as it is
+        if h.get("env") is not None:
+            env = {}
+            for kv in h["env"]:
+                k, _, v = kv.partition("=")
+                env[k] = v
         timeout = h.get("timeout")
         from ociruntime.log import log
         log.debug(f"running {name} hook #{i}: {path} {args[1:]}")

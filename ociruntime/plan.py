@@ -21,7 +21,10 @@ LSM_APPARMOR, LSM_SELINUX = 1, 2
 LSM_F_FAKE_PROC = 1
 OP_MOUNT_IDMAP = 30
 OP_NETDEV = 32
-OP_TRACE = 33
+OP_TRACE = 35
+OP_EXEC_TARGET = 33
+OP_TEST_REMOUNT_DELAY = 34
+TEST_REMOUNT_DELAY_ENV = "OCIRUNTIME_TEST_REMOUNT_DELAY_US"  # TEST ONLY: see plan.h
 ROOTFS_READONLY, ROOTFS_NO_PIVOT, ROOTFS_NO_MOUNTNS = 1, 2, 4
 MOUNT_KIND_FS, MOUNT_KIND_BIND, MOUNT_KIND_RBIND = 0, 1, 2
 MOUNT_COPYUP = 0x100
@@ -32,6 +35,8 @@ UMASK_UNSET = 0xFFFFFFFF
 USER_SETGROUPS = 1
 PROC_NNP, PROC_MKCWD, PROC_EXEC, PROC_RELAY_TTY = 1, 2, 4, 8
 HOOK_CREATE_CONTAINER, HOOK_START_CONTAINER = 1, 2
+HOOK_F_PROCESS_ENV = 0x100
+DEVICE_HOSTNODE = 2
 
 SYNC_GO, SYNC_USERMAP_PLS, SYNC_USERMAP_ACK, SYNC_PID, SYNC_HOOKS_PLS, SYNC_HOOKS_ACK, SYNC_READY, SYNC_RUN = \
     range(0x40, 0x48)
@@ -262,6 +267,27 @@ class Plan:
         self.net_devices = {}  # host name -> name in the container (may be a "%d" template)
 
 
+def _hostnode_maps(p, new_ns):
+    """A new user namespace with its maps in the config, made by a runtime that is root in the initial
+    user namespace: the config's devices are made by stage-1 outside the user namespace (DEVICE_HOSTNODE,
+    crun's way) with the owner mapped to host ids. (uid map, gid map), else None: bind the host's node."""
+    if not (new_ns & CLONE_NEWUSER) or os.geteuid() != 0:
+        return None
+    from ociruntime.state import running_in_userns
+    if running_in_userns():
+        return None
+    return p.uid_map, p.gid_map
+
+
+def _host_owner(maps, uid, gid, i):
+    hu, hg = host_id(maps[0], uid), host_id(maps[1], gid)
+    if hu is None:
+        raise ConfigError(f"/linux/devices/{i}/uid", f"{uid} is not mapped in the user namespace")
+    if hg is None:
+        raise ConfigError(f"/linux/devices/{i}/gid", f"{gid} is not mapped in the user namespace")
+    return hu, hg
+
+
 def host_id(maps, cid):
     for m in maps or ():
         if m["containerID"] <= cid < m["containerID"] + m["size"]:
@@ -371,6 +397,9 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
     if mlabel:
         # for what the init mounts itself: the masked-directory tmpfs and the label of the mqueue root
         e.add(OP_MOUNT_LABEL, e.s(mlabel))
+    delay = os.environ.get(TEST_REMOUNT_DELAY_ENV)
+    if delay and delay.isdigit():
+        e.add(OP_TEST_REMOUNT_DELAY, _u32(min(int(delay), 1000000)))
 
     # mounts
     dev_bind = False
@@ -435,13 +464,19 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
         devs = {}
         for path, major, minor in DEFAULT_DEVICES:
             devs[path] = (S_IFCHR | 0o666, major, minor, 0, 0)
+        hostnodes = _hostnode_maps(p, new)
+        made_outside = set()
         for i, d in enumerate(linux.get("devices") or ()):
             t = {"c": S_IFCHR, "u": S_IFCHR, "b": S_IFBLK, "p": S_IFIFO}[d["type"]]
             mode = d.get("fileMode", 0o666)
-            devs[d["path"]] = (t | (mode & 0o7777), d.get("major", 0), d.get("minor", 0), d.get("uid", 0),
-                               d.get("gid", 0))
+            uid, gid = d.get("uid", 0), d.get("gid", 0)
+            if hostnodes:
+                uid, gid = _host_owner(hostnodes, uid, gid, i)
+                made_outside.add(d["path"])
+            devs[d["path"]] = (t | (mode & 0o7777), d.get("major", 0), d.get("minor", 0), uid, gid)
         for path, (mode, major, minor, uid, gid) in devs.items():
-            e.add(OP_DEVICE, e.s(path), _u32(mode, major, minor, uid, gid, 1 if userns else 0))
+            how = DEVICE_HOSTNODE if path in made_outside else 1 if userns else 0
+            e.add(OP_DEVICE, e.s(path), _u32(mode, major, minor, uid, gid, how))
         links = [("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
                  ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr")]
         if os.path.exists("/proc/kcore"):
@@ -479,7 +514,10 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
     hooks = config.get("hooks") or {}
     for kind, name in ((HOOK_CREATE_CONTAINER, "createContainer"), (HOOK_START_CONTAINER, "startContainer")):
         for h in hooks.get(name) or ():
-            e.add(OP_HOOK, _u32(kind), _i32(h.get("timeout", 0)), e.s(h["path"]), e.sv(h.get("args") or []),
+            # without an env of its own a hook in the container gets the process's environment (runc);
+            # an explicit one, even [], is used as it is
+            flags = HOOK_F_PROCESS_ENV if h.get("env") is None else 0
+            e.add(OP_HOOK, _u32(kind | flags), _i32(h.get("timeout", 0)), e.s(h["path"]), e.sv(h.get("args") or []),
                   e.sv(h.get("env") or []))
     p.hooks = hooks
     p.seccomp_notify = _seccomp_record(e, linux.get("seccomp"))
@@ -702,6 +740,8 @@ def build_exec(proc, fds, joins, seccomp=None, linux=None, cpu_affinity=(None, N
     e.add(OP_FDS, _u32(fds["sync"]), _i32(fds.get("fifo", -1), fds.get("console", -1)), _u32(fds["close_from"]))
     for flag, path in joins:
         e.add(OP_NS_JOIN, _u32(flag), e.s(path))
+    if fds.get("target"):
+        e.add(OP_EXEC_TARGET, _i32(*fds["target"]))
     e.add(OP_NS_NEW, _u32(0))
     if "oomScoreAdj" in proc:
         e.add(OP_OOM_SCORE_ADJ, _i32(proc["oomScoreAdj"]))

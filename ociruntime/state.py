@@ -22,7 +22,8 @@ STATE_FILE = "state.json"
 CREATING_FILE = "creating.json"  # written at the start of create, so a killed create can be cleaned up
 
 _STATE_TYPES = {"id": str, "pid": int, "init_start": int, "bundle": str, "rootfs": str, "created": str}
-_OPTIONAL_TYPES = {"annotations": dict, "hooks": dict, "cgroup_paths": dict, "cgroup_made": list, "new_ns": int}
+_OPTIONAL_TYPES = {"annotations": dict, "hooks": dict, "cgroup_paths": dict, "cgroup_made": list, "cgroup_kept": list,
+                   "new_ns": int}
 
 
 def _well_formed(st):
@@ -38,7 +39,7 @@ def _well_formed(st):
     paths = st.get("cgroup_paths") or {}
     made = st.get("cgroup_made") or []
     return all(isinstance(v, str) and v.startswith("/sys/fs/cgroup/") and normpath(v) == v
-               for v in list(paths.values()) + made)
+               for v in list(paths.values()) + made + (st.get("cgroup_kept") or []))
 FIFO = "exec.fifo"
 
 

@@ -10,6 +10,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -101,6 +102,23 @@ static int setgroups_denied(void)
 	return n >= 4 && strncmp(buf, "deny", 4) == 0;
 }
 
+/* runc fixStdioPermissions: stdin/stdout/stderr are handed to the process user before the switch, so a
+ * non-root process can reopen its own stdio (/dev/stdout on a pipe, as containerd, podman and Docker
+ * run every container). Only the uid changes (runc). Never a null device (1:3), whichever /dev/null it
+ * is: chowning the host's would hand it to the container's user. EINVAL/EPERM (an owner or id that is
+ * not mapped in the user namespace) leave it as it is, as runc. */
+static void hand_stdio_to_user(struct plan *p)
+{
+	for (int fd = 0; fd <= 2; fd++) {
+		struct stat st;
+		if (fstat(fd, &st) < 0) continue;
+		if (st.st_uid == p->uid) continue;
+		if (S_ISCHR(st.st_mode) && major(st.st_rdev) == 1 && minor(st.st_rdev) == 3) continue;
+		if (fchown(fd, p->uid, (gid_t)-1) < 0 && errno != EINVAL && errno != EPERM)
+			bail("hand stdio fd %d to uid %u", fd, p->uid);
+	}
+}
+
 void apply_user_and_caps(struct plan *p)
 {
 	step("bounding set", -1, NULL);
@@ -108,6 +126,7 @@ void apply_user_and_caps(struct plan *p)
 	step("credentials", -1, NULL);
 	if (p->has_user) {
 		if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) bail("prctl(PR_SET_KEEPCAPS)");
+		hand_stdio_to_user(p);
 		if ((p->user_flags & USER_SETGROUPS) && !setgroups_denied()) {
 			if (setgroups(p->ngroups, (gid_t *)p->groups) < 0) bail("setgroups");
 		}

@@ -21,6 +21,7 @@ struct mount_op {
 	int late_ro;            /* a read-only tmpfs or /dev: mounted rw, made read-only at the end (runc) */
 };
 struct device_op { const char *path; uint32_t mode, major, minor, uid, gid, bind; };
+
 struct pair { const char *a, *b; };
 struct rlimit_op { uint32_t resource; uint64_t soft, hard; };
 struct hook_op { uint32_t kind; int32_t timeout; const char *path; struct str_vec args, env; };
@@ -30,12 +31,15 @@ struct lsm_op { uint32_t lsm, flags; const char *procroot, *subpath, *value; };
 struct plan {
 	int sync_fd, fifo_fd, console_fd, close_from;
 	struct ns_join *joins; uint32_t njoins;
+	int target_pidfd, target_rootfd; /* OP_EXEC_TARGET, -1: none */
+	uint32_t test_remount_delay_us;  /* OP_TEST_REMOUNT_DELAY (TEST ONLY) */
 	uint32_t new_ns;
 	int has_timens; int64_t timens[4];
 	int has_oom; int32_t oom;
 	const char *rootfs; uint32_t root_propagation, root_flags;
 	struct mount_op *mounts; uint32_t nmounts;
 	struct device_op *devices; uint32_t ndevices;
+	int devnodes_fd; /* DEVICE_HOSTNODE: the detached tmpfs stage-1 made the nodes on, -1: none */
 	struct pair *symlinks; uint32_t nsymlinks;
 	const char **masked; uint32_t nmasked;
 	const char **readonly; uint32_t nreadonly;
@@ -84,6 +88,11 @@ void masked_and_readonly(struct plan *p);   /* after pivot_root */
 void write_sysctls(struct plan *p);
 int open_in_root(int rootfd, const char *path, int flags, uint64_t resolve);
 void prepare_idmapped_mounts(struct plan *p); /* stage-1, in the runtime's namespaces */
+void prepare_device_nodes(struct plan *p);    /* stage-1: DEVICE_HOSTNODE nodes on a private tmpfs (devnodes.c) */
+void attach_device_nodes(struct plan *p, int rootfd); /* init: that tmpfs at a temporary place below /dev */
+int hostnode_fd(struct plan *p, uint32_t index); /* init: O_PATH fd of node index on it */
+void detach_device_nodes(struct plan *p, int rootfd); /* init: the temporary place goes again */
+
 
 /* seccomp.c */
 void load_seccomp(struct plan *p);

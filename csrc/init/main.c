@@ -73,8 +73,50 @@ static void write_proc_self(const char *file, const char *val)
 	close(fd);
 }
 
+/* exec: the container's init, taken once by the runtime as a pidfd (start time checked), is the only
+ * source of its namespaces: one setns(pidfd, flags) joins them all or fails (ESRCH once the init is
+ * gone). Never fails open into the runtime's own namespaces. 0: joined; -1: this kernel cannot setns
+ * through a pidfd (before 5.8): join through the path fds opened (and proven the init's) before. */
+static int join_through_pidfd(struct plan *p)
+{
+	uint32_t flags = 0;
+	for (uint32_t i = 0; i < p->njoins; i++) flags |= p->joins[i].flag;
+	if (!flags) return 0;
+	if (setns(p->target_pidfd, (int)flags) == 0) {
+		if (flags & CLONE_NEWUSER) g_userns = 1;
+		return 0;
+	}
+	if (errno == ESRCH)
+		bailx("the container's init exited: refusing to run the process outside the container's namespaces");
+	if (errno == EINVAL || errno == EBADF) return -1;
+	bail("join the namespaces 0x%x of the container's init", flags);
+}
+
+static void target_alive_or_bail(struct plan *p)
+{
+	struct pollfd pf = { p->target_pidfd, POLLIN, 0 };
+	if (poll(&pf, 1, 0) != 0)
+		bailx("the container's init exited: refusing to run the process outside the container's namespaces");
+}
+
+/* No mount namespace (exec into such a container): the process gets the init's root (an fd the runtime
+ * opened from /proc/<init>/root while the pidfd showed the init alive), as the init itself is chrooted.
+ * Before the joins: chroot needs CAP_SYS_CHROOT over the runtime's mount namespace, which joining the
+ * container's user namespace would take away (setns into a user namespace works from a chroot). */
+static void enter_target_root(struct plan *p)
+{
+	if (p->target_rootfd < 0) return;
+	if (fchdir(p->target_rootfd) < 0 || chroot(".") < 0 || chdir("/") < 0)
+		bail("confine the process to the container's root (the container has no mount namespace)");
+	close(p->target_rootfd);
+	p->target_rootfd = -1;
+}
+
 /* Join the namespaces given by path. All paths are opened (and their type verified with
- * NS_GET_NSTYPE) before the first setns, since joining a mount namespace changes what paths mean. */
+ * NS_GET_NSTYPE) before the first setns, since joining a mount namespace changes what paths mean.
+ * exec (a target pidfd): the opened files count only if the init is still alive after they were
+ * opened (a missing one is already an error: bail); the joins then go through the pidfd where the
+ * kernel can, else through these files. */
 static void join_namespaces(struct plan *p)
 {
 	for (uint32_t i = 0; i < p->njoins; i++) {
@@ -85,6 +127,21 @@ static void join_namespaces(struct plan *p)
 		if (t < 0) bail("%s is not a namespace file", j->path);
 		if ((uint32_t)t != j->flag)
 			bailx("%s is a %s namespace, not a %s namespace", j->path, ns_name(t), ns_name(j->flag));
+	}
+	if (p->target_pidfd >= 0) {
+		target_alive_or_bail(p);
+		enter_target_root(p);
+		int r = join_through_pidfd(p);
+		target_alive_or_bail(p);
+		close(p->target_pidfd);
+		p->target_pidfd = -1;
+		if (r == 0) {
+			for (uint32_t i = 0; i < p->njoins; i++) {
+				close(p->joins[i].fd);
+				p->joins[i].fd = -1;
+			}
+			return;
+		}
 	}
 	/* runc >= 1.3: each namespace is tried before the user namespace is joined (with the runtime's
 	 * privileges: a namespace not owned by the container's user namespace, such as the host's network
@@ -256,10 +313,11 @@ static void stage2_exec(struct plan *p)
 		if (setresgid(0, 0, 0) < 0) bail("setresgid(0) in the user namespace");
 		if (setresuid(0, 0, 0) < 0) bail("setresuid(0) in the user namespace");
 	}
-	if (p->has_console) {
-		if (setsid() < 0) bail("setsid");
-		setup_console(p, 0);
-	}
+	/* every exec'd process leads a new session, with or without a terminal (as runc): otherwise it shares
+	 * the caller's controlling terminal (TIOCSTI keystroke injection through /dev/tty) and process
+	 * group (kill(0, ...) reaches the operator's shell) */
+	if (setsid() < 0) bail("setsid");
+	if (p->has_console) setup_console(p, 0);
 	sync_send(SYNC_READY, 0, NULL, 0);
 	static char exe[PATH_MAX];
 	const char *path = process_setup(p, exe, sizeof(exe));
@@ -340,6 +398,8 @@ static void stage1(struct plan *p)
 	/* idmapped mounts need the runtime's privileges over the source's filesystem: before any join */
 	step("idmapped mounts", -1, NULL);
 	prepare_idmapped_mounts(p);
+	step("device nodes", -1, NULL);
+	prepare_device_nodes(p);
 	step("open namespaces", -1, NULL);
 	join_namespaces(p);
 	if (p->new_ns & CLONE_NEWUSER) {

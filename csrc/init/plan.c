@@ -56,6 +56,8 @@ int plan_decode(const uint8_t *buf, size_t len, struct plan *p, char *err, size_
 	memset(p, 0, sizeof(*p));
 	p->fifo_fd = p->console_fd = -1;
 	p->sync_fd = -1;
+	p->target_pidfd = p->target_rootfd = -1;
+	p->devnodes_fd = -1;
 	p->umask = UMASK_UNSET;
 	p->env.v = calloc(1, sizeof(char *));
 	p->args.v = calloc(1, sizeof(char *));
@@ -237,6 +239,13 @@ int plan_decode(const uint8_t *buf, size_t len, struct plan *p, char *err, size_
 			break;
 		case OP_NETDEV: p->netdevs = u32(&q); break;
 		case OP_TRACE: p->trace = 1; (void)u32(&q); break;
+		case OP_TEST_REMOUNT_DELAY: p->test_remount_delay_us = u32(&q); break;
+		case OP_EXEC_TARGET:
+			p->target_pidfd = i32(&q);
+			p->target_rootfd = i32(&q);
+			if (p->target_pidfd < 0 || p->target_rootfd < -1)
+				return fail(err, errlen, "plan: record %u: bad exec target fds", i);
+			break;
 		default:
 			return fail(err, errlen, "plan: unknown op %u in record %u", op, i);
 		}

@@ -29,6 +29,7 @@
 
 static int g_rootfd = -1;
 static const char *g_rootfs;  /* the rootfs path (a bind source below it is opened inside the root) */
+static uint32_t g_test_delay_us; /* OP_TEST_REMOUNT_DELAY: TEST ONLY */
 static const char *g_mount_label; /* linux.mountLabel (OP_MOUNT_LABEL), NULL without one */
 
 int open_in_root(int rootfd, const char *path, int flags, uint64_t resolve)
@@ -241,6 +242,37 @@ static void copy_tree(int src, int dst, const char *what)
 	closedir(dir);
 }
 
+/* The mount id of an fd (/proc/self/fdinfo: every kernel, no statx needed), -1 if unknown. */
+static long fd_mnt_id(int fd)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	FILE *f = fopen(path, "re");
+	if (!f) return -1;
+	long id = -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "mnt_id: %ld", &id) == 1) break;
+	fclose(f);
+	return id;
+}
+
+/* After mount(): the destination re-opened by path must be the mount just made, not whatever a
+ * rename/symlink swap in a shared volume put there meanwhile (runc >= 1.4 checks this too): the same
+ * resolved path as the target had, on a different mount than the target's. The flags, propagation and
+ * attributes then go to that fd, never to a path resolved again. */
+static void verify_new_mount(int tfd, const char *want, long old_mnt, const char *dst)
+{
+	char got[PATH_MAX], fp[64];
+	snprintf(fp, sizeof(fp), "/proc/self/fd/%d", tfd);
+	ssize_t n = readlink(fp, got, sizeof(got) - 1);
+	if (n < 0) bail("read back the mount destination %s", dst);
+	got[n] = 0;
+	long mnt = fd_mnt_id(tfd);
+	if (strcmp(got, want) != 0 || mnt < 0 || mnt == old_mnt)
+		bailx("mount destination %s changed while it was being mounted (now %s): refusing to apply its "
+		      "flags elsewhere (a symlink or rename race in a shared volume?)", dst, got);
+}
+
 static void do_mount(struct mount_op *m)
 {
 	int copyup = (m->kind & MOUNT_COPYUP) != 0;
@@ -321,6 +353,11 @@ static void do_mount(struct mount_op *m)
 	if (tfd < 0) bail("mount destination %s", m->dst);
 	char tp[64];
 	fdpath(tp, sizeof(tp), tfd);
+	char want[PATH_MAX];
+	ssize_t wl = readlink(tp, want, sizeof(want) - 1);
+	if (wl < 0) bail("resolve mount destination %s", m->dst);
+	want[wl] = 0;
+	long old_mnt = fd_mnt_id(tfd);
 	if (m->tree_fd >= 0) {
 		if (sys_move_mount(m->tree_fd, "", tfd, "", OCI_MOVE_MOUNT_F_EMPTY_PATH | OCI_MOVE_MOUNT_T_EMPTY_PATH) < 0)
 			bail("mount the idmapped mount of %s on %s", m->src, m->dst);
@@ -335,9 +372,11 @@ static void do_mount(struct mount_op *m)
 			bail("mount %s (type %s, options \"%s\") on %s", m->src, m->fstype, m->data, m->dst);
 	}
 	close(tfd);
+	if (g_test_delay_us) usleep(g_test_delay_us);
 	/* re-open: the fd must now name the new mount, still inside the root */
 	tfd = open_in_root(g_rootfd, m->dst, O_PATH, resolve);
 	if (tfd < 0) bail("re-open mount destination %s", m->dst);
+	verify_new_mount(tfd, want, old_mnt, m->dst);
 	if (lower >= 0) {
 		int upper = open_in_root(g_rootfd, m->dst, O_RDONLY | O_DIRECTORY, resolve);
 		if (upper < 0) bail("tmpcopyup: open the new tmpfs on %s", m->dst);
@@ -413,8 +452,23 @@ void prepare_idmapped_mounts(struct plan *p)
 		}
 }
 
-static void make_device(struct device_op *d)
+/* In a user namespace a device node is the host's own, bind-mounted: nosuid,noexec on it (as crun), set
+ * on a detached clone before it is attached, so no other path ever gets them or misses them. */
+static void bind_device_node(int srcfd, const char *src, int tfd)
 {
+	int tree = srcfd >= 0 ? sys_open_tree(srcfd, "", OCI_OPEN_TREE_CLONE | OCI_OPEN_TREE_CLOEXEC | AT_EMPTY_PATH)
+			      : sys_open_tree(AT_FDCWD, src, OCI_OPEN_TREE_CLONE | OCI_OPEN_TREE_CLOEXEC);
+	if (tree < 0) bail("clone the host's device node %s", src);
+	struct oci_mount_attr a = { OCI_MOUNT_ATTR_NOSUID | OCI_MOUNT_ATTR_NOEXEC, 0, 0, 0 };
+	if (sys_mount_setattr(tree, "", AT_EMPTY_PATH, &a) < 0) bail("make the bind of device %s nosuid,noexec", src);
+	if (sys_move_mount(tree, "", tfd, "", OCI_MOVE_MOUNT_F_EMPTY_PATH | OCI_MOVE_MOUNT_T_EMPTY_PATH) < 0)
+		bail("bind mount device %s", src);
+	close(tree);
+}
+
+static void make_device(struct plan *p, uint32_t index)
+{
+	struct device_op *d = &p->devices[index];
 	char base[NAME_MAX + 1];
 	int parent = open_parent(g_rootfd, d->path, base, sizeof(base));
 	if (parent < 0) bail("create parent directory of device %s", d->path);
@@ -424,15 +478,17 @@ static void make_device(struct device_op *d)
 	close(parent);
 	if (dfd < 0) bail("open parent of device %s", d->path);
 	if (d->bind) {
-		/* in a user namespace mknod is not allowed: bind the host's node onto an empty file */
+		/* in a user namespace mknod is not allowed: bind the host's node (or the one stage-1 made,
+		 * DEVICE_HOSTNODE) onto an empty file */
 		int f = openat(dfd, base, O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
 		if (f < 0) bail("create bind target for device %s", d->path);
 		close(f);
 		int tfd = open_in_root(g_rootfd, d->path, O_PATH | O_NOFOLLOW, 0);
 		if (tfd < 0) bail("open device target %s", d->path);
-		char tp[64];
-		fdpath(tp, sizeof(tp), tfd);
-		if (mount(d->path, tp, NULL, MS_BIND, NULL) < 0) bail("bind mount device %s", d->path);
+		int src = -1;
+		if (d->bind == DEVICE_HOSTNODE && (src = hostnode_fd(p, index)) < 0) bail("open the node made for %s", d->path);
+		bind_device_node(src, d->path, tfd);
+		if (src >= 0) close(src);
 		close(tfd);
 	} else {
 		if (mknodat(dfd, base, d->mode, makedev(d->major, d->minor)) < 0) {
@@ -440,7 +496,7 @@ static void make_device(struct device_op *d)
 				/* runc createDeviceNode: a namespace we did not detect may still forbid mknod */
 				d->bind = 1;
 				close(dfd);
-				make_device(d);
+				make_device(p, index);
 				return;
 			}
 			if (errno != EEXIST) bail("mknod %s", d->path);
@@ -508,6 +564,7 @@ void setup_rootfs(struct plan *p)
 {
 	g_mount_label = p->mount_label;
 	g_rootfs = p->rootfs;
+	g_test_delay_us = p->test_remount_delay_us;
 	if (p->root_flags & ROOTFS_NO_MOUNTNS) {
 		/* No mount namespace: the config's mounts land in the runtime's own namespace, under the
 		 * rootfs only (as runc does, minus touching the propagation of "/", which would change the
@@ -516,7 +573,7 @@ void setup_rootfs(struct plan *p)
 		g_rootfd = open(p->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
 		if (g_rootfd < 0) bail("open rootfs %s", p->rootfs);
 		for (uint32_t i = 0; i < p->nmounts; i++) { step("mount", (int)i, p->mounts[i].dst); do_mount(&p->mounts[i]); }
-		for (uint32_t i = 0; i < p->ndevices; i++) { step("device", (int)i, p->devices[i].path); make_device(&p->devices[i]); }
+		for (uint32_t i = 0; i < p->ndevices; i++) { step("device", (int)i, p->devices[i].path); make_device(p, i); }
 		step("symlinks", -1, NULL);
 		for (uint32_t i = 0; i < p->nsymlinks; i++) make_symlink(&p->symlinks[i]);
 		umask(022);
@@ -534,7 +591,9 @@ void setup_rootfs(struct plan *p)
 	g_rootfd = open(p->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (g_rootfd < 0) bail("open rootfs %s", p->rootfs);
 	for (uint32_t i = 0; i < p->nmounts; i++) { step("mount", (int)i, p->mounts[i].dst); do_mount(&p->mounts[i]); }
-	for (uint32_t i = 0; i < p->ndevices; i++) { step("device", (int)i, p->devices[i].path); make_device(&p->devices[i]); }
+	attach_device_nodes(p, g_rootfd);
+	for (uint32_t i = 0; i < p->ndevices; i++) { step("device", (int)i, p->devices[i].path); make_device(p, i); }
+	detach_device_nodes(p, g_rootfd);
 	step("symlinks", -1, NULL);
 	for (uint32_t i = 0; i < p->nsymlinks; i++) make_symlink(&p->symlinks[i]);
 	step("mkdir cwd", -1, NULL);

@@ -170,8 +170,9 @@ int run_hooks(struct plan *p, uint32_t kind, const char *state, size_t state_len
 	int idx = -1; /* the hook's number among those of its kind, as runc's "hook #<n>" */
 	for (uint32_t i = 0; i < p->nhooks; i++) {
 		struct hook_op *h = &p->hooks[i];
-		if (h->kind != kind) continue;
+		if ((h->kind & ~HOOK_F_PROCESS_ENV) != kind) continue;
 		idx++;
+		char **envp = (h->kind & HOOK_F_PROCESS_ENV) ? (char **)p->env.v : (char **)h->env.v;
 		int in[2], out[2];
 		if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0) bail("%s hook: pipe", name);
 		pid_t pid = fork();
@@ -187,10 +188,7 @@ int run_hooks(struct plan *p, uint32_t kind, const char *state, size_t state_len
 			sigemptyset(&all);
 			sigprocmask(SIG_SETMASK, &all, NULL);
 			const char *argv0[] = { h->path, NULL };
-			/* runc SetDefaultEnv: a startContainer hook without env gets the process's environment */
-			const char **envp = h->env.v;
-			if (kind == HOOK_START_CONTAINER && h->env.n == 0 && p->env.n) envp = p->env.v;
-			execve(h->path, h->args.n ? (char **)h->args.v : (char **)argv0, (char **)envp);
+			execve(h->path, h->args.n ? (char **)h->args.v : (char **)argv0, envp);
 			char e[128];
 			snprintf(e, sizeof(e), "%s", strerror(errno));
 			if (e[0] >= 'A' && e[0] <= 'Z') e[0] = (char)(e[0] - 'A' + 'a');

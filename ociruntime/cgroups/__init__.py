@@ -127,17 +127,19 @@ def with_own(all_paths, paths):
             if k in h}
 
 
-def create(paths, rootless=False):
+def create(paths, rootless=False, kept=None):
     """mkdir -p each path; returns the list of directories this call created (for rollback).
     An existing non-empty or frozen cgroup is refused (runc factory_linux.go).
     rootless: a hierarchy where we may not create the directory (EACCES/EPERM/EROFS) is dropped
     from ``paths`` (in place) instead of failing, as runc's rootless manager does without an
-    explicit cgroupsPath; a limit that needs it then fails in set_resources."""
+    explicit cgroupsPath; a limit that needs it then fails in set_resources.
+    kept (a list): gets the directories that existed already (an adopted cgroup and its sub-cgroups),
+    which delete leaves alone."""
     made = []
     try:
         for key, path in list(paths.items()):
             try:
-                _create_one(key, path, made)
+                _create_one(key, path, made, kept)
             except OSError as e:
                 if not _ignorable(rootless, e):
                     raise
@@ -156,16 +158,21 @@ def create(paths, rootless=False):
     return made
 
 
-def _create_one(key, path, made):
+def _create_one(key, path, made, kept=None):
     if os.path.isdir(path):
-        pids = _procs(path)
-        if pids:
-            # runc's wording (factory_linux.go), which clients grep
-            raise OciError(f"container's cgroup is not empty: {len(pids)} process(es) found ({path})")
+        # the whole subtree, as runc >= 1.2 (GetAllPids): a busy parent is not an empty cgroup
+        subtree = [path] + [os.path.join(d, n) for d, dirs, _ in os.walk(path) for n in dirs]
+        for d in subtree:
+            pids = _procs(d)
+            if pids:
+                # runc's wording (factory_linux.go), which clients grep
+                raise OciError(f"container's cgroup is not empty: {len(pids)} process(es) found ({d})")
         if is_path_frozen(path):
             raise OciError(f"cgroup {path} is frozen")
         if key and "cpuset" in key.split(","):
             _fill_cpuset_ancestors(path)
+        if kept is not None:
+            kept.extend(subtree)
         return
     todo = []
     d = path

@@ -97,10 +97,15 @@ def start(root, cid):
             tr.complete_open(st["pid"], t_go)  # the init's exec fifo wait ends here
         posix.unlink(FIFO, dir_fd=c.fd)
         with tr.step("wait for execve"):
-            _wait_exec(st)
+            execed = _wait_exec(st)
         if tr.active():
             tr.add("startContainer hooks + execve", t_go, time.monotonic_ns() - t_go, "init", st["pid"],
                    {"pointer": "/process/args/0", "observed": "by start: /proc/<pid>/exe"})
+        if not execed:
+            # the init died between the fifo and execve: a startContainer hook (or the execve) failed;
+            # its own message went to the container's stderr
+            raise StateError("container init exited before running the process: a startContainer hook or "
+                             "the process's execve failed (see the container's stderr)")
         if notify is not None:
             notifymod.forward_ready(notify, st["pid"], notify_socket)
         hooks = st.get("hooks") or {}
@@ -122,18 +127,47 @@ def start(root, cid):
 def _wait_exec(st, timeout=5.0):
     """Return once the init has execve'd the user process (its exe is no longer our sealed memfd):
     poststart hooks must run after the process is executed, and a signal sent right after `start`
-    must reach the user's program, not the init about to exec it."""
+    must reach the user's program, not the init about to exec it. False when the init is a zombie that
+    never got there (its name is still ours: startContainer hooks or the execve failed); True otherwise
+    (also when it is already reaped: nothing left to tell)."""
     path = f"/proc/{st['pid']}/exe"
     deadline = time.monotonic() + timeout
     delay = 0.0001
     while time.monotonic() < deadline:
         try:
             if not posix.readlink(path).startswith("/memfd:ociruntime-init"):
-                return
+                return True
         except OSError:
-            return  # gone: nothing to wait for
+            return not _died_in_init(st)
         time.sleep(delay)
         delay = min(delay * 2, 0.005)
+    return True
+
+
+def _died_in_init(st, timeout=1.0):
+    """The init is a zombie (same start time) still named by the C init: it exited before execve. Its
+    exe link goes before it is a zombie (exit_mm): wait for the zombie state a moment."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(f"/proc/{st['pid']}/stat", "rb") as f:
+                data = f.read()
+        except OSError:
+            return False  # reaped already: nothing left to tell
+        head, _, rest = data.rpartition(b")")
+        fields = rest.split()
+        comm = head.partition(b"(")[2]
+        try:
+            start = int(fields[19])
+        except (IndexError, ValueError):
+            return False
+        if st.get("init_start") not in (None, start):
+            return False
+        if fields[0] in (b"Z", b"X"):
+            return comm.startswith(b"ociruntime:")
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)
 
 
 def cmd_start(ctx):
@@ -254,10 +288,13 @@ def delete(root, cid, force=False):
             _kill_cgroup(st, _signal.SIGKILL)
         from ociruntime.cgremove import destroy  # not the cgroups package (start-up cost)
         log.debug(f"delete {cid}: removing cgroups {st.get('cgroup_made') or []}")
-        destroy(st.get("cgroup_paths") or {}, st.get("cgroup_made") or [])
+        busy = destroy(st.get("cgroup_paths") or {}, st.get("cgroup_made") or [], st.get("cgroup_kept") or [])
         if st.get("host_mounts") and st.get("rootfs"):
             _unmount_below(st["rootfs"])
-        c.remove()
+        c.remove()  # also when a cgroup stays busy: the container is gone, its state must not linger
+        if busy:
+            for d, why in busy:
+                log.warning(f"container {cid} deleted, but its cgroup {d} stays: {why}")
         hooks = st.get("hooks") or {}
         if hooks.get("poststop"):
             from ociruntime import hooks as hookmod

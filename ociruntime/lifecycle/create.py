@@ -211,7 +211,7 @@ def _create(ctx, cid, pid_file, bundle, npreserve, config, proc, console, net_de
         store = Store(ctx.root)
         cdir = store.claim(cid)
     sp = Spawned()
-    cg_paths, cg_made = {}, []
+    cg_paths, cg_made, cg_kept = {}, [], []
     sock = None
     userns_fds = []
     try:
@@ -225,7 +225,7 @@ def _create(ctx, cid, pid_file, bundle, npreserve, config, proc, console, net_de
             # skipped (runc); a limit that needs one of them still fails
             cg_lax = rootless and not linux.get("cgroupsPath")
             cg_all = dict(cg_paths)
-            cg_made = cgroups.create(cg_paths, rootless=cg_lax)
+            cg_made = cgroups.create(cg_paths, rootless=cg_lax, kept=cg_kept)
             # overlaps the kernel's first-migration grace period with the work below (after the mkdirs:
             # the waiting writer holds cgroup_mutex, which mkdir needs too)
             if any(cg_paths):  # a v1 hierarchy: the init is placed by cgroup.procs writes
@@ -315,7 +315,7 @@ def _create(ctx, cid, pid_file, bundle, npreserve, config, proc, console, net_de
             "id": cid, "pid": 0, "init_start": 0, "bundle": bundle, "rootfs": p.rootfs,
             "created": rfc3339nano(time.time_ns()), "annotations": config.get("annotations") or {},
             "hooks": {k: v for k, v in (config.get("hooks") or {}).items() if k in ("poststart", "poststop")},
-            "cgroup_paths": cg_paths, "cgroup_made": cg_made, "new_ns": p.new_ns,
+            "cgroup_paths": cg_paths, "cgroup_made": cg_made, "cgroup_kept": cg_kept, "new_ns": p.new_ns,
             "joined_pidns": any(f == planmod.CLONE_NEWPID for f, _ in p.joins),
             "seccomp": linux.get("seccomp"),  # exec'd processes get the container's filter, as in runc
             # ... and its AppArmor profile / SELinux label unless they name their own (runc newInitConfig)

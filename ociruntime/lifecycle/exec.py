@@ -28,22 +28,58 @@ def parse_user(s):
 
 
 def namespace_joins(pid):
-    """The container init's namespaces that differ from ours, as (flag, /proc/<pid>/ns/<x>) paths."""
+    """The container init's namespaces that differ from ours, as (flag, /proc/<pid>/ns/<x>) paths.
+    Fails closed: a namespace this kernel has that cannot be read for the init (it died meanwhile, or
+    the pid is not its own any more) is an error, never skipped (that would run the process in the
+    runtime's namespace of that kind, as runc refuses too)."""
     joins = []
     for name, flag in NS_FILES:
+        try:
+            ours = os.stat(f"/proc/self/ns/{name}")
+        except FileNotFoundError:
+            continue  # this kernel has no such namespace (time before 5.6, cgroup before 4.6)
         path = f"/proc/{pid}/ns/{name}"
         try:
             theirs = os.stat(path)
-        except FileNotFoundError:
-            continue
-        try:
-            ours = os.stat(f"/proc/self/ns/{name}")
-            if (ours.st_ino, ours.st_dev) == (theirs.st_ino, theirs.st_dev):
-                continue
-        except FileNotFoundError:
-            pass
-        joins.append((flag, path))
+        except OSError as e:
+            raise OciError(f"namespace path: lstat {path}: {e.strerror.lower()}") from None
+        if (ours.st_ino, ours.st_dev) != (theirs.st_ino, theirs.st_dev):
+            joins.append((flag, path))
     return joins
+
+
+def take_target(st):
+    """The container's init, taken once: a pidfd, then the start-time check (a reused pid fails it).
+    Everything about the init is read while the pidfd shows it alive, and the C init joins through it."""
+    from ociruntime.state import init_alive
+    try:
+        pidfd = os.pidfd_open(st["pid"])
+    except ProcessLookupError:
+        raise OciError("cannot exec in a stopped container") from None
+    if not init_alive(st):
+        os.close(pidfd)
+        raise OciError("cannot exec in a stopped container")
+    return pidfd
+
+
+def target_alive(pidfd):
+    import select
+    p = select.poll()
+    p.register(pidfd, select.POLLIN)
+    return not p.poll(0)
+
+
+def target_root(pid, pidfd, joins):
+    """Without a mount namespace of its own the container's processes are confined by a chroot, as its
+    init: the init's root as an O_PATH fd, opened while the pidfd shows the init alive. None when the
+    container has a mount namespace (joining it gives its root)."""
+    if any(flag == planmod.CLONE_NEWNS for flag, _ in joins):
+        return None
+    fd = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    if not target_alive(pidfd):
+        os.close(fd)
+        raise OciError("cannot exec in a stopped container")
+    return fd
 
 
 def build_process(ctx, st):
@@ -190,7 +226,7 @@ def cmd_exec(ctx):
 def _exec(ctx):
     from ociruntime import cgroups
     cgroups.prewarm_attach()  # see there: hides the grace period of the cgroup.procs write below
-    from ociruntime.lifecycle.create import spawn, write_pid_file, connect_console, recv_msg, forward_seccomp_fd
+    from ociruntime.lifecycle.create import connect_console
     c, st = _open(ctx.root, ctx.args[0], lock=False)
     status = status_of(c, st)
     c.close()
@@ -214,7 +250,6 @@ def _exec(ctx):
             os.fstat(3 + i)
         except OSError as e:
             raise OciError(f"unable to stat preserved-fd {i} (of {npreserve}): {e.strerror}")
-    from ociruntime.lean import socket as _socket
     base = 3 + npreserve
     fds = {"sync": base, "close_from": base}
     own_console = None
@@ -228,7 +263,20 @@ def _exec(ctx):
             own_console, theirs = conmod.socketpair()
             console_fd = theirs.detach()
     seccomp = st.get("seccomp")
+    target = take_target(st)
+    try:
+        return _exec_in(ctx, st, proc, fds, base, console_fd, own_console, detach, pid_file, seccomp, target)
+    finally:
+        os.close(target)
+
+
+def _exec_in(ctx, st, proc, fds, base, console_fd, own_console, detach, pid_file, seccomp, target):
+    from ociruntime.lifecycle.create import spawn, write_pid_file, recv_msg, forward_seccomp_fd
+    from ociruntime.lean import socket as _socket
     joins = namespace_joins(st["pid"])
+    rootfd = target_root(st["pid"], target, joins)
+    if not target_alive(target):
+        raise OciError("cannot exec in a stopped container")
     setgroups = _setgroups_allowed(st["pid"], joins, (proc.get("user") or {}).get("additionalGids"))
     # as runc: the container's scheduler and I/O priority unless the process sets its own
     for key, skey in (("scheduler", "scheduler"), ("ioPriority", "io_priority")):
@@ -241,16 +289,28 @@ def _exec(ctx):
         else ("config.json", "/process/execCPUAffinity/initial")
     linux = {"personality": st.get("personality"), "memoryPolicy": st.get("memory_policy")}
     from ociruntime.lean import trace
-    with trace.step("plan"):
-        data = planmod.build_exec(proc, fds, joins, seccomp, linux, (initial, final), labels=st.get("lsm"),
-                                  setgroups=setgroups, relay_tty=own_console is not None,
-                                  trace=trace.active())
     sock, child = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     slots = [child.fileno(), None] + ([console_fd] if console_fd is not None else [])
-    with trace.step("spawn init"):
-        pid, pidfd = spawn_with_affinity(spawn, data, slots, base, initial, where)
-    trace.name_process(pid, "exec stage-1 (setup)")
-    child.close()
+    slots.append(target)
+    fds["target"] = (base + len(slots) - 1, -1)
+    if rootfd is not None:
+        slots.append(rootfd)
+        fds["target"] = (fds["target"][0], base + len(slots) - 1)
+    try:
+        with trace.step("plan"):
+            data = planmod.build_exec(proc, fds, joins, seccomp, linux, (initial, final), labels=st.get("lsm"),
+                                      setgroups=setgroups, relay_tty=own_console is not None,
+                                      trace=trace.active())
+        with trace.step("spawn init"):
+            pid, pidfd = spawn_with_affinity(spawn, data, slots, base, initial, where)
+        trace.name_process(pid, "exec stage-1 (setup)")
+    except BaseException:
+        sock.close()
+        raise
+    finally:
+        child.close()
+        if rootfd is not None:
+            os.close(rootfd)
     if console_fd is not None:
         os.close(console_fd)
     stage1, exec_pid = pid, None

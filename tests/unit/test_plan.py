@@ -725,8 +725,15 @@ def test_round_trip_all_fields(plan_dump, bundle, tmp_path):
     assert devs["/dev/zero"] == {"path": "/dev/zero", "mode": S_IFCHR | 0o666, "major": 1, "minor": 5,
                                  "uid": 0, "gid": 0, "bind": 1}      # user namespace -> bind mounted
     assert devs["/dev/null"]["mode"] == S_IFCHR | 0o644          # the config overrides the default
-    assert devs["/dev/fuse"] == {"path": "/dev/fuse", "mode": S_IFCHR | 0o600, "major": 10, "minor": 229,
-                                 "uid": 5, "gid": 6, "bind": 1}
+    # a config device in a new user namespace, made by root in the initial one: stage-1 makes it outside
+    # the user namespace (DEVICE_HOSTNODE), owned by the host ids of 5:6
+    from ociruntime.state import running_in_userns
+    if os.geteuid() == 0 and not running_in_userns():
+        assert devs["/dev/fuse"] == {"path": "/dev/fuse", "mode": S_IFCHR | 0o600, "major": 10, "minor": 229,
+                                     "uid": 100005, "gid": 200006, "bind": plan.DEVICE_HOSTNODE}
+    else:  # the host's node, bind-mounted
+        assert devs["/dev/fuse"] == {"path": "/dev/fuse", "mode": S_IFCHR | 0o600, "major": 10, "minor": 229,
+                                     "uid": 5, "gid": 6, "bind": 1}
     assert devs["/dev/sda"]["mode"] == S_IFBLK | 0o666 and (devs["/dev/sda"]["major"], devs["/dev/sda"]["minor"]) == (8, 0)
     assert devs["/dev/myfifo"]["mode"] == S_IFIFO | 0o666
 
@@ -748,8 +755,9 @@ def test_round_trip_all_fields(plan_dump, bundle, tmp_path):
     assert d["proc_flags"] == 1
     assert d["hooks"] == [
         {"kind": 1, "timeout": 7, "path": "/bin/cc1", "args": ["cc1", "x"], "env": ["A=1"]},
-        {"kind": 1, "timeout": 0, "path": "/bin/cc2", "args": [], "env": []},
-        {"kind": 2, "timeout": -1, "path": "/bin/sc", "args": ["sc"], "env": []},
+        # no env of their own: HOOK_F_PROCESS_ENV (0x100), the process's environment (runc)
+        {"kind": 0x101, "timeout": 0, "path": "/bin/cc2", "args": [], "env": []},
+        {"kind": 0x102, "timeout": -1, "path": "/bin/sc", "args": ["sc"], "env": []},
     ]
     assert d["mkdirs"] == [["/work dir", 0o755]]
     assert d["console"] == [50, 132]
@@ -976,7 +984,8 @@ def small_plan(tmp_path_factory):
     from unittest import mock
     from ociruntime import lsm
     with mock.patch.object(lsm, "apparmor_enabled", return_value=True), \
-            mock.patch.object(lsm, "selinux_enabled", return_value=True):
+            mock.patch.object(lsm, "selinux_enabled", return_value=True), \
+            mock.patch.dict(os.environ, {plan.TEST_REMOUNT_DELAY_ENV: "1"}):
         data = plan.build(cfg, str(b), dict(FDS), {"trace": True}, {}).data
     # keep the first record of every op code: every decoder path, a third of the bytes
     records, seen, off = [], set(), 12
@@ -985,6 +994,15 @@ def small_plan(tmp_path_factory):
         if op not in seen:
             seen.add(op)
             records.append(data[off:off + 8 + n])
+        off += 8 + n
+    # exec's own record: the target pidfd (and root fd) of the container's init
+    ex = plan.build_exec({"args": ["a"], "cwd": "/"}, {"sync": 3, "close_from": 3, "target": (6, 7)}, [])
+    off = 12
+    while off < len(ex):
+        op, n = struct.unpack_from("=II", ex, off)
+        if op == plan.OP_EXEC_TARGET and op not in seen:
+            seen.add(op)
+            records.append(ex[off:off + 8 + n])
         off += 8 + n
     assert seen == want_ops, f"small plan lacks ops {want_ops - seen}"
     return hdr(len(records)) + b"".join(records)
@@ -1131,6 +1149,9 @@ MALFORMED = {
     "device short": _plan_with(rec(plan.OP_DEVICE, s(b"/dev/x") + u32(0, 0, 0, 0, 0))),
     "second record truncated": _plan_with(_fds(), PROCESS_OK)[:-3],
     "netdev short": _plan_with(rec(plan.OP_NETDEV, b"\1\0")),
+    "exec target short": _plan_with(rec(plan.OP_EXEC_TARGET, struct.pack("=i", 5))),
+    "exec target without pidfd": _plan_with(rec(plan.OP_EXEC_TARGET, struct.pack("=ii", -1, -1))),
+    "exec target bad root fd": _plan_with(rec(plan.OP_EXEC_TARGET, struct.pack("=ii", 5, -2))),
     "netdev long": _plan_with(rec(plan.OP_NETDEV, u32(1, 0))),
     "console short": _plan_with(rec(plan.OP_CONSOLE, u32(24))),
     "console long": _plan_with(rec(plan.OP_CONSOLE, u32(24, 80, 0))),
@@ -1185,6 +1206,7 @@ def test_well_formed_hand_made_plans_accepted(tmp_path):
         "idmapped mounts": _plan_with(MOUNT_OK, IDMAP_OK, MOUNT_OK, MOUNT_OK, IDMAP_OK),
         "console": _plan_with(rec(plan.OP_CONSOLE, u32(24, 80))),
         "netdev": _plan_with(rec(plan.OP_NETDEV, u32(2))),
+        "exec target": _plan_with(rec(plan.OP_EXEC_TARGET, struct.pack("=ii", 5, -1))),
         "seccomp, one instruction": _plan_with(rec(plan.OP_SECCOMP, u32(0, 8) + struct.pack("=HBBI", 6, 0, 0, 0x7FFF0000))),
         "seccomp, 65535 instructions": _plan_with(rec(plan.OP_SECCOMP, u32(0, 65535 * 8) + b"\0" * (65535 * 8))),
     }
