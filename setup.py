@@ -68,7 +68,7 @@ setup(
     version="0.1.0",
     description="OCI runtime-spec v1.3 container runtime, runc-compatible, Python with a small C core",
     license="Apache-2.0",
-    packages=["ociruntime", "ociruntime.cgroups", "ociruntime.testing"],
+    packages=["ociruntime", "ociruntime.cgroups", "ociruntime.lifecycle", "ociruntime.testing"],
     package_data={"ociruntime": ["libexec/ociruntime-init"]},
     setup_requires=["cffi>=1.15"],
     install_requires=["cffi>=1.15", "jsonschema>=4", "pyroute2>=0.7", "protobuf>=4.21"],

@@ -55,3 +55,14 @@ def test_start_up_tricks_only_in_lean():
                 if n in ("posix", "_signal", "_struct", "_socket"):
                     offenders.append(f"{rel}: {n}")
     assert offenders == []
+
+
+def test_every_package_is_installed_by_setup_py():
+    """A package directory setup.py does not list is missing from `pip install .` (tests/integration/
+    test_pip_install.py shows it end to end; this says which one at once)."""
+    import re
+    setup = open(os.path.join(os.path.dirname(PKG), "setup.py")).read()
+    listed = set(re.findall(r'"(ociruntime(?:\.\w+)*)"', re.search(r"packages=\[(.*?)\]", setup, re.S).group(1)))
+    found = {os.path.relpath(d, os.path.dirname(PKG)).replace("/", ".") for d, _, files in os.walk(PKG)
+             if "__init__.py" in files}
+    assert found <= listed, sorted(found - listed)
