@@ -7,7 +7,7 @@ APT_PKGS := busybox-static libseccomp-dev runc crun musl-tools python3-venv pyth
 PIP_PKGS := jsonschema pyroute2 cffi pytest pytest-timeout
 DEMO := $(CURDIR)/demo
 
-.PHONY: deps build run test bench bench-quick clean
+.PHONY: deps build run test vmkit bench bench-quick clean
 
 deps: $(VENV)/.deps
 
@@ -29,13 +29,20 @@ run: build
 	$(VPY) -m ociruntime.demo $(DEMO)
 	cd $(DEMO) && $(VENV)/bin/ociruntime --root $(DEMO)/state run demo-$$$$
 
-# client tests (podman, containerd), the cgroup v2 guest (user-mode-linux), the plan fuzzer (clang), netDevices (ip)
-TEST_APT_PKGS := podman conmon containerd user-mode-linux clang uidmap iproute2
+# client tests (podman, containerd), the cgroup v2 guest (qemu TCG), the plan fuzzer (clang), netDevices (ip)
+TEST_APT_PKGS := podman conmon containerd qemu-system-x86 clang uidmap iproute2
+APT_GET := apt-get -o DPkg::Lock::Timeout=900
 
 test: build
 	@missing=""; for p in $(TEST_APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+	if [ -n "$$missing" ]; then $(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq $$missing; fi
+	$(MAKE) vmkit
 	$(VPY) -m pytest -q
+
+# the cgroup v2 guest's kit (Debian's kernel package + a busybox initramfs, all from apt), cached
+# outside the checkout in $$OCI_VMKIT (default $${XDG_CACHE_HOME:-/var/tmp}/ociruntime-vmkit)
+vmkit: build
+	$(VPY) tests/vm/qemu.py --build-kit
 
 # Benchmark against runc/crun side by side (root; see bench/README.md). Not part of `make test`.
 BENCH_ARGS ?=
