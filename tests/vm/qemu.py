@@ -218,8 +218,8 @@ def build_kit(home=None):
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        for old in _ready_kits(home):  # one kit at a time: the older ones are dead weight
-            if old != final:
+        for old in _ready_kits(home):  # older kits are dead weight once nobody can still be booting one
+            if old != final and time.time() - os.path.getmtime(old) > 86400:
                 shutil.rmtree(old, ignore_errors=True)
         log(f"guest kit ready in {time.monotonic() - t0:.0f}s")
         return Kit(final)
@@ -379,7 +379,7 @@ def _write_initramfs(path, mods, deps, order):
     parts.append(_cpio_entry("modules.order", 0o100644, ("\n".join(order) + "\n").encode()))
     parts.append(_cpio_entry("init", 0o100755, INITRAMFS_INIT.encode()))
     parts.append(_cpio_entry("TRAILER!!!", 0))
-    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) as gz:
+    with open(path, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=6, mtime=0) as gz:
         gz.write(b"".join(parts))
 
 

@@ -60,7 +60,9 @@ def _collect():
     return ids, ("" if r.returncode == 0 else (r.stdout + r.stderr)[-3000:])
 
 
+_t0 = time.monotonic()
 GUEST_IDS, COLLECT_ERROR = _collect()
+COLLECT_SECONDS = time.monotonic() - _t0
 
 
 class Stage:
@@ -93,6 +95,7 @@ def stage(request):
         kit = qemu.build_kit()
     except qemu.KitError as e:
         pytest.fail(f"cannot build the guest kit (kernel + initramfs from apt): {e}", pytrace=False)
+    kit_seconds = time.monotonic() - t0
     local, exclude = local_trees()
     try:
         g = qemu.Guest.start(kit, cgroup="v2", smp=2, mem=2048, disk_mb=64, keep=[REPO], local=local,
@@ -101,8 +104,9 @@ def stage(request):
         pytest.fail(f"the qemu guest did not boot: {e}", pytrace=False)
     try:
         st.boot, st.controllers = g.boot_seconds, g.controllers
-        _say(request, f"guest booted in {st.boot:.1f}s (controllers: {st.controllers}); running "
-                      f"{len(GUEST_IDS)} tests in it")
+        st.pgid, st.ctl = g.proc.pid, g.ctl
+        _say(request, f"host collection {COLLECT_SECONDS:.1f}s, kit {kit_seconds:.1f}s, guest booted in "
+                      f"{st.boot:.1f}s (controllers: {st.controllers}); running {len(GUEST_IDS)} tests in it")
         runtime = os.environ.get("OCI_RUNTIME")
         jobs = []
         t1 = time.monotonic()
@@ -155,6 +159,16 @@ def test_guest_is_pure_cgroup_v2_and_ran_the_suite(stage):
     missing = sorted(set(GUEST_IDS) - set(stage.results))
     assert not extra and not missing, f"guest and host collected different tests: only in the guest {extra}, " \
                                       f"not run in the guest {missing}\n" + _tail(stage)
+
+
+def test_guest_left_nothing_behind(stage):
+    try:
+        os.killpg(stage.pgid, 0)
+        alive = True
+    except ProcessLookupError:
+        alive = False
+    assert not alive, f"qemu's process group {stage.pgid} outlived the stage"
+    assert not os.path.exists(stage.ctl), f"the control directory {stage.ctl} was left behind"
 
 
 @pytest.mark.parametrize("nodeid", GUEST_IDS)
