@@ -1,7 +1,8 @@
-"""pytest plugin loaded in the guest (``-p guest_report``): one JSON record per test node id, written
-to ``$OCI_VM_RESULTS`` at the end of the session, for tests/vm/test_vm_v2.py to report each guest test
-as its own host test. Outcomes: passed, failed, skipped, xfailed, xpassed (with the failure text or
-skip reason and the duration of the call)."""
+"""pytest plugin loaded in the guest (``-p guest_report``): one JSON line per finished test, appended
+to ``$OCI_VM_RESULTS`` as soon as the test's teardown is done (so that a run cut short by the stage's
+time limit still reports every test it finished), read by tests/vm/test_vm_v2.py, which reports each
+guest test as its own host test. Outcomes: passed, failed, skipped, xfailed, xpassed (with the failure
+text or skip reason and the test's duration)."""
 import json
 import os
 
@@ -9,7 +10,8 @@ _results = {}
 
 
 def pytest_runtest_logreport(report):
-    rec = _results.setdefault(report.nodeid, {"outcome": "passed", "message": "", "duration": 0.0})
+    rec = _results.setdefault(report.nodeid, {"nodeid": report.nodeid, "outcome": "passed", "message": "",
+                                              "duration": 0.0})
     rec["duration"] += getattr(report, "duration", 0.0) or 0.0
     xfail = hasattr(report, "wasxfail")
     if report.failed:
@@ -25,11 +27,7 @@ def pytest_runtest_logreport(report):
             rec["outcome"], rec["message"] = "skipped", reason
     elif report.passed and xfail and report.when == "call":
         rec["outcome"], rec["message"] = "xpassed", report.wasxfail
-
-
-def pytest_sessionfinish(session):
     path = os.environ.get("OCI_VM_RESULTS")
-    if path:
-        with open(path + ".tmp", "w") as f:
-            json.dump(_results, f, indent=0)
-        os.rename(path + ".tmp", path)
+    if report.when == "teardown" and path:
+        with open(path, "a") as f:
+            f.write(json.dumps(_results.pop(report.nodeid)) + "\n")

@@ -440,7 +440,7 @@ def _init1(kver, cgroup, init, shares, keep, local):
     host's / over 9p on a tmpfs), tmpfs dirs, shares, then chroot into it: busybox init or systemd."""
     q = shlex.quote
     lines = [
-        "log() { echo \"vm-init: [$(cut -d' ' -f1 /proc/uptime)] $*\"; }",
+        "log() { echo \"vm-init: [$(cut -d' ' -f1 /proc/uptime 2>/dev/null)] $*\"; }",
         "log stage1",
         "fail() { log \"$*\"; poweroff -f; }",
         "R=/newroot",
