@@ -74,7 +74,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
         return r
 
     def run_args(self, cid, *extra):
-        return ["run", "--runc-binary", self.runtime, "--rootfs", self.rootfs, *extra, cid]
+        # --rootfs is a switch: the first argument is then a rootfs directory, not an image
+        return ["run", "--runc-binary", self.runtime, *extra, "--rootfs", self.rootfs, cid]
 
     def status(self, cid):
         for line in self.ok("tasks", "ls").stdout.splitlines()[1:]:
