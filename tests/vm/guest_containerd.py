@@ -129,7 +129,7 @@ def wait_for(pred, timeout=60, what="condition"):
 
 def test_ctr_run_rm_output_and_exit_status(ctd):
     cid = new_id()
-    r = ctd.ctr(*ctd.run_args(cid, "--rm"), "sh", "-c", "echo hello from $(hostname); cat /proc/self/cgroup; exit 3")
+    r = ctd.ctr(*ctd.run_args(cid, "--rm"), "/bin/sh", "-c", "echo hello from $(hostname); cat /proc/self/cgroup; exit 3")
     assert r.returncode == 3, (r.stdout, r.stderr, ctd.logtail())
     assert "hello from" in r.stdout, r.stdout
     assert r.stdout.splitlines()[-1].startswith("0::"), r.stdout  # one v2 line, nothing of v1
@@ -139,7 +139,7 @@ def test_ctr_run_rm_output_and_exit_status(ctd):
 
 def test_ctr_detached_limits_pause_exec_kill(ctd):
     cid = new_id()
-    ctd.ok(*ctd.run_args(cid, "-d", "--memory-limit", "67108864"), "sh", "-c", "while :; do sleep 1; done")
+    ctd.ok(*ctd.run_args(cid, "-d", "--memory-limit", "67108864"), "/bin/sh", "-c", "while :; do sleep 1; done")
     try:
         d = f"{CG}/{NS}/{cid}"
         wait_for(lambda: ctd.status(cid) == "RUNNING", what="RUNNING")
@@ -154,7 +154,7 @@ def test_ctr_detached_limits_pause_exec_kill(ctd):
             assert f.read().strip() == "1"
         ctd.ok("tasks", "resume", cid)
         assert ctd.status(cid) == "RUNNING"
-        r = ctd.ok("tasks", "exec", "--exec-id", "e1", cid, "sh", "-c", "cat /proc/self/cgroup; echo exec-ok")
+        r = ctd.ok("tasks", "exec", "--exec-id", "e1", cid, "/bin/sh", "-c", "cat /proc/self/cgroup; echo exec-ok")
         assert "exec-ok" in r.stdout
         ctd.ok("tasks", "kill", "-s", "SIGKILL", cid)
         wait_for(lambda: ctd.status(cid) == "STOPPED", what="STOPPED")
