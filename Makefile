@@ -7,7 +7,7 @@ APT_PKGS := busybox-static libseccomp-dev runc crun musl-tools python3-venv pyth
 PIP_PKGS := jsonschema pyroute2 cffi pytest pytest-timeout protobuf
 DEMO := $(CURDIR)/demo
 
-.PHONY: deps build run test bench bench-quick bench-criu clean criu
+.PHONY: deps build run test vmkit bench bench-quick bench-criu clean criu
 
 deps: $(VENV)/.deps
 
@@ -29,8 +29,9 @@ run: build
 	$(VPY) -m ociruntime.demo $(DEMO)
 	cd $(DEMO) && $(VENV)/bin/ociruntime --root $(DEMO)/state run demo-$$$$
 
-# client tests (podman, containerd; rootless podman: slirp4netns, uidmap), the cgroup v2 guest (user-mode-linux), the plan fuzzer (clang), netDevices (ip)
-TEST_APT_PKGS := podman conmon containerd user-mode-linux clang uidmap iproute2 slirp4netns
+# client tests (podman, containerd; rootless podman: slirp4netns, uidmap), the cgroup v2 guest (qemu TCG), the plan fuzzer (clang), netDevices (ip)
+TEST_APT_PKGS := podman conmon containerd qemu-system-x86 clang uidmap iproute2 slirp4netns
+APT_GET := apt-get -o DPkg::Lock::Timeout=900
 
 # CRIU >= 4.1 for checkpoint/restore (Debian 12's 3.17 cannot start on kernels >= 6.13): built from the
 # upstream tarball in Debian's archive into a project-owned prefix outside the checkout, cached by version
@@ -40,16 +41,22 @@ CRIU_PREFIX ?= /var/tmp/ociruntime-criu
 criu:
 	@if dpkg -s criu >/dev/null 2>&1 && ! /usr/sbin/criu check >/dev/null 2>&1; then \
 	  echo "removing Debian's criu $$(dpkg-query -W -f='$${Version}' criu): it cannot run on this kernel"; \
-	  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 remove -y -qq criu >/dev/null; fi
+	  DEBIAN_FRONTEND=noninteractive $(APT_GET) remove -y -qq criu >/dev/null; fi
 	CRIU_PREFIX=$(CRIU_PREFIX) tools/get-criu.sh
 	@# the RPC client's protobuf, also in a venv made before it was a dependency
 	@if [ -x $(VPY) ] && ! $(VPY) -c 'import google.protobuf' 2>/dev/null; then $(VPY) -m pip install -q protobuf; fi
 
 test: build
 	@missing=""; for p in $(TEST_APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+	if [ -n "$$missing" ]; then $(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq $$missing; fi
 	$(MAKE) criu
+	$(MAKE) vmkit
 	OCIRUNTIME_TEST_CRIU=$(CRIU_PREFIX)/current/criu $(VPY) -m pytest -q
+
+# the cgroup v2 guest's kit (Debian's kernel package + a busybox initramfs, all from apt), cached
+# outside the checkout in $$OCI_VMKIT (default $${XDG_CACHE_HOME:-/var/tmp}/ociruntime-vmkit)
+vmkit: build
+	$(VPY) tests/vm/qemu.py --build-kit
 
 # Benchmark against runc/crun side by side (root; see bench/README.md). Not part of `make test`.
 BENCH_ARGS ?=

@@ -107,7 +107,7 @@ def test_pid_file_relative_to_caller_cwd(oci_runtime, waiting_bundle, oci_tmp):
     assert int(content) == oci_runtime.state(cid)["pid"]
 
 
-TRAP_SCRIPT = ("trap 'echo {sig} > /ctl/got; exit 0' {sig}; touch /ctl/ready; "
+TRAP_SCRIPT = ("trap 'echo {sig} > /ctl/got.tmp; mv /ctl/got.tmp /ctl/got; exit 0' {sig}; touch /ctl/ready; "  # got appears whole
                "while :; do sleep 0.02; done")
 
 

@@ -108,23 +108,26 @@ def test_pidfd_socket_create_and_exec(oci_runtime, make_test_bundle, oci_tmp):
 
 
 def test_exec_into_a_sub_cgroup(oci_runtime, make_test_bundle):
-    """exec --cgroup PATH puts the process in an existing sub-cgroup of the container's (runc)."""
+    """exec --cgroup PATH puts the process in an existing sub-cgroup of the container's (runc): on v1
+    ``pids:sub`` (that controller's hierarchy), on pure v2 ``sub`` (the one hierarchy)."""
     b = make_test_bundle(args=("sleep", "600"))
     cid = oci_runtime.new_id()
     oci_runtime.run(cid, b, detach=True).check()
     made = []
+    v2 = not os.path.isdir("/sys/fs/cgroup/pids")
+    ctrl, prefix = ("", "") if v2 else ("pids", "pids:")
     try:
         pid = oci_runtime.state(cid)["pid"]
         with open(f"/proc/{pid}/cgroup") as f:
-            pids_path = [l.split(":", 2)[2].strip() for l in f if l.split(":")[1] == "pids"][0]
-        sub = os.path.join("/sys/fs/cgroup/pids", pids_path.lstrip("/"), "sub")
+            own = [l.split(":", 2)[2].strip() for l in f if l.split(":")[1] == ctrl][0]
+        sub = os.path.join("/sys/fs/cgroup", ctrl, own.lstrip("/"), "sub")
         os.mkdir(sub)
         made.append(sub)
-        r = oci_runtime.call("exec", "--cgroup", "pids:sub", cid, "cat", "/proc/self/cgroup")
-        assert r.rc == 0
+        r = oci_runtime.call("exec", "--cgroup", prefix + "sub", cid, "cat", "/proc/self/cgroup")
+        assert r.rc == 0, r.describe()
         out = r.stdout if isinstance(r.stdout, str) else r.stdout.decode()
-        assert any(l.split(":")[1] == "pids" and l.rstrip().endswith("/sub") for l in out.splitlines()), out
-        bad = oci_runtime.call("exec", "--cgroup", "pids:nope", cid, "true")
+        assert any(l.split(":")[1] == ctrl and l.rstrip().endswith("/sub") for l in out.splitlines()), out
+        bad = oci_runtime.call("exec", "--cgroup", prefix + "nope", cid, "true")
         assert bad.rc == 255 and "does not exist" in (bad.stderr if isinstance(bad.stderr, str) else bad.stderr.decode())
         assert oci_runtime.delete(cid, force=True).rc == 0
         assert not os.path.exists(sub), "delete removes sub-cgroups too"

@@ -1,8 +1,9 @@
-"""The cgroup v2 manager on a real pure-v2 kernel: runs INSIDE the User-Mode Linux guest.
+"""The cgroup v2 manager on a real pure-v2 kernel: runs INSIDE the qemu guest (tests/vm/qemu.py).
 
 Not collected on the host (the file name does not match test_*.py); tests/vm/test_vm_v2.py boots
-the guest and runs ``pytest tests/vm/guest_v2.py`` there. UML offers the cpu, io, memory and pids
-controllers (no cpuset/hugetlb/rdma) and a scratch block device /dev/ubda (98:0).
+the guest and runs ``pytest tests/vm/guest_v2.py`` (and the rest of its GUEST_SUITE) there. The
+guest kernel (Debian's) offers every v2 controller (cpuset cpu io memory hugetlb pids rdma misc)
+and a raw scratch disk, ``$OCI_VM_SCRATCH`` (/dev/vda), for the io and device tests.
 
 Every container's cgroup is /sys/fs/cgroup/ocitest/<container id> (so the plugin's leak guard
 finds leftovers by id); the module fixture removes /sys/fs/cgroup/ocitest at the end.
@@ -21,11 +22,11 @@ PARENT = "ocitest"
 pytestmark = pytest.mark.skipif(
     not (os.environ.get("OCI_VM_GUEST") and os.path.exists(f"{CG}/cgroup.controllers")
          and not os.path.isdir(f"{CG}/memory")),
-    reason="runs inside the pure cgroup v2 UML guest (tests/vm/test_vm_v2.py)")
+    reason="runs inside the pure cgroup v2 guest (tests/vm/test_vm_v2.py)")
 
 
-def ubda():
-    st = os.stat("/dev/ubda")
+def scratch():
+    st = os.stat(os.environ.get("OCI_VM_SCRATCH", "/dev/vda"))
     return os.major(st.st_rdev), os.minor(st.st_rdev)
 
 
@@ -90,7 +91,7 @@ def wait_for(pred, timeout=10, what="condition"):
 
 def test_resources_written(oci_runtime, make_test_bundle):
     cid = new_id(oci_runtime, "v2r-")
-    ma, mi = ubda()
+    ma, mi = scratch()
     res = {"memory": {"limit": 67108864, "reservation": 33554432, "swap": 100663296},
            "cpu": {"shares": 512, "quota": 50000, "period": 100000, "burst": 1000, "idle": 0},
            "pids": {"limit": 20},
@@ -127,10 +128,28 @@ def test_defaults_unlimited_and_conversions(oci_runtime, make_test_bundle):
     assert oci_runtime.delete(cid, force=True).rc == 0
 
 
-def test_unavailable_settings_fail_clearly(oci_runtime, make_test_bundle):
-    cases = [({"blockIO": {"weight": 500}}, "io.weight"),  # no io.weight (no bfq/iocost) in this kernel
-             ({"hugepageLimits": [{"pageSize": "2MB", "limit": 2097152}]}, "hugetlb.2MB.max"),
-             ({"unified": {"misc.max": "x 1"}}, "controller 'misc' not available"),
+def test_weight_and_hugetlb_applied_bad_settings_refused(oci_runtime, make_test_bundle):
+    # Debian's kernel: io.weight from blk-iocost (io.bfq.weight only with the bfq module loaded), hugetlb
+    cid = new_id(oci_runtime, "v2w-")
+    res = {"blockIO": {"weight": 500}, "hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}]}
+    r = oci_runtime.create(cid, bundle(make_test_bundle, cid, res))
+    out = r.stderr + "".join(oci_runtime.output(cid))
+    if os.path.exists(f"{CG}/io.cost.qos"):
+        assert r.rc == 0, out
+        bfq = cg(cid, "io.bfq.weight")
+        if os.path.exists(bfq):
+            assert open(bfq).read().split()[-1] == "500"
+        else:
+            assert rd(cid, "io.weight") == "default 4950"  # runc's blkio -> io weight conversion
+        assert rd(cid, "hugetlb.2MB.max") == "4194304"
+        assert rd(cid, "hugetlb.2MB.rsvd.max") == "4194304"
+        assert oci_runtime.delete(cid, force=True).rc == 0
+    else:
+        assert r.rc == 1 and "io.weight" in out, out
+    assert not os.path.exists(cg(cid))
+    cases = [({"unified": {"nosuch.max": "1"}}, "controller 'nosuch' not available"),
+             ({"unified": {"misc.max": "nosuchresource 1"}}, "unable to set unified resource 'misc.max'"),
+             ({"rdma": {"nosuchdev": {"hcaHandles": 2}}}, "rdma.max"),
              ({"unified": {"../cgroup.procs": "1"}}, "must be a file name")]
     for res, msg in cases:
         cid = new_id(oci_runtime, "v2u-")
@@ -148,7 +167,7 @@ def test_memory_limit_oom_kills(oci_runtime, make_test_bundle):
                args=["sh", "-c", 'x=$(head -c 60000000 /dev/zero | tr "\\000" a); echo survived ${#x}'])
     create_ok(oci_runtime, cid, b)
     assert oci_runtime.start(cid).rc == 0
-    oci_runtime.wait_stopped(cid, timeout=180)  # one UML CPU on a busy host can be slow to get there
+    oci_runtime.wait_stopped(cid, timeout=180)  # TCG on a busy host can be slow to get there
     assert int(keyed(cid, "memory.events")["oom_kill"]) >= 1
     assert "survived" not in oci_runtime.output(cid)[0]
     assert oci_runtime.delete(cid).rc == 0
@@ -187,11 +206,11 @@ def test_cpu_max_throttles(oci_runtime, make_test_bundle):
 # --- devices: the eBPF program ---------------------------------------------------------------------------
 
 def test_device_filter(oci_runtime, make_test_bundle):
-    ma, mi = ubda()
-    dev = [{"path": "/dev/ubdtest", "type": "b", "major": ma, "minor": mi, "fileMode": 0o660, "uid": 0, "gid": 0}]
-    probe = ("head -c 16 /dev/ubdtest >/dev/null 2>/tmp/e && echo blk-ok || cat /tmp/e; "
+    ma, mi = scratch()
+    dev = [{"path": "/dev/scratch", "type": "b", "major": ma, "minor": mi, "fileMode": 0o660, "uid": 0, "gid": 0}]
+    probe = ("head -c 16 /dev/scratch >/dev/null 2>/tmp/e && echo blk-ok || cat /tmp/e; "
              "echo x > /dev/null && echo null-ok; head -c 4 /dev/zero | wc -c; "
-             "mknod /tmp/n2 b 98 0 && echo mknod-ok")
+             f"mknod /tmp/n2 b {ma} {mi} && echo mknod-ok")
     results = {}
     for name, rules in (("default", [{"allow": False, "access": "rwm"}]),
                         ("allow-read", [{"allow": False, "access": "rwm"},
@@ -212,8 +231,8 @@ def test_device_filter(oci_runtime, make_test_bundle):
 
 
 def test_update_keeps_device_filter_and_changes_limits(oci_runtime, make_test_bundle):
-    ma, mi = ubda()
-    dev = [{"path": "/dev/ubdtest", "type": "b", "major": ma, "minor": mi}]
+    ma, mi = scratch()
+    dev = [{"path": "/dev/scratch", "type": "b", "major": ma, "minor": mi}]
     cid = new_id(oci_runtime, "v2up-")
     b = bundle(make_test_bundle, cid, {"memory": {"limit": 67108864, "swap": 134217728}, "pids": {"limit": 20},
                                        "cpu": {"shares": 512, "quota": 50000, "period": 100000}},
@@ -235,7 +254,7 @@ def test_update_keeps_device_filter_and_changes_limits(oci_runtime, make_test_bu
     assert rd(cid, "memory.swap.max") == str((150 << 20) - 83886080)  # the saved memory+swap
     assert rd(cid, "memory.high") == "73400320"
     # devices are never touched by update: still denied
-    r = oci_runtime.exec(cid, "sh", "-c", "head -c 1 /dev/ubdtest >/dev/null")
+    r = oci_runtime.exec(cid, "sh", "-c", "head -c 1 /dev/scratch >/dev/null")
     assert r.rc != 0 and "Operation not permitted" in r.stderr, r.describe()
     oci_runtime.kill(cid, "KILL")
     oci_runtime.wait_stopped(cid)
@@ -358,7 +377,7 @@ def test_events_stream_oom_and_end(oci_runtime, make_test_bundle):
                          stderr=subprocess.PIPE)
     try:
         assert oci_runtime.start(cid).rc == 0
-        out, err = p.communicate(timeout=180)  # ends by itself once the cgroup is empty (slow UML CPU)
+        out, err = p.communicate(timeout=180)  # ends by itself once the cgroup is empty (slow TCG CPU)
         events = [json.loads(line) for line in out.decode().splitlines()]
         types = [e["type"] for e in events]
         assert "oom" in types and "stats" in types, (types, err)

@@ -1,81 +1,190 @@
-"""The cgroup v2 manager in a pure cgroup v2 kernel (User-Mode Linux guest, see tests/vm/uml.py).
+"""The pure cgroup v2 stage: one qemu (TCG) guest per session booted with ``cgroup_no_v1=all``
+(tests/vm/qemu.py), running ONE pytest over GUEST_SUITE inside it; every guest test is reported
+here as its own host test (``test_in_guest[<guest node id>]``).
 
-One guest boots per session and runs ``pytest tests/vm/guest_v2.py`` (memory/pids/cpu limits,
-io.max, the eBPF device filter, freeze/thaw, kill --all, update, events, ps); each guest test is
-reported here as its own host test. Installs ``user-mode-linux`` when it is missing; skips, with
-the reason, only when UML cannot be installed or started. ``OCI_SKIP_VM=1`` skips on purpose.
+The stage never skips silently: when the kit cannot be built or the guest does not boot, every test
+here FAILS with the reason. ``OCI_SKIP_VM=1`` is a developer's opt-out (CI never sets it).
 """
-import ast
+import json
 import os
+import subprocess
 import sys
-import xml.etree.ElementTree as ET
+import time
 
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
-import uml  # noqa: E402
+import qemu  # noqa: E402
 
-GUEST_FILE = os.path.join(HERE, "guest_v2.py")
+# what runs in the guest (paths relative to the checkout): two pytest processes side by side, one
+# per vCPU, each over its share
+GUEST_GROUPS = (
+    ("tests/conformance",              # the bundle-level suite through ociruntime.testing.plugin
+     "tests/integration/test_rootless.py"),
+    ("tests/vm/guest_v2.py",           # every v2 controller's limits, eBPF devices, freeze, update, events, ps, kill
+     "tests/vm/guest_containerd.py",   # containerd's ctr run through the runc shim with ociruntime as its binary
+     "tests/integration/test_exec_pidfd.py",
+     "tests/integration/test_seccomp.py"),
+)
+GUEST_SUITE = tuple(p for g in GUEST_GROUPS for p in g)
+GUEST_TIMEOUT = int(os.environ.get("OCI_VM_TIMEOUT", "1500"))  # seconds for all guest tests
+PYTHON = sys.executable
+
+# the first test waits for the whole guest stage (pytest.ini's 300 s is per test)
+pytestmark = pytest.mark.timeout(GUEST_TIMEOUT + 900)
 
 
-def guest_tests():
-    with open(GUEST_FILE) as f:
-        tree = ast.parse(f.read())
-    return [n.name for n in tree.body if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")]
+def local_trees():
+    """What the guest gets in RAM rather than over 9p: Python's stdlib, the venv, the checkout."""
+    import sysconfig
+    paths = [sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"], sys.prefix, REPO]
+    out = []
+    for p in sorted({os.path.realpath(x) for x in paths}, key=len):
+        if not any(p == o or p.startswith(o + "/") for o in out):
+            out.append(p)
+    stdlib = os.path.realpath(sysconfig.get_paths()["stdlib"])
+    exclude = [".git", "pip", "setuptools", "pkg_resources", ".pytest_cache", "idlelib", "tkinter", "turtledemo",
+               "ensurepip", "lib2to3", "pydoc_data", f"{stdlib}/test", f"{stdlib}/config-3.*", f"{REPO}/demo"]
+    return out, exclude
+
+
+def _collect():
+    """The node ids of GUEST_SUITE as pytest collects them here (the same checkout, plugin and
+    runtime the guest uses); [] plus the reason when collection fails."""
+    r = subprocess.run([PYTHON, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *GUEST_SUITE],
+                       cwd=REPO, capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
+    ids = [line.strip() for line in r.stdout.splitlines() if "::" in line and not line.startswith(" ")]
+    return ids, ("" if r.returncode == 0 else (r.stdout + r.stderr)[-3000:])
+
+
+_t0 = time.monotonic()
+GUEST_IDS, COLLECT_ERROR = _collect()
+COLLECT_SECONDS = time.monotonic() - _t0
+
+
+class Stage:
+    def __init__(self):
+        self.boot = self.run_time = self.total = 0.0
+        self.controllers = ""
+        self.result = None
+        self.results = {}
+        self.console = ""
+        self.error = ""
+
+
+def _say(request, text):
+    cap = request.config.pluginmanager.getplugin("capturemanager")
+    if cap:
+        with cap.global_and_fixture_disabled():
+            print(f"\n[tests/vm] {text}", file=sys.stderr, flush=True)
+    else:
+        print(f"\n[tests/vm] {text}", file=sys.stderr, flush=True)
 
 
 @pytest.fixture(scope="session")
-def guest_run():
+def stage(request):
     if os.environ.get("OCI_SKIP_VM"):
-        pytest.skip("OCI_SKIP_VM is set")
+        pytest.skip("OCI_SKIP_VM is set (a developer's opt-out; CI never sets it)")
     if os.geteuid() != 0:
-        pytest.skip("the UML guest tests run as root")
-    python = os.path.join(REPO, ".venv", "bin", "python")
-    if not os.path.exists(python):
-        python = sys.executable
-    runtime = os.environ.get("OCI_RUNTIME") or os.path.join(os.path.dirname(python), "ociruntime")
-    cmd = (f"cd {REPO} && exec {python} -m pytest -p no:cacheprovider -q -rA "
-           f"--oci-runtime={runtime} --junitxml=/run/share/junit.xml {GUEST_FILE}")
+        pytest.fail("the cgroup v2 guest stage needs root (qemu's 9p share of / as root, containers in the guest)")
+    st = Stage()
+    t0 = time.monotonic()
     try:
-        res = uml.run(cmd, timeout=1500, keep_share=True)
-    except uml.Unavailable as e:
-        print(f"\n[tests/vm] skipping the cgroup v2 guest tests: {e}", file=sys.stderr)
-        pytest.skip(f"User-Mode Linux unavailable: {e}")
+        kit = qemu.build_kit()
+    except qemu.KitError as e:
+        pytest.fail(f"cannot build the guest kit (kernel + initramfs from apt): {e}", pytrace=False)
+    kit_seconds = time.monotonic() - t0
+    local, exclude = local_trees()
     try:
-        outcomes = {}
-        junit = os.path.join(res.share, "junit.xml")
-        if os.path.exists(junit):
-            for tc in ET.parse(junit).getroot().iter("testcase"):
-                name = tc.get("name")
-                kind, msg = "passed", ""
-                for child in tc:
-                    if child.tag in ("failure", "error"):
-                        kind, msg = "failed", (child.get("message") or "") + "\n" + (child.text or "")
-                    elif child.tag == "skipped":
-                        kind, msg = "skipped", child.get("message") or ""
-                outcomes[name] = (kind, msg)
-        yield res, outcomes
+        g = qemu.Guest.start(kit, cgroup="v2", smp=2, mem=2048, disk_mb=64, keep=[REPO], local=local,
+                             local_exclude=exclude)
+    except qemu.GuestError as e:
+        pytest.fail(f"the qemu guest did not boot: {e}", pytrace=False)
+    try:
+        st.boot, st.controllers = g.boot_seconds, g.controllers
+        st.pgid, st.ctl = g.proc.pid, g.ctl
+        _say(request, f"host collection {COLLECT_SECONDS:.1f}s, kit {kit_seconds:.1f}s, guest booted in "
+                      f"{st.boot:.1f}s (controllers: {st.controllers}); running {len(GUEST_IDS)} tests in it")
+        runtime = os.environ.get("OCI_RUNTIME")
+        jobs = []
+        t1 = time.monotonic()
+        for i, group in enumerate(GUEST_GROUPS):
+            cmd = (f"exec {PYTHON} -m pytest -p no:cacheprovider -p guest_report -q -rfE "
+                   f"{'--oci-runtime=' + runtime if runtime else ''} {' '.join(group)}")
+            env = {"PYTHONPATH": HERE, "PYTHONDONTWRITEBYTECODE": "1", "OCI_VM_SCRATCH": "/dev/vda",
+                   "OCI_VM_RESULTS": g.guest_path(f"results-{i}.json")}
+            jobs.append(g.submit(cmd, env=env, cwd=REPO))
+        st.result = []
+        for jid in jobs:
+            try:
+                st.result.append(g.wait(jid, timeout=max(1.0, GUEST_TIMEOUT - (time.monotonic() - t1))))
+            except qemu.GuestError as e:
+                st.error = f"the guest run did not finish: {e}"
+                break
+        st.run_time = time.monotonic() - t1
+        for i in range(len(GUEST_GROUPS)):
+            for line in qemu.Guest._read(g.host_path(f"results-{i}.json")).splitlines():
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                st.results[rec["nodeid"]] = rec
+        st.console = g.console()
     finally:
-        import shutil
-        shutil.rmtree(res.share, ignore_errors=True)
+        g.stop()
+    st.total = time.monotonic() - t0
+    n = {}
+    for rec in st.results.values():
+        n[rec["outcome"]] = n.get(rec["outcome"], 0) + 1
+    slow = sorted(st.results.values(), key=lambda r: -r["duration"])[:8]
+    _say(request, f"guest stage: {len(st.results)} tests ran in the guest ({n}); boot {st.boot:.1f}s, "
+                  f"pytest {st.run_time:.1f}s, total {st.total:.1f}s{'; ' + st.error[:200] if st.error else ''}\n"
+                  + "slowest: " + ", ".join(f"{r['nodeid'].rsplit('/', 1)[-1]} {r['duration']:.0f}s" for r in slow))
+    return st
 
 
-def test_guest_boots_pure_cgroup_v2(guest_run):
-    res, outcomes = guest_run
-    assert "=== guest up" in res.output, res.output[-3000:]
-    assert "cgroup2 controllers: cpu io memory pids" in res.output or "cgroup2 controllers:" in res.output
-    assert res.rc is not None, "the guest recorded no exit status (crashed or timed out):\n" + res.output[-3000:]
-    assert outcomes, "the guest produced no junit report:\n" + res.output[-3000:]
+def _tail(st):
+    out = f"{st.error[:3000]}\n" if st.error else ""
+    for i, r in enumerate(st.result or ()):
+        out += (f"--- guest pytest {GUEST_GROUPS[i]} rc={r.rc}\n--- stdout:\n{r.out[-3000:]}\n"
+                f"--- stderr:\n{r.err[-1500:]}\n")
+    return out + f"--- console:\n{st.console[-1500:]}"
 
 
-@pytest.mark.parametrize("name", guest_tests())
-def test_in_guest(guest_run, name):
-    res, outcomes = guest_run
-    if name not in outcomes:
-        pytest.fail(f"{name} did not run in the guest (rc={res.rc}):\n{res.output[-3000:]}")
-    kind, msg = outcomes[name]
+def test_guest_is_pure_cgroup_v2_and_ran_the_suite(stage):
+    # every controller of a pure v2 kernel, none of them left to v1
+    for c in ("cpuset", "cpu", "io", "memory", "hugetlb", "pids", "rdma", "misc"):
+        assert c in stage.controllers.split(), stage.controllers
+    assert not stage.error, _tail(stage)
+    assert stage.results, "the guest produced no results:\n" + _tail(stage)
+    assert not COLLECT_ERROR, "collecting the guest suite on the host failed:\n" + COLLECT_ERROR
+    extra = sorted(set(stage.results) - set(GUEST_IDS))
+    missing = sorted(set(GUEST_IDS) - set(stage.results))
+    assert not extra and not missing, f"guest and host collected different tests: only in the guest {extra}, " \
+                                      f"not run in the guest {missing}\n" + _tail(stage)
+
+
+def test_guest_left_nothing_behind(stage):
+    try:
+        os.killpg(stage.pgid, 0)
+        alive = True
+    except ProcessLookupError:
+        alive = False
+    assert not alive, f"qemu's process group {stage.pgid} outlived the stage"
+    assert not os.path.exists(stage.ctl), f"the control directory {stage.ctl} was left behind"
+
+
+@pytest.mark.parametrize("nodeid", GUEST_IDS)
+def test_in_guest(stage, nodeid):
+    rec = stage.results.get(nodeid)
+    if rec is None:
+        pytest.fail(f"{nodeid} did not run in the guest:\n{_tail(stage)}", pytrace=False)
+    kind, msg = rec["outcome"], rec["message"]
     if kind == "skipped":
         pytest.skip(f"skipped in the guest: {msg}")
-    assert kind == "passed", f"{name} failed in the cgroup v2 guest:\n{msg[-4000:]}"
+    if kind == "xfailed":
+        pytest.xfail(f"xfailed in the guest: {msg}")
+    assert kind == "passed", f"{nodeid} {kind} in the cgroup v2 guest:\n{msg[-6000:]}"
