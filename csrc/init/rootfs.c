@@ -368,8 +368,15 @@ static void do_mount(struct mount_op *m)
 		if (mount(src, tp, NULL, bf, NULL) < 0) bail("bind mount %s on %s", m->src, m->dst);
 		if (srcfd >= 0) close(srcfd);
 	} else {
-		if (mount(*m->src ? m->src : m->fstype, tp, m->fstype, m->flags, *m->data ? m->data : NULL) < 0)
-			bail("mount %s (type %s, options \"%s\") on %s", m->src, m->fstype, m->data, m->dst);
+		if (mount(*m->src ? m->src : m->fstype, tp, m->fstype, m->flags, *m->data ? m->data : NULL) < 0) {
+			/* runc mountCgroupV2: where a fresh cgroup2 is refused (EPERM/EBUSY: a rootless container whose
+			 * cgroup namespace does not own a delegated cgroup) the unified hierarchy is bind-mounted */
+			if (!(strcmp(m->fstype, "cgroup2") == 0 && (errno == EPERM || errno == EBUSY)))
+				bail("mount %s (type %s, options \"%s\") on %s", m->src, m->fstype, m->data, m->dst);
+			if (mount("/sys/fs/cgroup", tp, NULL, MS_BIND | MS_REC, NULL) < 0)
+				bail("bind mount /sys/fs/cgroup on %s (a cgroup2 mount was refused)", m->dst);
+			is_bind = 1; /* its flags (ro, nosuid, ...) are set below, on the re-opened mount */
+		}
 	}
 	close(tfd);
 	if (g_test_delay_us) usleep(g_test_delay_us);

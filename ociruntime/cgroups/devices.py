@@ -252,11 +252,12 @@ def set_v2(path, rules):
     attached earlier (update)."""
     data = encode(device_filter(rules))
     from ociruntime._shim import ffi, lib
+    import resource
+    old_memlock = resource.getrlimit(resource.RLIMIT_MEMLOCK)
     try:
-        import resource
         resource.setrlimit(resource.RLIMIT_MEMLOCK, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
     except (OSError, ValueError):
-        pass  # kernels >= 5.11 charge BPF memory to the memory cgroup instead
+        old_memlock = None  # kernels >= 5.11 charge BPF memory to the memory cgroup instead
     dfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         log = ffi.new("char[]", 65536)
@@ -277,3 +278,7 @@ def set_v2(path, rules):
             raise OciError(f"failed to call BPF_PROG_ATTACH: {files.strerror(-rc)}")
     finally:
         os.close(dfd)
+        if old_memlock is not None:
+            # back as it was: the init (spawned after this at create) must not inherit an unlimited
+            # RLIMIT_MEMLOCK the container never asked for (runc raises it in its own process only)
+            resource.setrlimit(resource.RLIMIT_MEMLOCK, old_memlock)
