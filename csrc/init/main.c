@@ -82,6 +82,13 @@ static int join_through_pidfd(struct plan *p)
 	uint32_t flags = 0;
 	for (uint32_t i = 0; i < p->njoins; i++) flags |= p->joins[i].flag;
 	if (!flags) return 0;
+	char names[128] = "";
+	for (uint32_t i = 0; i < p->njoins; i++) {
+		const char *slash = strrchr(p->joins[i].path, '/');
+		size_t l = strlen(names);
+		snprintf(names + l, sizeof(names) - l, "%s%s", l ? " " : "", slash ? slash + 1 : p->joins[i].path);
+	}
+	step("setns pidfd", -1, names); /* one setns(2) joins them all */
 	if (setns(p->target_pidfd, (int)flags) == 0) {
 		if (flags & CLONE_NEWUSER) g_userns = 1;
 		return 0;

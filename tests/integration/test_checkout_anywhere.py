@@ -42,7 +42,7 @@ def _checkout_files():
     return files + built
 
 
-def _make_checkout(parent):
+def _make_checkout(parent, copy_site=False):
     """A copy of the checkout at parent/ociruntime with .venv/bin/ociruntime as make build writes it (the
     venv's own interpreter; its packages are this session's, listed in the launcher and a .pth)."""
     co = os.path.join(parent, "ociruntime")
@@ -53,6 +53,16 @@ def _make_checkout(parent):
     venv = os.path.join(co, ".venv")
     subprocess.run([os.path.realpath(sys.executable), "-m", "venv", "--without-pip", venv], check=True)
     ours = [p for p in sys.path if p.endswith(("site-packages", "dist-packages")) and os.path.isdir(p)]
+    if copy_site:
+        # a checkout every uid reaches must not lean on this session's packages, which may sit below a
+        # 0700 directory themselves (CI's clone in /root): its own copy of them, as a venv of its own has
+        copies = []
+        for i, p in enumerate(ours):
+            dst = os.path.join(co, ".site", str(i))
+            shutil.copytree(p, dst, symlinks=True,
+                            ignore=shutil.ignore_patterns("__pycache__", "ociruntime*", "__editable__*", "*.pth"))
+            copies.append(dst)
+        ours = copies
     vpy = os.path.join(venv, "bin", "python")
     site = subprocess.run([vpy, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           capture_output=True, text=True, check=True).stdout.strip()
@@ -72,7 +82,7 @@ def test_rootless_tests_pass_from_a_checkout_anywhere(where):
         if where == "world-traversable":
             shutil.rmtree(base)
             base = reach.mkdtemp(prefix="ocit-checkout-")  # 0755 below a traversable directory
-        co, vpy = _make_checkout(base)
+        co, vpy = _make_checkout(base, copy_site=where == "world-traversable")
         runtime = os.path.join(co, ".venv", "bin", "ociruntime")
         ok, why = reach.can_run_as(runtime)
         assert ok == (where == "world-traversable"), (where, why)   # the premise of each case

@@ -804,14 +804,16 @@ def test_foreground_terminal_restore_relays_the_tty(env, rt):
         os.close(master)
 
 
-def test_rootless_is_refused_in_one_line(env, rt):
+def test_rootless_is_refused_in_one_line(env, rt, oci_runtime_for_others):
     root = env.mkdir("user-root", 0o777)
 
     def drop():
         os.setgid(65534)
         os.setuid(65534)
     for args in (("checkpoint", "x"), ("restore", "-d", "--bundle", env.tmp, "x")):
-        p = subprocess.run([RUNTIME, "--root", root, *args], capture_output=True, text=True, preexec_fn=drop,
+        # the runtime uid 65534 can reach (the checkout may sit below a 0700 directory: ociruntime.testing.reach)
+        p = subprocess.run([oci_runtime_for_others, "--root", root, *args], capture_output=True, text=True,
+                           preexec_fn=drop,
                            timeout=30)
         assert p.returncode != 0 and "needs root" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p
 

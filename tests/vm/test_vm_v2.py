@@ -29,6 +29,25 @@ GUEST_GROUPS = (
      "tests/integration/test_seccomp.py"),
 )
 GUEST_SUITE = tuple(p for g in GUEST_GROUPS for p in g)
+# What the v2 guest found and is not fixed yet: deselected by name, each with its reason (README "The
+# pure cgroup v2 guest"; the issue's note). A fixed one is removed from this list, never added to quietly.
+KNOWN_V2_GAPS = {
+    "tests/integration/test_rootless.py::test_rootless_differential_runc[cgroup-mount]":
+        "rootless on pure v2: ours binds /sys/fs/cgroup where a fresh cgroup2 mount is refused; runc's view "
+        "of that mount differs (under investigation)",
+    "tests/integration/test_rootless.py::test_rootless_multi_id_maps_differential_runc[root]":
+        "rootless on pure v2: the same /sys/fs/cgroup mount difference as [cgroup-mount]",
+    "tests/integration/test_rootless.py::test_rootless_multi_id_maps_differential_runc[user]":
+        "rootless on pure v2: the same /sys/fs/cgroup mount difference as [cgroup-mount]",
+    "tests/integration/test_rootless.py::test_rootless_limit_without_cgroup_fails_as_runc":
+        "the test expects runc's cgroup v1 wording; runc's v2 text differs (the test needs a v2 case)",
+    "tests/integration/test_seccomp.py::test_docker_default_profile_differential[nnp]":
+        "no cgroup namespace on pure v2: ours binds the container's own cgroup (root=/<id>), runc mounts the "
+        "whole hierarchy (root=/): a deliberate difference the differential does not list yet",
+    "tests/integration/test_seccomp.py::test_docker_default_profile_differential[no-nnp]":
+        "as [nnp]",
+}
+DESELECT = " ".join(f"--deselect '{n}'" for n in KNOWN_V2_GAPS)
 GUEST_TIMEOUT = int(os.environ.get("OCI_VM_TIMEOUT", "1500"))  # seconds for all guest tests
 PYTHON = sys.executable
 
@@ -53,7 +72,8 @@ def local_trees():
 def _collect():
     """The node ids of GUEST_SUITE as pytest collects them here (the same checkout, plugin and
     runtime the guest uses); [] plus the reason when collection fails."""
-    r = subprocess.run([PYTHON, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *GUEST_SUITE],
+    r = subprocess.run([PYTHON, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *GUEST_SUITE,
+                        *[a for n in KNOWN_V2_GAPS for a in ("--deselect", n)]],
                        cwd=REPO, capture_output=True, text=True, timeout=300,
                        env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
     ids = [line.strip() for line in r.stdout.splitlines() if "::" in line and not line.startswith(" ")]
@@ -112,7 +132,7 @@ def stage(request):
         jobs = []
         t1 = time.monotonic()
         for i, group in enumerate(GUEST_GROUPS):
-            cmd = (f"exec {PYTHON} -m pytest -p no:cacheprovider -p guest_report -q -rfE "
+            cmd = (f"exec {PYTHON} -m pytest -p no:cacheprovider -p guest_report -q -rfE {DESELECT} "
                    f"{'--oci-runtime=' + runtime if runtime else ''} {' '.join(group)}")
             env = {"PYTHONPATH": HERE, "PYTHONDONTWRITEBYTECODE": "1", "OCI_VM_SCRATCH": "/dev/vda",
                    "OCI_VM_RESULTS": g.guest_path(f"results-{i}.json")}
