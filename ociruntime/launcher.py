@@ -52,7 +52,8 @@ run_and_exit(t0=t0)
 def write(path, python=None, pkg_parent=None, site=None):
     """Defaults: this interpreter, this package's directory, this interpreter's site-packages.
     (ociruntime.testing.reach writes one for a copy of the package.)"""
-    pkg_parent = pkg_parent or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    own = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    pkg_parent = pkg_parent or own
     # the package first; site-packages after the standard library, where `site` puts it: every stdlib
     # module a command imports is then found without first probing site-packages
     if site is None:
@@ -63,7 +64,10 @@ def write(path, python=None, pkg_parent=None, site=None):
         f.write(TEMPLATE.format(python=python or sys.executable, pkg=pkg_parent, site=site))
     os.chmod(tmp, 0o755)
     os.rename(tmp, path)
-    write_commit(pkg_parent)
+    if pkg_parent == own:
+        # the commit of this package's own source (a copy elsewhere carries the file it was copied with;
+        # writing it from a copy's directory, no git checkout, would remove this package's)
+        write_commit(pkg_parent)
 
 
 def write_commit(src):

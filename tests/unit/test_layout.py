@@ -66,3 +66,15 @@ def test_every_package_is_installed_by_setup_py():
     found = {os.path.relpath(d, os.path.dirname(PKG)).replace("/", ".") for d, _, files in os.walk(PKG)
              if "__init__.py" in files}
     assert found <= listed, sorted(found - listed)
+
+
+def test_a_launcher_for_a_copy_keeps_this_packages_commit(tmp_path):
+    """reach.RuntimeCopy writes a launcher for a copy of the package (pkg_parent elsewhere, no git):
+    that must not remove this package's libexec/commit (--version's commit line)."""
+    from ociruntime import launcher
+    commit = os.path.join(PKG, "libexec", "commit")
+    if not os.path.exists(commit):
+        pytest.skip("not built from a git checkout: no libexec/commit to keep")
+    before = open(commit).read()
+    launcher.write(str(tmp_path / "ociruntime"), pkg_parent=str(tmp_path), site=[])
+    assert os.path.exists(commit) and open(commit).read() == before
