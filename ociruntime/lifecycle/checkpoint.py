@@ -804,7 +804,7 @@ def cmd_restore(ctx):
     # foreground: as `run`, wait for the restored init (our child: CRIU restored it as its sibling),
     # forwarding signals, then delete the container
     from ociruntime.lifecycle import control
-    from ociruntime.lifecycle.create import forward_signals
+    from ociruntime.lifecycle.create import forward_signals, wait_exit_code
     pid = st["pid"]
     if not ctx.flag("no-subreaper"):
         from ociruntime._shim import lib
@@ -816,18 +816,6 @@ def cmd_restore(ctx):
         control.delete(ctx.root, st["id"], force=True)
         return code
     forward_signals(pid)
-    code = 255
-    while True:
-        try:
-            wpid, status = os.waitpid(-1, 0)
-        except ChildProcessError:
-            break
-        except InterruptedError:
-            continue
-        if wpid == pid:
-            code = os.waitstatus_to_exitcode(status)
-            if code < 0:
-                code = 128 - code
-            break
+    code = wait_exit_code(pid)
     control.delete(ctx.root, st["id"], force=True)
     return code

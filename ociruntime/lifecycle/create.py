@@ -621,6 +621,21 @@ def _why_dead(sp):
     return "container init exited unexpectedly"
 
 
+def wait_exit_code(pid):
+    """Wait for pid, reaping any other child that ends first (we are the subreaper of run and of a
+    foreground restore); its exit code as a shell gives it (128+signal), 255 when it is not our child."""
+    while True:
+        try:
+            wpid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return 255
+        except InterruptedError:
+            continue
+        if wpid == pid:
+            code = os.waitstatus_to_exitcode(status)
+            return 128 - code if code < 0 else code
+
+
 def forward_signals(pid):
     """Foreground run/exec: every signal we get goes on to pid (runc signals.go)."""
     def fwd(signum, _frame):
@@ -693,22 +708,8 @@ def cmd_run(ctx):
         if not ctx.flag("keep"):
             lifecycle.delete(ctx.root, cid, force=True)
         return code
-    code = 255
-    wait_step = trace.step("wait for the container's exit")
-    wait_step.__enter__()
-    while True:
-        try:
-            wpid, status = os.waitpid(-1, 0)
-        except ChildProcessError:
-            break
-        except InterruptedError:
-            continue
-        if wpid == pid:
-            code = os.waitstatus_to_exitcode(status)
-            if code < 0:
-                code = 128 - code
-            break
-    wait_step.__exit__(None, None, None)
+    with trace.step("wait for the container's exit"):
+        code = wait_exit_code(pid)
     if not ctx.flag("keep"):
         with trace.step("delete"):
             lifecycle.delete(ctx.root, cid, force=True)
