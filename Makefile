@@ -4,7 +4,7 @@ PY := /usr/bin/python3
 VENV := $(CURDIR)/.venv
 VPY := $(VENV)/bin/python
 APT_PKGS := busybox-static libseccomp-dev runc crun musl-tools python3-venv python3-dev gcc make jq strace
-PIP_PKGS := jsonschema pyroute2 cffi pytest pytest-timeout
+PIP_PKGS := jsonschema pyroute2 cffi jeepney pytest pytest-timeout
 DEMO := $(CURDIR)/demo
 
 .PHONY: deps build run test bench bench-quick clean
@@ -29,8 +29,9 @@ run: build
 	$(VPY) -m ociruntime.demo $(DEMO)
 	cd $(DEMO) && $(VENV)/bin/ociruntime --root $(DEMO)/state run demo-$$$$
 
-# client tests (podman, containerd), the cgroup v2 guest (user-mode-linux), the plan fuzzer (clang), netDevices (ip)
-TEST_APT_PKGS := podman conmon containerd user-mode-linux clang uidmap iproute2
+# client tests (podman, containerd), the cgroup v2 guest (user-mode-linux), the plan fuzzer (clang), netDevices (ip),
+# the systemd guests (qemu TCG booting the host's own systemd + dbus; setpriv for the rootless check)
+TEST_APT_PKGS := podman conmon containerd user-mode-linux clang uidmap iproute2 qemu-system-x86 busybox-static systemd dbus util-linux
 
 test: build
 	@missing=""; for p in $(TEST_APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

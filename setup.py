@@ -42,7 +42,7 @@ setup(
     data_files=[("share/ociruntime/schemas", [os.path.join("schemas", f) for f in sorted(os.listdir("schemas"))
                                                if f.endswith(".json")])],
     setup_requires=["cffi>=1.15"],
-    install_requires=["cffi>=1.15", "jsonschema>=4", "pyroute2>=0.7"],
+    install_requires=["cffi>=1.15", "jsonschema>=4", "pyroute2>=0.7", "jeepney>=0.8"],
     cffi_modules=["ociruntime/_shim_build.py:ffibuilder"],
     cmdclass={"build_ext": BuildExt},
     entry_points={

@@ -22,7 +22,8 @@ STATE_FILE = "state.json"
 CREATING_FILE = "creating.json"  # written at the start of create, so a killed create can be cleaned up
 
 _STATE_TYPES = {"id": str, "pid": int, "init_start": int, "bundle": str, "rootfs": str, "created": str}
-_OPTIONAL_TYPES = {"annotations": dict, "hooks": dict, "cgroup_paths": dict, "cgroup_made": list, "new_ns": int}
+_OPTIONAL_TYPES = {"annotations": dict, "hooks": dict, "cgroup_paths": dict, "cgroup_made": list, "new_ns": int,
+                  "systemd": dict}
 
 
 def _well_formed(st):
