@@ -17,7 +17,9 @@ from ociruntime.errors import OciError
 
 _MANAGER = DBusAddress("/org/freedesktop/systemd1", bus_name="org.freedesktop.systemd1",
                        interface="org.freedesktop.systemd1.Manager")
-JOB_TIMEOUT = 30.0  # runc: "Timeout waiting for systemd to create <unit>"
+# runc waits 30 s for a job; a loaded (or emulated) machine with a systemd busy reloading needs more
+JOB_TIMEOUT = 90.0
+SUBSCRIBE_TIMEOUT = 20.0
 
 
 class _Direct(DBusConnection):
@@ -45,15 +47,20 @@ class Systemd:
     """One connection to a systemd instance (system, or the user's when ``rootless``)."""
 
     def __init__(self, rootless=False, timeout=JOB_TIMEOUT):
-        path = private_socket(rootless)
+        self.rootless = rootless
+        self.timeout = timeout
+        self._connect()
+
+    def _connect(self):
+        path = private_socket(self.rootless)
         try:
             sock = prep_socket(path)
         except (OSError, TimeoutError) as e:
-            who = "the user's systemd instance" if rootless else "systemd"
+            who = "the user's systemd instance" if self.rootless else "systemd"
             raise OciError(f"--systemd-cgroup: cannot connect to {who} at {path}: "
                            f"{getattr(e, 'strerror', None) or e}")
+        sock.settimeout(None)  # prep_socket leaves its auth deadline on the socket; the selector times us
         self.conn = _Direct(sock)
-        self.timeout = timeout
         self.jobs = self.conn.filter(MatchRule(type="signal", interface="org.freedesktop.systemd1.Manager",
                                                member="JobRemoved"), bufsize=1 << 16)
         self._subscribed = False
@@ -86,9 +93,23 @@ class Systemd:
         return unwrap_msg(reply)
 
     def _subscribe(self):
-        if not self._subscribed:
+        """Subscribe (JobRemoved signals). A systemd that left this connection unanswered (seen under
+        heavy load right after a scope emptied) gets one fresh connection before we give up."""
+        if self._subscribed:
+            return
+        first, self.timeout = self.timeout, min(self.timeout, SUBSCRIBE_TIMEOUT)
+        try:
             self.call("Subscribe")
-            self._subscribed = True
+        except DBusError as e:
+            if e.name is not None:
+                raise
+            self.timeout = first
+            self.close()
+            self._connect()
+            self.call("Subscribe")
+        finally:
+            self.timeout = first
+        self._subscribed = True
 
     def _wait_job(self, job, what):
         """Waits for JobRemoved(id, job, unit, result) of ``job``; returns its result ("done", …)."""

@@ -220,8 +220,9 @@ def device_properties(res, warn):
             path = f"{kind}-{group}"
         else:
             path = f"/dev/{kind}/{major}:{minor}"
-            if not os.path.exists(path):
-                warn(f"skipping device {path} for systemd: no such device")
+            sysfs = f"/sys/dev/{kind}/{major}:{minor}"  # as runc: the kernel's view (no udev needed)
+            if not os.path.exists(sysfs):
+                warn(f"skipping device {path} for systemd: stat {sysfs}: no such file or directory")
                 continue
         allow.append((path, set_to_perms(perms)))
     return [("DevicePolicy", ("s", "strict")), ("DeviceAllow", ("a(ss)", allow))]
@@ -354,9 +355,16 @@ class SystemdManager(cgroups.Manager):
         return props + self.extra + self._start_props
 
     def apply(self, pid):
+        from ociruntime.cgroups.sdbus import DBusError
         with _bus(self.rootless) as bus:
+            try:
+                bus.start_transient_unit(self.unit, self._unit_props(pid))
+            except DBusError as e:
+                # a unit of that name that is not ours (another container's) is never stopped by our
+                # rollback; any other failure may have left our unit behind (a failed job)
+                self.started = e.name != "org.freedesktop.systemd1.UnitExists"
+                raise
             self.started = True  # from here on a failure stops the unit (rollback)
-            bus.start_transient_unit(self.unit, self._unit_props(pid))
         if self.v2:
             from ociruntime.cgroups.fs2 import enable_controllers
             enable_controllers(self.paths[""], cgroups._mountpoint_of(self.paths[""]))
@@ -365,7 +373,8 @@ class SystemdManager(cgroups.Manager):
             made = []
             try:
                 for key, path in self.paths.items():
-                    cgroups._create_one(key, path, made)
+                    if not os.path.isdir(path):  # systemd's own (already holding the init) stay as they are
+                        cgroups._create_one(key, path, made)
             except OSError as e:
                 raise OciError(f"create cgroup: {e.filename}: {e.strerror}")
             finally:

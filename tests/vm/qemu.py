@@ -58,7 +58,8 @@ PORT_NAME = "ociruntime.ctl"
 O9P = "trans=virtio,version=9p2000.L,msize=524288"
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-CMDLINE_BASE = "console=ttyS0 quiet loglevel=4 panic=-1 oops=panic tsc=reliable no_timer_check"
+# mitigations=off: a throw-away guest; every syscall costs less under TCG
+CMDLINE_BASE = "console=ttyS0 quiet loglevel=4 panic=-1 oops=panic tsc=reliable no_timer_check mitigations=off"
 CGROUP_CMDLINE = {
     "v2": "cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1",
     "v1": "systemd.unified_cgroup_hierarchy=0 systemd.legacy_systemd_cgroup_controller=1",
@@ -217,8 +218,8 @@ def build_kit(home=None):
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        for old in _ready_kits(home):  # one kit at a time: the older ones are dead weight
-            if old != final:
+        for old in _ready_kits(home):  # older kits are dead weight once nobody can still be booting one
+            if old != final and time.time() - os.path.getmtime(old) > 86400:
                 shutil.rmtree(old, ignore_errors=True)
         log(f"guest kit ready in {time.monotonic() - t0:.0f}s")
         return Kit(final)
@@ -350,10 +351,10 @@ exec sh /ctl/init1
 """
 
 
-def _cpio_entry(name, mode, data=b"", rdev=(0, 0)):
+def _cpio_entry(name, mode, data=b"", rdev=(0, 0), ino=0, uid=0, gid=0, mtime=0):
     name_b = name.encode() + b"\0"
     hdr = "070701" + "".join(f"{v:08x}" for v in (
-        0, mode, 0, 0, 1, 0, len(data), 0, 0, rdev[0], rdev[1], len(name_b), 0))
+        ino, mode, uid, gid, 1, mtime & 0xFFFFFFFF, len(data), 0, 0, rdev[0], rdev[1], len(name_b), 0))
     out = hdr.encode() + name_b
     out += b"\0" * (-len(out) % 4)
     out += data + b"\0" * (-len(data) % 4)
@@ -378,18 +379,69 @@ def _write_initramfs(path, mods, deps, order):
     parts.append(_cpio_entry("modules.order", 0o100644, ("\n".join(order) + "\n").encode()))
     parts.append(_cpio_entry("init", 0o100755, INITRAMFS_INIT.encode()))
     parts.append(_cpio_entry("TRAILER!!!", 0))
-    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) as gz:
+    with open(path, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=6, mtime=0) as gz:
         gz.write(b"".join(parts))
+
+
+def _local_cpio(out, paths, exclude):
+    """An uncompressed newc cpio of host trees below ``local/`` (modes, owners, mtimes kept: Python
+    checks a .pyc against its source's mtime). ``exclude``: names (any level) or absolute paths."""
+    import fnmatch
+    import stat as st
+
+    def skip(path):
+        return any(fnmatch.fnmatch(path, x) if x.startswith("/") else fnmatch.fnmatch(os.path.basename(path), x)
+                   for x in exclude)
+    ino = 1
+    seen = {"local"}
+    out.write(_cpio_entry("local", 0o040755))
+
+    def entry(path, name):
+        nonlocal ino
+        s = os.lstat(path)
+        ino += 1
+        if st.S_ISLNK(s.st_mode):
+            data = os.readlink(path).encode()
+        elif st.S_ISREG(s.st_mode):
+            with open(path, "rb") as f:
+                data = f.read()
+        elif st.S_ISDIR(s.st_mode):
+            data = b""
+        else:
+            return
+        out.write(_cpio_entry(name, s.st_mode, data, ino=ino, uid=s.st_uid, gid=s.st_gid, mtime=int(s.st_mtime)))
+
+    for top in paths:
+        parts = top.strip("/").split("/")
+        for i in range(1, len(parts)):  # parent directories first
+            d = "local/" + "/".join(parts[:i])
+            if d not in seen:
+                seen.add(d)
+                out.write(_cpio_entry(d, 0o040755))
+        for root, dirs, files in os.walk(top):
+            dirs[:] = [d for d in dirs if not skip(os.path.join(root, d))]
+            entry(root, "local" + root)
+            for fn in files:
+                p = os.path.join(root, fn)
+                if not skip(p):
+                    entry(p, "local" + p)
+            for d in list(dirs):  # symlinks to directories: os.walk lists them as dirs
+                p = os.path.join(root, d)
+                if os.path.islink(p):
+                    entry(p, "local" + p)
+                    dirs.remove(d)
+    out.write(_cpio_entry("TRAILER!!!", 0))
 
 
 # ------------------------------------------------------------------------------------------------ guest
 
-def _init1(kver, cgroup, init, shares, keep):
+def _init1(kver, cgroup, init, shares, keep, local):
     """Stage 1, run by the initramfs' busybox sh from the control share: the root (overlay of the
-    host's / over 9p on a tmpfs), tmpfs dirs, shares, then switch_root to busybox init or systemd."""
+    host's / over 9p on a tmpfs), tmpfs dirs, shares, then chroot into it: busybox init or systemd."""
     q = shlex.quote
     lines = [
-        "log() { echo \"vm-init: $*\"; }",
+        "log() { echo \"vm-init: [$(cut -d' ' -f1 /proc/uptime)] $*\"; }",
+        "log stage1",
         "fail() { log \"$*\"; poweroff -f; }",
         "R=/newroot",
         "mount -t tmpfs -o mode=755 tmpfs /ovl && mkdir -p /ovl/lower /ovl/upper /ovl/work || fail tmpfs",
@@ -403,6 +455,8 @@ def _init1(kver, cgroup, init, shares, keep):
     lines.append("mount -t tmpfs -o mode=755 tmpfs $R/run")
     for i, p in enumerate(keep):
         lines.append(f"mkdir -p $R{q(p)} && mount --move /ovl/keep{i} $R{q(p)}")
+    for p in local:  # host trees copied into guest RAM (unpacked by the kernel from the initrd, /local)
+        lines.append(f"mkdir -p $R{q(p)} && mount --bind /local{q(p)} $R{q(p)} || fail 'bind local {p}'")
     lines += [
         "mkdir -p $R/run/vm/ctl && mount --move /ctl $R/run/vm/ctl || fail 'move ctl'",
         "cp /bin/busybox $R/run/vm/busybox && ln -s busybox $R/run/vm/modprobe",
@@ -413,8 +467,13 @@ def _init1(kver, cgroup, init, shares, keep):
                      f"|| fail 'mount of share {gpath} failed'")
     lines += [
         "echo vm > $R/etc/hostname",
+        *(["mkdir -p $R/etc/systemd/system && cp -a $R/run/vm/ctl/units/. $R/etc/systemd/system/",
+           # a host that is itself a container (/.dockerenv) would make the guest's systemd believe it is
+           # one too: it then takes its "kernel" command line (systemd.unified_cgroup_hierarchy=0) from its
+           # own argv and boots v2 whatever cgroup= asked for
+           "rm -f $R/.dockerenv $R/run/.containerenv"]
+          if init == "systemd" else []),
         "rm -f $R/etc/machine-id 2>/dev/null; : > $R/etc/machine-id",
-        "mount --move /proc $R/proc; mount --move /sys $R/sys; mount --move /dev $R/dev",
     ]
     if init == "busybox":
         lines += [
@@ -422,13 +481,15 @@ def _init1(kver, cgroup, init, shares, keep):
             "::sysinit:/run/vm/busybox sh /run/vm/ctl/init2",
             "::once:/run/vm/busybox sh /run/vm/ctl/agent",
             "EOF",
-            "exec switch_root $R /run/vm/busybox init",
         ]
-    else:
-        lines += [
-            "mkdir -p $R/etc/systemd/system && cp /newroot/run/vm/ctl/units/* $R/etc/systemd/system/",
-            "exec switch_root $R /lib/systemd/systemd --unit=vm.target",
-        ]
+    lines += [
+        "mount --move /proc $R/proc; mount --move /sys $R/sys; mount --move /dev $R/dev",
+        "log 'entering the root'",
+        # not switch_root: it would empty the initramfs, and /local's trees live there
+        "cd $R && mount --move . / || fail 'move root'",
+        "exec chroot . /run/vm/busybox init" if init == "busybox" else
+        "exec chroot . /lib/systemd/systemd --unit=vm.target",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -577,10 +638,13 @@ class Guest:
     # ---------------------------------------------------------------------------------- start
     @classmethod
     def start(cls, kit=None, *, init="busybox", cgroup="v2", mem=2048, smp=2, shares=(), disk_mb=0,
-              keep=(), append="", boot_timeout=300, workdir=None):
+              keep=(), local=(), local_exclude=(), append="", boot_timeout=300, workdir=None):
         """Boot a guest. ``shares``: (host path, guest path, read_only) tuples; ``disk_mb``: a raw
         scratch disk (``/dev/vda``); ``keep``: host paths below /tmp, /var/tmp, /run that the guest
-        must still see (the checkout is added by the caller); ``workdir``: where the control
+        must still see (the checkout is added by the caller); ``local``: host directories copied into
+        guest RAM at boot (tar through the control share; writable, never written back): under TCG
+        every 9p lookup costs milliseconds, so a Python tree (stdlib, venv, checkout) belongs here
+        (``local_exclude``: names at any level, or absolute path patterns); ``workdir``: where the control
         directory goes (default: $TMPDIR). Raises GuestError with the console's tail."""
         if init not in ("busybox", "systemd"):
             raise ValueError(f"init must be busybox or systemd, not {init!r}")
@@ -594,7 +658,8 @@ class Guest:
         os.chmod(g.ctl, 0o755)
         _LIVE.add(g)
         try:
-            g._launch(kit, init, cgroup, mem, smp, shares, disk_mb, keep, append, boot_timeout)
+            g._launch(kit, init, cgroup, mem, smp, shares, disk_mb, keep, local, local_exclude, append,
+                      boot_timeout)
         except BaseException:
             g.stop(timeout=5)
             raise
@@ -606,13 +671,24 @@ class Guest:
             f.write(text)
         os.chmod(p, mode)
 
-    def _launch(self, kit, init, cgroup, mem, smp, shares, disk_mb, keep, append, boot_timeout):
+    def _launch(self, kit, init, cgroup, mem, smp, shares, disk_mb, keep, local, local_exclude, append,
+                boot_timeout):
         os.mkdir(os.path.join(self.ctl, "jobs"))
+        local = [os.path.realpath(p) for p in local if os.path.isdir(p)]
+        initrd = kit.initramfs
+        if local:  # the kit's initramfs + a cpio of the local trees, one initrd (4-byte aligned join)
+            initrd = os.path.join(self.ctl, "initrd")
+            with open(initrd, "wb") as out:
+                with open(kit.initramfs, "rb") as f:
+                    shutil.copyfileobj(f, out)
+                out.write(b"\0" * (-out.tell() % 4))
+                _local_cpio(out, local, local_exclude)
         tagged = [(f"share{i}", os.path.realpath(h), g, bool(ro)) for i, (h, g, ro) in enumerate(shares)]
         keep_paths = []
         for k in keep:
             keep_paths += _hidden_below_tmpfs(k)
-        self._write("init1", _init1(kit.kver, cgroup, init, [(t, g, ro) for t, _h, g, ro in tagged], keep_paths))
+        self._write("init1", _init1(kit.kver, cgroup, init, [(t, g, ro) for t, _h, g, ro in tagged], keep_paths,
+                                    local))
         self._write("init2", _init2(cgroup))
         self._write("agent", AGENT)
         if init == "systemd":
@@ -625,7 +701,7 @@ class Guest:
         self.sock = host_end
         argv = [QEMU, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
                 "-m", str(mem), "-smp", str(smp), "-accel", "tcg,thread=multi,tb-size=512", "-cpu", "max",
-                "-kernel", kit.kernel, "-initrd", kit.initramfs,
+                "-kernel", kit.kernel, "-initrd", initrd,
                 "-append", f"{CMDLINE_BASE} {CGROUP_CMDLINE[cgroup]} {append}".strip(),
                 "-serial", f"file:{_qemu_path(os.path.join(self.ctl, 'console.log'))}",
                 "-device", "virtio-serial-pci",
@@ -672,8 +748,15 @@ class Guest:
                 raise GuestTimeout(f"timeout ({timeout:.0f}s) waiting for {what}\n{self.diagnostics()}")
             r, _, _ = select.select([self.sock], [], [], min(left, 1.0))
             if r:
-                chunk = self.sock.recv(65536)
+                try:
+                    chunk = self.sock.recv(65536)
+                except OSError:
+                    chunk = b""
                 if not chunk:
+                    try:
+                        self.proc.wait(timeout=5)
+                    except subprocess.TimeoutExpired:
+                        pass
                     raise GuestError(f"the guest closed its port while waiting for {what}\n{self.diagnostics()}")
                 self._buf += chunk
             elif self.proc.poll() is not None:
