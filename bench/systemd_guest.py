@@ -31,6 +31,7 @@ modes = ("systemd", "cgroupfs")
 base = tempfile.mkdtemp(prefix="sdbench.", dir="/tmp")
 busybox_rootfs(base + "/rootfs")
 samples = {f"{k} {m}": [] for k in runtimes for m in modes}
+failures = {k: [] for k in samples}
 n = 0
 for rep in range(WARMUP + REPS):
     order = [(k, m) for k in runtimes for m in modes]
@@ -54,11 +55,14 @@ for rep in range(WARMUP + REPS):
         p = subprocess.run([runtimes[name], "--root", root, *flag, "run", "--bundle", b, f"c{n}"],
                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         dt = time.monotonic() - t0
-        if p.returncode != 0:
-            sys.exit(f"{name} run failed: {p.stderr.decode()[-2000:]}")
+        if p.returncode != 0:  # counted and reported, not timed
+            failures[f"{name} {mode}"].append(p.stderr.decode()[-500:])
+            subprocess.run([runtimes[name], "--root", root, *flag, "delete", "--force", f"c{n}"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            continue
         if rep >= WARMUP:
             samples[f"{name} {mode}"].append(dt)
-print(json.dumps(samples))
+print(json.dumps({"samples": samples, "failures": failures}))
 '''
 
 
@@ -81,19 +85,24 @@ def main(argv):
         r = g.sh(f"{python} {g.guest_path('bench.py')}", timeout=3600)
         if r.rc != 0:
             sys.exit(f"guest bench failed (rc={r.rc}):\n{r.out[-2000:]}\n{r.err[-3000:]}")
-        samples = json.loads(r.out.strip().splitlines()[-1])
+        res = json.loads(r.out.strip().splitlines()[-1])
+        samples, failures = res["samples"], res["failures"]
     finally:
         g.stop()
     med = {k: statistics.median(v) for k, v in samples.items()}
     print(f"run /bin/true in a systemd guest ({a.cgroup}, qemu TCG), {a.reps} reps each:")
     for k, v in samples.items():
         print(f"  {k:20s} median {med[k] * 1000:7.0f} ms   min {min(v) * 1000:7.0f}   max {max(v) * 1000:7.0f}")
+    for k, v in failures.items():
+        if v:
+            print(f"  {k}: {len(v)} failed run(s), last: {v[-1].strip().splitlines()[-1]}")
     ratio = med["ociruntime systemd"] / med["runc systemd"]
     base = med["ociruntime cgroupfs"] / med["runc cgroupfs"]
     print(f"  ratio ociruntime/runc (median), --systemd-cgroup: {ratio:.2f}   (cgroupfs driver, same guest: {base:.2f})")
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:
-        json.dump({"cgroup": a.cgroup, "reps": a.reps, "samples": samples, "median": med, "ratio": ratio, "ratio_cgroupfs": base}, f, indent=1)
+        json.dump({"cgroup": a.cgroup, "reps": a.reps, "samples": samples, "median": med, "ratio": ratio, "ratio_cgroupfs": base,
+                   "failures": failures}, f, indent=1)
     return 0
 
 

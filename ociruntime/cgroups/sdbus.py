@@ -2,7 +2,9 @@
 
 It talks to systemd's private socket (``/run/systemd/private`` for the system instance,
 ``$XDG_RUNTIME_DIR/systemd/private`` for the user's own instance when rootless): a direct
-peer-to-peer connection, no bus daemon needed, as runc does for root. Imported only on the
+peer-to-peer connection, no bus daemon needed, as runc does for root. systemd sends its signals
+(``JobRemoved``) to every direct connection unconditionally, so there is no ``Subscribe`` (as runc:
+a subscribed private connection was seen left unanswered for minutes by a loaded systemd). Imported only on the
 ``--systemd-cgroup`` path (jeepney is not loaded by any other command).
 """
 import os
@@ -19,7 +21,6 @@ _MANAGER = DBusAddress("/org/freedesktop/systemd1", bus_name="org.freedesktop.sy
                        interface="org.freedesktop.systemd1.Manager")
 # runc waits 30 s for a job; a loaded (or emulated) machine with a systemd busy reloading needs more
 JOB_TIMEOUT = 90.0
-SUBSCRIBE_TIMEOUT = 20.0
 
 
 class _Direct(DBusConnection):
@@ -63,7 +64,6 @@ class Systemd:
         self.conn = _Direct(sock)
         self.jobs = self.conn.filter(MatchRule(type="signal", interface="org.freedesktop.systemd1.Manager",
                                                member="JobRemoved"), bufsize=1 << 16)
-        self._subscribed = False
 
     def close(self):
         try:
@@ -92,25 +92,6 @@ class Systemd:
             raise DBusError(f"{text} ({err.name})" if text else str(err.name), err.name)
         return unwrap_msg(reply)
 
-    def _subscribe(self):
-        """Subscribe (JobRemoved signals). A systemd that left this connection unanswered (seen under
-        heavy load right after a scope emptied) gets one fresh connection before we give up."""
-        if self._subscribed:
-            return
-        first, self.timeout = self.timeout, min(self.timeout, SUBSCRIBE_TIMEOUT)
-        try:
-            self.call("Subscribe")
-        except DBusError as e:
-            if e.name is not None:
-                raise
-            self.timeout = first
-            self.close()
-            self._connect()
-            self.call("Subscribe")
-        finally:
-            self.timeout = first
-        self._subscribed = True
-
     def _wait_job(self, job, what):
         """Waits for JobRemoved(id, job, unit, result) of ``job``; returns its result ("done", …)."""
         deadline = time.monotonic() + self.timeout
@@ -134,7 +115,6 @@ class Systemd:
     def start_transient_unit(self, name, props):
         """StartTransientUnit(name, "replace", props, []) and wait for its job (runc startUnit).
         A leftover unit of the same name (failed, say) is reset once and the start retried."""
-        self._subscribe()
         try:
             (job,) = self.call("StartTransientUnit", "ssa(sv)a(sa(sv))", (name, "replace", props, []))
         except DBusError as e:
@@ -151,7 +131,6 @@ class Systemd:
 
     def stop_unit(self, name):
         """StopUnit(name, "replace") and wait; a unit systemd no longer knows counts as stopped."""
-        self._subscribe()
         try:
             (job,) = self.call("StopUnit", "ss", (name, "replace"))
         except DBusError as e:

@@ -422,9 +422,26 @@ class SystemdManager(cgroups.Manager):
     def oom_notifier(self):
         return (cgroups.Fs2Manager if self.v2 else cgroups.FsManager).oom_notifier(self)
 
+    def _gone(self, wait=3.0):
+        """Whether systemd already collected the unit: a scope whose processes are all gone ends by
+        itself (inactive, not failed) and systemd removes its cgroup. Waits a little for that."""
+        import time
+        probe = self.paths.get("") or self.paths.get("systemd") or next(iter(self.paths.values()), None)
+        if not probe or not self.unit.endswith(".scope"):
+            return False
+        deadline = time.monotonic() + wait
+        while os.path.isdir(probe):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
     def destroy(self):
-        """StopUnit (systemd removes the unit's cgroups), then whatever directory we made ourselves."""
-        self._stop()
+        """StopUnit (systemd removes the unit's cgroups), then whatever directory we made ourselves.
+        A scope systemd already collected (its processes are gone, its cgroup removed) needs no call:
+        a loaded systemd was seen leaving that late StopUnit unanswered for minutes."""
+        if not self._gone():
+            self._stop()
         from ociruntime.cgremove import destroy
         destroy(self.paths, self.made)
 

@@ -577,6 +577,7 @@ def test_rootless_user_instance():
         # a user's systemd instance cannot delegate v1 controllers: refused before anything is made
         d = tempfile.mkdtemp(prefix="sdrl.", dir="/tmp")
         os.chmod(d, 0o755)
+        busybox_rootfs(os.path.join(d, "rootfs"))
         spec = default_spec(rootless=True)
         with open(os.path.join(d, "config.json"), "w") as f:
             json.dump(spec, f)
