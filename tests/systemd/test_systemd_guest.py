@@ -100,6 +100,8 @@ def stage(request):
     return _run_stage(request.param, request)
 
 
+# the first test's setup boots the guest and runs every check (pytest.ini's 300 s is per test)
+@pytest.mark.timeout(GUEST_TIMEOUT + 600)
 @pytest.mark.parametrize("name", guest_tests())
 def test_in_systemd_guest(stage, name):
     if stage.error:
