@@ -579,12 +579,16 @@ def test_rootless_user_instance():
         os.chmod(d, 0o755)
         busybox_rootfs(os.path.join(d, "rootfs"))
         spec = default_spec(rootless=True)
+        spec["process"]["terminal"] = False
+        spec["linux"]["uidMappings"] = [{"containerID": 0, "hostID": uid, "size": 1}]
+        spec["linux"]["gidMappings"] = [{"containerID": 0, "hostID": pw.pw_gid, "size": 1}]
         with open(os.path.join(d, "config.json"), "w") as f:
             json.dump(spec, f)
+        sh("chown", "-R", f"{uid}:{pw.pw_gid}", d)
         r = sh("setpriv", f"--reuid={uid}", f"--regid={pw.pw_gid}", "--clear-groups", RT, "--root", f"{d}/state",
                "--systemd-cgroup", "create", "--bundle", d, "rlv1", check=False, stdin=subprocess.DEVNULL,
                env={"PATH": os.environ["PATH"], "XDG_RUNTIME_DIR": f"/run/user/{uid}"})
-        assert r.returncode != 0 and "rootless containers need cgroup v2" in r.stderr, r
+        assert r.returncode != 0 and "rootless containers need cgroup v2" in r.stderr, r.stderr
         assert not os.path.exists(f"{d}/state/rlv1")
         shutil.rmtree(d, ignore_errors=True)
         return

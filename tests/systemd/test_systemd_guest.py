@@ -21,8 +21,8 @@ sys.path.insert(0, os.path.join(REPO, "tests", "vm"))
 import qemu  # noqa: E402
 
 GUEST_FILE = "tests/systemd/guest_systemd.py"
-# v1 (systemd's legacy layout, cgroup="v1") runs the same file: added here once its run is green
-STAGES = ("v2",)
+# v2: pure cgroup v2; v1: systemd's legacy layout (all v1 hierarchies + name=systemd)
+STAGES = ("v2", "v1")
 GUEST_TIMEOUT = 1200
 
 
