@@ -4,7 +4,7 @@ PY := /usr/bin/python3
 VENV := $(CURDIR)/.venv
 VPY := $(VENV)/bin/python
 APT_PKGS := busybox-static libseccomp-dev runc crun musl-tools python3-venv python3-dev gcc make jq strace
-PIP_PKGS := jsonschema pyroute2 cffi pytest pytest-timeout protobuf
+PIP_PKGS := jsonschema pyroute2 cffi jeepney pytest pytest-timeout protobuf
 DEMO := $(CURDIR)/demo
 
 .PHONY: deps build run test vmkit bench bench-quick bench-criu clean criu
@@ -29,8 +29,9 @@ run: build
 	$(VPY) -m ociruntime.demo $(DEMO)
 	cd $(DEMO) && $(VENV)/bin/ociruntime --root $(DEMO)/state run demo-$$$$
 
-# client tests (podman, containerd; rootless podman: slirp4netns, uidmap), the cgroup v2 guest (qemu TCG), the plan fuzzer (clang), netDevices (ip)
-TEST_APT_PKGS := podman conmon containerd qemu-system-x86 clang uidmap iproute2 slirp4netns
+# client tests (podman, containerd; rootless podman: slirp4netns, uidmap), the cgroup v2 guest (qemu TCG), the plan fuzzer (clang), netDevices (ip),
+# the systemd guests (qemu TCG booting the host's own systemd + dbus; setpriv for the rootless check)
+TEST_APT_PKGS := podman conmon containerd qemu-system-x86 clang uidmap iproute2 slirp4netns busybox-static systemd dbus util-linux
 APT_GET := apt-get -o DPkg::Lock::Timeout=900
 
 # CRIU >= 4.1 for checkpoint/restore (Debian 12's 3.17 cannot start on kernels >= 6.13): built from the

@@ -71,7 +71,7 @@ setup(
     packages=["ociruntime", "ociruntime.cgroups", "ociruntime.lifecycle", "ociruntime.testing"],
     package_data={"ociruntime": ["libexec/ociruntime-init"]},
     setup_requires=["cffi>=1.15"],
-    install_requires=["cffi>=1.15", "jsonschema>=4", "pyroute2>=0.7", "protobuf>=4.21"],
+    install_requires=["cffi>=1.15", "jsonschema>=4", "pyroute2>=0.7", "protobuf>=4.21", "jeepney>=0.8"],
     cffi_modules=["ociruntime/_shim_build.py:ffibuilder"],
     cmdclass={"build_ext": BuildExt, "build_py": BuildPy},
     scripts=[entry_script()],

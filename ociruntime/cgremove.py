@@ -33,6 +33,16 @@ def _subdirs(path, out):
                 _subdirs(sub, out)
 
 
+def destroy_state(st):
+    """Remove the cgroup of a container from its state: its directories, or, for a container of the
+    systemd driver, its unit (through the cgroups package's manager: only those import D-Bus). Returns
+    [(dir, error text)] of the directories that stay busy (see destroy)."""
+    if st.get("systemd"):
+        from ociruntime.cgroups import manager_of
+        return manager_of(st).destroy() or []
+    return destroy(st.get("cgroup_paths") or {}, st.get("cgroup_made") or [], st.get("cgroup_kept") or [])
+
+
 def destroy(paths, made=(), kept=()):
     """Remove the container's cgroup on every hierarchy, then the parents this container created
     (those that are now empty; a parent shared with other containers stays). kept: the directories that

@@ -121,7 +121,7 @@ def features():
         "linux": {
             "namespaces": sorted(plan.NAMESPACES),
             "capabilities": list(plan.CAPS),
-            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": True},
+            "cgroup": {"v1": True, "v2": True, "systemd": True, "systemdUser": True, "rdma": True},
             "seccomp": {
                 "enabled": True,
                 "actions": sorted(seccomp.ACTIONS),

@@ -23,7 +23,7 @@ CREATING_FILE = "creating.json"  # written at the start of create, so a killed c
 
 _STATE_TYPES = {"id": str, "pid": int, "init_start": int, "bundle": str, "rootfs": str, "created": str}
 _OPTIONAL_TYPES = {"annotations": dict, "hooks": dict, "cgroup_paths": dict, "cgroup_made": list, "cgroup_kept": list,
-                   "new_ns": int}
+                   "new_ns": int, "systemd": dict}
 
 
 def _well_formed(st):

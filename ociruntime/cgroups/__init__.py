@@ -460,3 +460,130 @@ def stats(paths):
     """runc's libcontainer cgroup stats as the ``data`` object of ``events`` (types.Stats)."""
     from ociruntime.cgroups import cgstats as statsmod
     return statsmod.collect(paths)
+
+
+# --- the managers: one interface, three drivers ---------------------------------------------------
+
+class Manager:
+    """A container's cgroup, as runc's cgroups.Manager: what the lifecycle calls, whichever driver
+    made it. ``paths``: {hierarchy key: cgroupfs directory} (v2: only ""); ``made``: the directories
+    this container created (a rollback removes only those).
+
+    create: ``prepare(resources)`` before the init exists, ``apply(pid)`` once it does (the init is
+    in its cgroup, with its limits, before it runs anything of the user's), ``rollback()`` when the
+    create fails at any step. Afterwards: ``set``, ``freeze``/``thaw``, ``exists``, ``all_pids``,
+    ``kill_all``, ``stats``, ``oom_notifier`` and ``destroy``; ``state()`` is what state.json keeps
+    so that ``manager_of(state)`` finds the same manager again."""
+
+    driver = "cgroupfs"
+
+    def __init__(self, paths, made=None, rootless=False, lax=False, kept=None):
+        self.paths = paths
+        self.made = list(made or [])
+        self.kept = list(kept or [])  # an adopted cgroup (and its subtree): delete leaves it
+        self.rootless = rootless
+        self.lax = lax  # rootless without a cgroupsPath: hierarchies we may not use are dropped
+        self.all_paths = dict(paths)
+
+    # --- create
+    def prepare(self, resources):
+        self.made = create(self.paths, rootless=self.lax, kept=self.kept)
+        self.set(resources, create=True)
+
+    def apply(self, pid):
+        apply(self.paths, pid, rootless=self.lax)
+
+    def mount_paths(self):
+        """The directories the container's cgroup mount shows (a rootless init that could not be
+        placed on a hierarchy shows our own cgroup there)."""
+        return with_own(self.all_paths, self.paths)
+
+    def rollback(self):
+        destroy_dirs(self.made)  # only what this create made: a pre-existing cgroup stays
+
+    def uses_procs_writes(self):
+        return any(self.paths)
+
+    # --- afterwards
+    def set(self, resources, create=False, skip_devices=False, warn=None, source="config.json",
+            pointer_base="/linux/resources"):
+        """source/pointer_base: where the resources came from, for the error naming a setting this
+        kernel lacks (update: its request)."""
+        set_resources(self.paths, resources, skip_devices=skip_devices and not create, warn=warn,
+                      rootless=self.rootless, source=source, pointer_base=pointer_base)
+
+    def freeze(self):
+        freeze(self.paths)
+
+    def thaw(self):
+        thaw(self.paths)
+
+    def exists(self):
+        return exists(self.paths)
+
+    def is_frozen(self):
+        return any(is_path_frozen(p) for k, p in self.paths.items()
+                   if k in ("freezer", "") or "freezer" in k.split(","))
+
+    def all_pids(self):
+        return all_pids(self.paths)
+
+    def kill_all(self, sig):
+        return kill_all(self.paths, sig)
+
+    def stats(self):
+        return stats(self.paths)
+
+    def oom_notifier(self):
+        raise NotImplementedError
+
+    def destroy(self):
+        """-> [(dir, error text)] of the directories that stay busy."""
+        return destroy(self.paths, self.made, self.kept)
+
+    def state(self):
+        return {"cgroup_paths": self.paths, "cgroup_made": self.made, "cgroup_kept": self.kept}
+
+
+class FsManager(Manager):
+    """cgroupfs on v1 controllers (a hybrid host's unified directory is only joined): runc's fs."""
+
+    def oom_notifier(self):
+        from ociruntime.cgroups.events import OOMv1
+        from ociruntime.cgroups.fs1 import controller_path
+        try:
+            return OOMv1(controller_path(self.paths, "memory"))
+        except OSError as e:
+            raise OciError(f"unable to register OOM notifications: {e.strerror}")
+
+
+class Fs2Manager(Manager):
+    """cgroupfs on a pure cgroup v2 host: runc's fs2."""
+
+    def oom_notifier(self):
+        from ociruntime.cgroups.events import OOMv2
+        return OOMv2(self.paths[""])
+
+
+def _fs_manager(paths, made=None, rootless=False, lax=False, kept=None):
+    cls = Fs2Manager if is_v2(paths) else FsManager
+    return cls(paths, made, rootless=rootless, lax=lax, kept=kept)
+
+
+def new_manager(cid, linux, systemd=False, rootless=False, annotations=None):
+    """The manager of a container being created: the systemd driver with --systemd-cgroup, else
+    cgroupfs (v1 or v2, as the host has it). Nothing is created yet (see Manager.prepare)."""
+    if systemd:
+        from ociruntime.cgroups.systemd import SystemdManager
+        return SystemdManager.for_create(cid, linux.get("cgroupsPath"), rootless, annotations or {})
+    paths = container_paths(linux.get("cgroupsPath"), cid)
+    return _fs_manager(paths, rootless=rootless, lax=rootless and not linux.get("cgroupsPath"))
+
+
+def manager_of(st):
+    """The manager of an existing container, from its state (or a crashed create's record)."""
+    if st.get("systemd"):
+        from ociruntime.cgroups.systemd import SystemdManager
+        return SystemdManager.from_state(st)
+    return _fs_manager(st.get("cgroup_paths") or {}, st.get("cgroup_made") or [],
+                       rootless=bool(st.get("rootless")), kept=st.get("cgroup_kept") or [])

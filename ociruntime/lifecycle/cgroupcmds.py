@@ -22,7 +22,8 @@ def _open(ctx, lock=True):
 
 def container_status(c, st):
     """runc refreshState: a frozen cgroup means "paused" whatever else holds."""
-    if cgroups.is_frozen(st) and cgroups.exists(st.get("cgroup_paths") or {}):
+    mgr = cgroups.manager_of(st)
+    if mgr.is_frozen() and mgr.exists():
         return "paused"
     return status_of(c, st)
 
@@ -43,7 +44,7 @@ def cmd_pause(ctx):
         status = container_status(c, st)
         if status not in ("running", "created"):
             raise StateError("container not running")
-        cgroups.freeze(st.get("cgroup_paths") or {})
+        cgroups.manager_of(st).freeze()
     finally:
         c.close()
     return 0
@@ -54,7 +55,7 @@ def cmd_resume(ctx):
     try:
         if container_status(c, st) != "paused":
             raise StateError("container not paused")
-        cgroups.thaw(st.get("cgroup_paths") or {})
+        cgroups.manager_of(st).thaw()
     finally:
         c.close()
     return 0
@@ -66,8 +67,8 @@ def cmd_ps(ctx):
     fmt = _flag(ctx, "format", "force", default="table")  # -f is aliased to "force" by the parser
     c, st = _open(ctx, lock=False)
     c.close()
-    paths = st.get("cgroup_paths") or {}
-    pids = cgroups.all_pids(paths) if cgroups.exists(paths) else []
+    mgr = cgroups.manager_of(st)
+    pids = mgr.all_pids() if mgr.exists() else []
     if fmt == "json":
         sys.stdout.write(json.dumps(pids or None) + "\n")
         return 0
@@ -215,17 +216,17 @@ def cmd_update(ctx):
     try:
         if container_status(c, st) == "stopped":
             raise StateError("container not running")
-        paths = st.get("cgroup_paths") or {}
+        mgr = cgroups.manager_of(st)
         saved = _saved_resources(st)
         merged = merge_update(saved, req)
         # a setting this kernel lacks is named in the request: "update --resources: /blockIO/weight: ..."
         source = "update --resources" if _flag(ctx, "resources", "r") else \
             "update --blkio-weight" if ctx.flag("blkio-weight") else "update"
         try:
-            cgroups.set_resources(paths, merged, skip_devices=True, source=source, pointer_base="")
+            mgr.set(merged, skip_devices=True, source=source, pointer_base="")
         except OciError:
             try:
-                cgroups.set_resources(paths, saved, skip_devices=True, warn=lambda m: None)
+                mgr.set(saved, skip_devices=True, warn=lambda m: None)
             except OciError as e2:
                 log.warning(f"Setting back cgroup configs failed due to error: {e2}, your state.json and "
                             f"actual configs might be inconsistent.")
@@ -275,60 +276,6 @@ def _emit(obj):
     sys.stdout.flush()
 
 
-class _OOMv1:
-    """memory.oom_control notifications through cgroup.event_control and an eventfd."""
-
-    def __init__(self, path):
-        self.path = path
-        self.efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
-        self.ofd = os.open(os.path.join(path, "memory.oom_control"), os.O_RDONLY | os.O_CLOEXEC)
-        with open(os.path.join(path, "cgroup.event_control"), "w") as f:
-            f.write(f"{self.efd} {self.ofd}")
-
-    def fileno(self):
-        return self.efd
-
-    def poll(self):
-        """(oom events seen, cgroup gone)."""
-        n = 0
-        try:
-            n = os.eventfd_read(self.efd)
-        except BlockingIOError:
-            pass
-        gone = not os.path.exists(os.path.join(self.path, "cgroup.event_control"))
-        return (0 if gone else n), gone
-
-    def close(self):
-        for fd in (self.efd, self.ofd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-
-class _OOMv2:
-    """memory.events oom_kill counter and cgroup.events populated, polled."""
-
-    def __init__(self, path):
-        from ociruntime.cgroups import files
-        self.files = files
-        self.path = path
-        self.last = files.read_keyed(path, "memory.events").get("oom_kill", 0)
-
-    def fileno(self):
-        return None
-
-    def poll(self):
-        # the counter first: an OOM kill of the init empties the cgroup at the same moment
-        cur = self.files.read_keyed(self.path, "memory.events").get("oom_kill", self.last)
-        n, self.last = max(0, cur - self.last), cur
-        ev = self.files.read_keyed(self.path, "cgroup.events")
-        return n, (not ev or ev.get("populated", 1) == 0)
-
-    def close(self):
-        pass
-
-
 def cmd_events(ctx):
     from ociruntime.log import log
     interval = 5.0
@@ -346,19 +293,11 @@ def cmd_events(ctx):
     cid = st["id"]
     if status == "stopped":
         raise OciError(f"container with id {cid} is not running")
-    paths = st.get("cgroup_paths") or {}
+    mgr = cgroups.manager_of(st)
     if ctx.flag("stats"):
-        _emit({"type": "stats", "id": cid, "data": cgroups.stats(paths)})
+        _emit({"type": "stats", "id": cid, "data": mgr.stats()})
         return 0
-    if cgroups.is_v2(paths):
-        notifier = _OOMv2(paths[""])
-    else:
-        from ociruntime.cgroups.fs1 import controller_path
-        mpath = controller_path(paths, "memory")
-        try:
-            notifier = _OOMv1(mpath)
-        except OSError as e:
-            raise OciError(f"unable to register OOM notifications: {e.strerror}")
+    notifier = mgr.oom_notifier()
     import select
     try:
         next_stats = time.monotonic() + interval
@@ -376,7 +315,7 @@ def cmd_events(ctx):
             if time.monotonic() >= next_stats:
                 next_stats += interval
                 try:
-                    _emit({"type": "stats", "id": cid, "data": cgroups.stats(paths)})
+                    _emit({"type": "stats", "id": cid, "data": mgr.stats()})
                 except OciError as e:
                     log.error(str(e))
     except (BrokenPipeError, KeyboardInterrupt):

@@ -198,7 +198,7 @@ def _kill_cgroup(st, sig):
     """Signal every process in the container's cgroup (cgroup.kill for SIGKILL where the unified
     hierarchy has it, else freeze / signal each / thaw). False when the cgroup is gone."""
     from ociruntime import cgroups
-    return cgroups.kill_all(st.get("cgroup_paths") or {}, sig)
+    return cgroups.manager_of(st).kill_all(sig)
 
 
 def cmd_kill(ctx):
@@ -265,7 +265,7 @@ def delete(root, cid, force=False):
                         pass
                 from ociruntime import cgroups
                 _kill_cgroup(cr, _signal.SIGKILL)
-                cgroups.destroy_dirs(cr.get("cgroup_made") or [])
+                cgroups.manager_of(cr).rollback()
             c.remove()
             if force:
                 return
@@ -286,9 +286,9 @@ def delete(root, cid, force=False):
         if force or not private_pidns:
             # leftover processes (shared pid namespace, or anything else still in the cgroup)
             _kill_cgroup(st, _signal.SIGKILL)
-        from ociruntime.cgremove import destroy  # not the cgroups package (start-up cost)
+        from ociruntime.cgremove import destroy_state  # not the cgroups package (start-up cost)
         log.debug(f"delete {cid}: removing cgroups {st.get('cgroup_made') or []}")
-        busy = destroy(st.get("cgroup_paths") or {}, st.get("cgroup_made") or [], st.get("cgroup_kept") or [])
+        busy = destroy_state(st)
         if st.get("host_mounts") and st.get("rootfs"):
             _unmount_below(st["rootfs"])
         c.remove()  # also when a cgroup stays busy: the container is gone, its state must not linger

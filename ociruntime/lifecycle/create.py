@@ -194,10 +194,6 @@ def _host_checks(ctx, config, detach_checks, listen_env):
         from ociruntime import netdev  # pyroute2: only for a config that moves network devices
         netdev.check_host(net_devices)
 
-    if ctx.g.get("systemd-cgroup") and not os.path.isdir("/run/systemd/system"):
-        # no systemd driver without a systemd to talk to: say so rather than fall back silently
-        raise OciError("--systemd-cgroup: systemd is not running on this host (no /run/systemd/system); "
-                       "use the cgroupfs driver (omit --systemd-cgroup)")
     # the rootless cgroup manager (global --rootless, auto: euid != 0 or in a user namespace)
     rootless = cgroups.rootless_mode(ctx.g.get("rootless"))
     return proc, console, net_devices, rootless
@@ -211,7 +207,7 @@ def _create(ctx, cid, pid_file, bundle, npreserve, config, proc, console, net_de
         store = Store(ctx.root)
         cdir = store.claim(cid)
     sp = Spawned()
-    cg_paths, cg_made, cg_kept = {}, [], []
+    mgr = None
     sock = None
     userns_fds = []
     try:
@@ -219,22 +215,10 @@ def _create(ctx, cid, pid_file, bundle, npreserve, config, proc, console, net_de
             from ociruntime import notify
             notify.prepare(config, cdir.path)
         linux = config.get("linux") or {}
-        with trace.step("cgroups: create"):
-            cg_paths = cgroups.container_paths(linux.get("cgroupsPath"), cid)
-            # rootless without an explicit cgroupsPath: hierarchies we may not create or join are
-            # skipped (runc); a limit that needs one of them still fails
-            cg_lax = rootless and not linux.get("cgroupsPath")
-            cg_all = dict(cg_paths)
-            cg_made = cgroups.create(cg_paths, rootless=cg_lax, kept=cg_kept)
-            # overlaps the kernel's first-migration grace period with the work below (after the mkdirs:
-            # the waiting writer holds cgroup_mutex, which mkdir needs too)
-            if any(cg_paths):  # a v1 hierarchy: the init is placed by cgroup.procs writes
-                cgroups.prewarm_attach()
-        # if this process is killed from here on, `delete` finds what to clean up in creating.json
-        early = {"id": cid, "pid": 0, "init_start": 0, "bundle": bundle, "rootfs": "", "created": "",
-                 "cgroup_paths": cg_paths, "cgroup_made": cg_made}
-        with trace.step("state: creating.json"):
-            cdir.write_state(early, name=CREATING_FILE)
+        # the cgroup manager (cgroupfs v1 or v2, or systemd with --systemd-cgroup); rootless without
+        # an explicit cgroupsPath, hierarchies we may not create or join are skipped (runc)
+        mgr = cgroups.new_manager(cid, linux, systemd=ctx.g.get("systemd-cgroup"), rootless=rootless,
+                                  annotations=config.get("annotations"))
         resources = linux.get("resources") or {}
         late_pids = None
         plimit = (resources.get("pids") or {}).get("limit")
@@ -243,8 +227,19 @@ def _create(ctx, cid, pid_file, bundle, npreserve, config, proc, console, net_de
             # container's only task (after SYNC_PID), as runc writes it once its init is alone
             late_pids = {"pids": {"limit": plimit}}
             resources = {**resources, "pids": {}}
-        with trace.step("cgroups: resources"):
-            cgroups.set_resources(cg_paths, resources, cid, rootless=rootless)
+        # if this process is killed from here on, `delete` finds what to clean up in creating.json
+        early = {"id": cid, "pid": 0, "init_start": 0, "bundle": bundle, "rootfs": "", "created": "",
+                 **mgr.state()}
+        try:
+            with trace.step("cgroups: create"):
+                mgr.prepare(resources)  # cgroupfs: the directories and their limits, before the init exists
+        finally:
+            with trace.step("state: creating.json"):
+                cdir.write_state({**early, **mgr.state()}, name=CREATING_FILE)
+        # overlaps the kernel's first-migration grace period with the work below (after the mkdirs:
+        # the waiting writer holds cgroup_mutex, which mkdir needs too)
+        if mgr.uses_procs_writes():  # a v1 hierarchy: the init is placed by cgroup.procs writes
+            cgroups.prewarm_attach()
         base = 3 + npreserve
         fds = {"sync": base, "plan": base + 1, "fifo": base + 2, "close_from": base}
         console_sock = None
@@ -263,7 +258,7 @@ def _create(ctx, cid, pid_file, bundle, npreserve, config, proc, console, net_de
                                                     "in_userns": running_in_userns(),
                                                     "relay_tty": console_sock is not None and not console,
                                                     "trace": trace.active()},
-                              cgroups.with_own(cg_all, cg_paths))
+                              mgr.mount_paths())
             p.config = config
         with trace.step("idmap user namespaces"):
             userns_fds = idmap_userns_fds(p.idmap_userns)
@@ -301,8 +296,8 @@ def _create(ctx, cid, pid_file, bundle, npreserve, config, proc, console, net_de
         spawn_step.__exit__(None, None, None)
         # the cgroup seam: the init is in its cgroup before it runs anything of the user's
         with trace.step("cgroups: attach"):
-            cgroups.apply(cg_paths, pid, rootless=cg_lax)
-        if cg_lax and not cg_paths and not (p.new_ns & planmod.CLONE_NEWPID or
+            mgr.apply(pid)
+        if mgr.lax and not mgr.paths and not (p.new_ns & planmod.CLONE_NEWPID or
                                             any(f == planmod.CLONE_NEWPID for f, _ in p.joins)):
             log.warning("Creating a rootless container with no cgroup and no private pid namespace. Such "
                         "configuration is strongly discouraged (as it is impossible to properly kill all "
@@ -315,7 +310,7 @@ def _create(ctx, cid, pid_file, bundle, npreserve, config, proc, console, net_de
             "id": cid, "pid": 0, "init_start": 0, "bundle": bundle, "rootfs": p.rootfs,
             "created": rfc3339nano(time.time_ns()), "annotations": config.get("annotations") or {},
             "hooks": {k: v for k, v in (config.get("hooks") or {}).items() if k in ("poststart", "poststop")},
-            "cgroup_paths": cg_paths, "cgroup_made": cg_made, "cgroup_kept": cg_kept, "new_ns": p.new_ns,
+            **mgr.state(), "new_ns": p.new_ns,
             "joined_pidns": any(f == planmod.CLONE_NEWPID for f, _ in p.joins),
             "seccomp": linux.get("seccomp"),  # exec'd processes get the container's filter, as in runc
             # ... and its AppArmor profile / SELinux label unless they name their own (runc newInitConfig)
@@ -333,8 +328,7 @@ def _create(ctx, cid, pid_file, bundle, npreserve, config, proc, console, net_de
             "rootless": rootless,  # exec: cgroup join errors are ignored, as at create
         }
         try:
-            _serve(sock, sp, p, st, cdir, lambda: late_pids and cgroups.set_resources(cg_paths, late_pids, cid,
-                                                                                      skip_devices=True))
+            _serve(sock, sp, p, st, cdir, lambda: late_pids and mgr.set(late_pids, skip_devices=True))
         except BaseException as e:
             sync_step.__exit__(type(e), e, None)
             raise
@@ -355,10 +349,11 @@ def _create(ctx, cid, pid_file, bundle, npreserve, config, proc, console, net_de
         sp.kill()
         if sp.netdev:
             sp.netdev.rollback()  # we still hold the container's network namespace: devices go back
-        try:
-            cgroups.destroy_dirs(cg_made)  # only what this call made: a pre-existing cgroup stays
-        except OciError:
-            pass
+        if mgr is not None:
+            try:
+                mgr.rollback()  # only what this call made: a pre-existing cgroup stays; no unit left
+            except OciError:
+                pass
         cdir.remove()
         rollback.__exit__(None, None, None)
         raise

@@ -273,8 +273,9 @@ def prove_cgroup_v2(env, claim):
 
 
 def prove_systemd(env, claim):
-    if claim:
-        pytest.fail("a systemd cgroup driver is claimed: add its proof here")
+    """The driver itself is proven against a real systemd in tests/systemd (a qemu guest whose PID 1 is
+    systemd, v2 and v1); here, on a host without systemd, it must refuse clearly and leave nothing."""
+    assert claim, "the systemd cgroup driver is implemented (tests/systemd): features must say so"
     if os.path.isdir("/run/systemd/system"):
         pytest.skip("systemd runs on this host: the refusal of --systemd-cgroup is for hosts without it")
     b = env.bundle(args=("true",))

@@ -54,6 +54,8 @@ HEAVY = ("jsonschema", "referencing", "pyroute2", "cffi", "_cffi_backend", "ocir
 # CRIU's RPC client and protobuf (tens of ms) are for checkpoint/restore only
 NEVER_FOR_CREATE = ("jsonschema", "referencing", "pyroute2", "ociruntime.trace", "ociruntime.check", "google",
                     "ociruntime.criu", "ociruntime.lifecycle.checkpoint")
+# the systemd cgroup driver's D-Bus client: only for --systemd-cgroup and the containers it made
+SYSTEMD_DRIVER = ("jeepney", "ociruntime.cgroups.systemd", "ociruntime.cgroups.sdbus")
 # what the light commands (state, list, start, kill without --all; delete of a missing container) no
 # longer import: each is start-up CPU on every call
 NEVER_FOR_LIGHT = ("os", "_collections_abc", "importlib", "warnings", "ociruntime.cgroups", "signal", "json")
@@ -158,7 +160,7 @@ def container(root, bundle, request):
 def test_create_does_not_import_jsonschema_or_pyroute2(tmp_path, root, bundle, container):
     rc, mods, out, err = run_wrapped(tmp_path, "--root", root, "create", "--bundle", bundle, container)
     assert rc == 0, err
-    assert loaded(mods, NEVER_FOR_CREATE) == []
+    assert loaded(mods, NEVER_FOR_CREATE + SYSTEMD_DRIVER) == []
     # sanity: it really created it (through the planner and the shim)
     assert "ociruntime.plan" in mods and "ociruntime._shim" in mods
 
@@ -185,7 +187,7 @@ def test_light_commands_on_a_real_container(tmp_path, root, bundle, container):
             assert loaded(mods, NEVER_FOR_CREATE + ("ociruntime.schema",)) == [], args
             assert "ociruntime._shim" in mods
             continue
-        assert loaded(mods, HEAVY) == [], args
+        assert loaded(mods, HEAVY + SYSTEMD_DRIVER) == [], args
         assert loaded(mods, NEVER_FOR_LIGHT) == [], args  # KILL: the init of a private pid namespace
     deadline = time.monotonic() + 10
     while True:
@@ -198,7 +200,7 @@ def test_light_commands_on_a_real_container(tmp_path, root, bundle, container):
     for args in (["kill", "--all", container, "KILL"], ["delete", container]):
         rc, mods, out, err = run_wrapped(tmp_path, "--root", root, *args)
         assert rc == 0, (args, err)
-        assert loaded(mods, HEAVY) == [], args
+        assert loaded(mods, HEAVY + SYSTEMD_DRIVER) == [], args
     # a plain delete of a stopped container (private pid namespace) removes its cgroups through
     # ociruntime.cgremove, without the cgroups package or os
     assert "ociruntime.cgremove" in mods

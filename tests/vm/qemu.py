@@ -467,7 +467,11 @@ def _init1(kver, cgroup, init, shares, keep, local):
                      f"|| fail 'mount of share {gpath} failed'")
     lines += [
         "echo vm > $R/etc/hostname",
-        *(["mkdir -p $R/etc/systemd/system && cp -a $R/run/vm/ctl/units/. $R/etc/systemd/system/"]
+        *(["mkdir -p $R/etc/systemd/system && cp -a $R/run/vm/ctl/units/. $R/etc/systemd/system/",
+           # a host that is itself a container (/.dockerenv) would make the guest's systemd believe it is
+           # one too: it then takes its "kernel" command line (systemd.unified_cgroup_hierarchy=0) from its
+           # own argv and boots v2 whatever cgroup= asked for
+           "rm -f $R/.dockerenv $R/run/.containerenv"]
           if init == "systemd" else []),
         "rm -f $R/etc/machine-id 2>/dev/null; : > $R/etc/machine-id",
     ]
