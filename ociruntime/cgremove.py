@@ -82,17 +82,9 @@ def _rmdirs(dirs, timeout=5.0):
 
 
 def destroy_dirs(dirs, timeout=5.0):
-    """rmdir the given directories, deepest first; retries while they are still busy."""
-    deadline = time.monotonic() + timeout
-    for d in sorted(dirs, key=len, reverse=True):
-        while True:
-            try:
-                posix.rmdir(d)
-                break
-            except FileNotFoundError:
-                break
-            except OSError as e:
-                if e.errno == errno.EBUSY and time.monotonic() < deadline:
-                    time.sleep(0.01)
-                    continue
-                raise OciError(f"remove cgroup {d}: {e.strerror}")
+    """rmdir the given directories, deepest first; retries while they are still busy. Every one is
+    tried; the first that stays is the error."""
+    failed = _rmdirs(dirs, timeout)
+    if failed:
+        d, why = failed[0]
+        raise OciError(f"remove cgroup {d}: {why}")

@@ -33,7 +33,7 @@ WORK=$PREFIX/.work; D=$WORK/apt-$SUITE
 rm -rf "$WORK"; mkdir -p "$D/lists/partial" "$D/cache/archives/partial" "$D/src"
 URI=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
 [ -n "$URI" ] || URI=$(awk '$1=="deb"{print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
-[ -n "$URI" ] || URI=http://deb.debian.org/debian
+[ -n "$URI" ] || { echo "get-criu: no Debian archive in the host's apt sources (debian.sources / sources.list)" >&2; exit 1; }
 printf 'Types: deb-src\nURIs: %s\nSuites: %s\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
   "$URI" "$SUITE" > "$D/src.sources"
 O=(-o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts="$D" -o Dir::State::Lists="$D/lists"

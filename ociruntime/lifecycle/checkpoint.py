@@ -519,15 +519,8 @@ class _Restore:
 
 
 def restore(ctx):
-    from ociruntime.lifecycle.create import _load_config, write_pid_file, rfc3339nano
-    cid = validate_id(ctx.args[0])
-    pid_file = ctx.flag("pid-file")
-    if pid_file:
-        pid_file = os.path.abspath(pid_file)
-    bundle = ctx.flag("bundle") or "."
-    if not os.path.isdir(bundle):
-        raise OciError(f"bundle {bundle!r}: no such directory")
-    bundle = os.path.realpath(bundle)
+    from ociruntime.lifecycle.create import _load_config, write_pid_file, rfc3339nano, id_bundle_pid_file
+    cid, pid_file, bundle = id_bundle_pid_file(ctx)
     image, _ = _image_paths(ctx)
     config = _load_config(bundle)
     proc = config.get("process") or {}

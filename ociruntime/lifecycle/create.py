@@ -166,7 +166,8 @@ def create(ctx, detach_checks=True):
     return _create(ctx, cid, pid_file, bundle, npreserve, config, proc, console, net_devices, rootless)
 
 
-def _arguments(ctx):
+def id_bundle_pid_file(ctx):
+    """create/run/restore: the container id, --pid-file made absolute, --bundle resolved."""
     cid = validate_id(ctx.args[0])
     pid_file = ctx.flag("pid-file")
     if pid_file:
@@ -174,7 +175,11 @@ def _arguments(ctx):
     bundle = ctx.flag("bundle") or "."
     if not os.path.isdir(bundle):
         raise OciError(f"bundle {bundle!r}: no such directory")
-    bundle = os.path.realpath(bundle)
+    return cid, pid_file, os.path.realpath(bundle)
+
+
+def _arguments(ctx):
+    cid, pid_file, bundle = id_bundle_pid_file(ctx)
     npreserve, listen_env = _preserved_fds(ctx)
     return cid, pid_file, bundle, npreserve, listen_env
 
