@@ -363,7 +363,7 @@ def checkpoint(ctx):
         # the processes are gone (CRIU killed them after the dump): the container goes too, as runc
         from ociruntime.lifecycle import control
         control.delete(ctx.root, cid, force=True)
-    elif status == "running" and cgroups.is_frozen(st):
+    elif status == "running" and cgroups.manager_of(st).is_frozen():
         pass  # CRIU thaws what it froze; a paused container stays paused
     return 0
 
@@ -510,7 +510,7 @@ class _Restore:
     """What a restore made, to undo on failure."""
 
     def __init__(self):
-        self.cg_made = []
+        self.mgr = None  # the container's cgroup manager (cgroupfs v1/v2 or systemd), as create's
         self.mounted = None
         self.criu_root = None
         self.pid = 0
@@ -559,11 +559,14 @@ def restore(ctx):
         raise
     linux = config.get("linux") or {}
     try:
-        cg_paths = cgroups.container_paths(linux.get("cgroupsPath"), cid)
-        r.cg_made = cgroups.create(cg_paths)
-        cdir.write_state({"id": cid, "pid": 0, "init_start": 0, "bundle": bundle, "rootfs": "", "created": "",
-                          "cgroup_paths": cg_paths, "cgroup_made": r.cg_made}, name=CREATING_FILE)
-        cgroups.set_resources(cg_paths, linux.get("resources") or {}, cid, rootless=rootless)
+        mgr = r.mgr = cgroups.new_manager(cid, linux, systemd=ctx.g.get("systemd-cgroup"), rootless=rootless,
+                                          annotations=config.get("annotations"))
+        try:
+            mgr.prepare(linux.get("resources") or {})
+        finally:  # if this process is killed from here on, `delete` finds what to clean up
+            cdir.write_state({"id": cid, "pid": 0, "init_start": 0, "bundle": bundle, "rootfs": "", "created": "",
+                              **mgr.state()}, name=CREATING_FILE)
+        cg_paths = mgr.paths
         root = (config.get("root") or {}).get("path", "rootfs")
         rootfs = os.path.realpath(root if os.path.isabs(root) else os.path.join(bundle, root))
         config["_bundle"] = bundle
@@ -598,7 +601,7 @@ def restore(ctx):
             "id": cid, "pid": 0, "init_start": 0, "bundle": bundle, "rootfs": rootfs,
             "created": rfc3339nano(time.time_ns()), "annotations": config.get("annotations") or {},
             "hooks": {k: v for k, v in (config.get("hooks") or {}).items() if k in ("poststart", "poststop")},
-            "cgroup_paths": cg_paths, "cgroup_made": r.cg_made, "new_ns": _new_ns(config),
+            "new_ns": _new_ns(config),
             "joined_pidns": _has_ns(config, "pid", with_path=True),
             "seccomp": linux.get("seccomp"),
             "lsm": {k: proc[k] for k in ("apparmorProfile", "selinuxLabel") if proc.get(k)},
@@ -608,6 +611,7 @@ def restore(ctx):
             "notify_socket": False, "host_mounts": not _has_ns(config, "mount"),
             "owner": os.geteuid(), "rootless": rootless, "restored": True,
         }
+        st.update(mgr.state())
         hooks = config.get("hooks") or {}
 
         def on_notify(script, pid, fds):
@@ -629,7 +633,8 @@ def restore(ctx):
 
         try:
             # CRIU's own process goes into the container's cgroups first: the restored tree is born there
-            cgroups.apply(dict(cg_paths), swrk.pid)
+            mgr.apply(swrk.pid)
+            st.update(mgr.state())  # what the driver made while placing it (systemd v1: its directories)
             for ctrl, path in _cg_roots(swrk.pid):
                 cr = opts.cg_root.add()
                 cr.ctrl, cr.path = ctrl, path
@@ -742,12 +747,11 @@ def _rollback(r, cdir):
             os.kill(r.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    st = cdir.read_state(CREATING_FILE) or {}
-    paths = st.get("cgroup_paths") or {}
-    try:
-        cgroups.kill_all(paths, signal.SIGKILL)
-    except Exception:
-        pass
+    if r.mgr is not None:
+        try:
+            r.mgr.kill_all(signal.SIGKILL)
+        except Exception:
+            pass
     if r.pid:
         try:
             os.waitpid(r.pid, 0)
@@ -762,11 +766,11 @@ def _rollback(r, cdir):
         except OSError:
             pass
         r.criu_root = None
-    try:
-        from ociruntime.cgremove import destroy
-        destroy(paths, r.cg_made)
-    except OciError:
-        pass
+    if r.mgr is not None:
+        try:
+            r.mgr.rollback()  # only what this restore made (and its systemd unit): a pre-existing cgroup stays
+        except OciError:
+            pass
     cdir.remove()
 
 
