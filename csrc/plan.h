@@ -99,6 +99,10 @@ enum plan_op {
 #define MOUNT_CLEARS 0x200u        /* or'd into kind: a bind mount's options clear a flag (rw, dev, suid, ...) */
 #define MOUNT_FROM_RUNTIME 0x400u  /* or'd into kind: a bind source the container's root cannot reach: cloned by
                                       stage-1 in the runtime's namespaces, moved into place by the init */
+#define MOUNT_IDMAP_IN_ROOT 0x800u /* or'd into kind of an idmapped bind (OP_MOUNT_IDMAP follows) whose source is
+                                      inside the container's root: not stage-1's; the init clones it when its turn
+                                      comes, in the container's mount namespace (after the earlier mounts), and
+                                      hands the tree to the runtime, which sets the mapping (SYNC_IDMAP_FD) */
 /* or'd into kind with MOUNT_CLEARS: which lockable flags the options clear explicitly (bit = MOUNT_CLR_SHIFT + i,
  * i indexing rdonly, nosuid, nodev, noexec, noatime, nodiratime, relatime) */
 #define MOUNT_CLR_SHIFT 16u
@@ -127,6 +131,8 @@ enum plan_op {
  *                        <--NETDEV_FD (linux.netDevices: netlink socket in the new netns)
  *   move the devices     --NETDEV_ACK-->
  *                        <--PID (init pid)               clone(CLONE_PARENT) -> mounts
+ *                        <--------------------------------IDMAP_FD (an idmapped bind inside the root: its tree)
+ *   MOUNT_ATTR_IDMAP on it --IDMAP_ACK------------------->  moves it onto its destination
  *                        <--------------------------------HOOKS_PLS
  *   prestart/createRuntime --HOOKS_ACK (state json)----->  createContainer hooks, pivot_root, ...
  *                        <--------------------------------READY
@@ -151,6 +157,9 @@ enum sync_msg {
 	SYNC_TIMENS_ACK = 0x4d,  /* python -> stage-1: written */
 	SYNC_WARNING = 0x4e,     /* init -> python: payload = one-line warning text; python logs it and reads on */
 	SYNC_ERROR = 0x4f,       /* any -> python: payload = one-line error text [NUL step\tindex\tdetail] */
+	SYNC_IDMAP_FD = 0x51,    /* init -> python: i32 config index of a MOUNT_IDMAP_IN_ROOT mount; its detached tree
+	                            (SCM_RIGHTS): python sets MOUNT_ATTR_IDMAP on it */
+	SYNC_IDMAP_ACK = 0x52,   /* python -> init: the tree is idmapped */
 	SYNC_TRACE = 0x50,       /* stage-1/init -> python (OP_TRACE only, no answer): the steps since the last
 	                            one, "name\tindex\tdetail\tstart_ns\tdur_ns\terrno\n" each (csrc/init/trace.c) */
 };

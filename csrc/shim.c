@@ -555,3 +555,19 @@ int oci_umount(const char *path, int flags)
 {
 	return umount2(path, flags) < 0 ? -errno : 0;
 }
+
+/* oci_idmap_tree: an idmapped bind mount whose source is inside the container's root (runc >= 1.2
+ * does the same in its parent): the container init clones the source in its own mount namespace into
+ * a detached tree and hands it over; the mapping's user namespace and the privilege over the source's
+ * filesystem are ours, so we set MOUNT_ATTR_IDMAP on it (every mount of the tree when recursive). */
+#include <sys/syscall.h>
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+int oci_idmap_tree(int tree_fd, int userns_fd, int recursive)
+{
+	struct { uint64_t attr_set, attr_clr, propagation, userns_fd; } a = { 0x100000 /* MOUNT_ATTR_IDMAP */, 0, 0,
+									       (uint64_t)userns_fd };
+	unsigned flags = 0x1000 /* AT_EMPTY_PATH */ | (recursive ? 0x8000 /* AT_RECURSIVE */ : 0);
+	return syscall(SYS_mount_setattr, tree_fd, "", flags, &a, sizeof(a)) < 0 ? -errno : 0;
+}

@@ -9,3 +9,4 @@ int oci_seccomp_compile(int out_fd, unsigned int default_action, unsigned int na
 int oci_bpf_dev_prog_load(const void *insns, int ninsns, char *log, int loglen);
 int oci_bpf_dev_prog_attach(int prog_fd, int cgroup_fd, int replace_old);
 int oci_umount(const char *path, int flags);
+int oci_idmap_tree(int tree_fd, int userns_fd, int recursive);

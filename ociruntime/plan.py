@@ -30,6 +30,7 @@ MOUNT_KIND_FS, MOUNT_KIND_BIND, MOUNT_KIND_RBIND = 0, 1, 2
 MOUNT_COPYUP = 0x100
 MOUNT_CLEARS, MOUNT_CLR_SHIFT = 0x200, 16
 MOUNT_FROM_RUNTIME = 0x400
+MOUNT_IDMAP_IN_ROOT = 0x800
 IDMAP_RECURSIVE = 1
 UMASK_UNSET = 0xFFFFFFFF
 USER_SETGROUPS = 1
@@ -46,6 +47,7 @@ SYNC_TRACE = 0x50
 SYNC_ERROR = 0x4F
 SYNC_WARNING = 0x4E
 SYNC_TIMENS_PLS, SYNC_TIMENS_ACK = 0x4C, 0x4D
+SYNC_IDMAP_FD, SYNC_IDMAP_ACK = 0x51, 0x52
 
 # --- kernel constants ----------------------------------------------------------------------------
 CLONE_NEWTIME, CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, \
@@ -264,6 +266,9 @@ class Plan:
         # idmapped mounts: one user namespace per distinct mapping, in fd slots idmap_base + index;
         # each entry: (("maps", uid tuples, gid tuples) or ("path", userns path), JSON pointer of a mount)
         self.idmap_userns = []
+        # idmapped binds whose source is inside the root (MOUNT_IDMAP_IN_ROOT): config index ->
+        # (index into idmap_userns, recursive); the init hands their trees to the runtime (SYNC_IDMAP_FD)
+        self.idmap_in_root = {}
         self.net_devices = {}  # host name -> name in the container (may be a "%d" template)
 
 
@@ -445,6 +450,11 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
                 if clear & f:
                     kind |= 1 << (MOUNT_CLR_SHIFT + bit)
         idmap = _idmap_userns(p, m, ptr, is_bind, ext, linux, new)
+        if idmap is not None and src.startswith(rootfs.rstrip("/") + "/"):
+            # its source may exist only once earlier mounts are made: cloned by the init in the
+            # container's mount namespace, the mapping set by the runtime (runc's parent does this too)
+            kind |= MOUNT_IDMAP_IN_ROOT
+            p.idmap_in_root[i] = (idmap, "ridmap" in ext)
         if is_bind and idmap is None and new & CLONE_NEWUSER and not opts.get("rootless_euid") and \
                 src.startswith("/") and \
                 not src.startswith(rootfs.rstrip("/") + "/") and \

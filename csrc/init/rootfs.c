@@ -277,6 +277,7 @@ static void do_mount(struct mount_op *m)
 {
 	int copyup = (m->kind & MOUNT_COPYUP) != 0;
 	int clears = (m->kind & MOUNT_CLEARS) != 0;
+	int idmap_in_root = (m->kind & MOUNT_IDMAP_IN_ROOT) != 0;
 	unsigned long cleared = 0;
 	static const unsigned long lockable[] = { MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_NOATIME,
 						  MS_NODIRATIME, MS_RELATIME };
@@ -299,6 +300,22 @@ static void do_mount(struct mount_op *m)
 			fdpath(srcpath, sizeof(srcpath), srcfd);
 			src = srcpath;
 		}
+	}
+	if (is_bind && idmap_in_root) {
+		/* an idmapped bind of such a source: cloned here, the runtime sets the mapping (it holds the
+		 * mapping's user namespace and the privilege over the source's filesystem) */
+		if (srcfd < 0) bailx("idmapped mount %s: its source %s is not inside the root", m->dst, m->src);
+		unsigned of = OCI_OPEN_TREE_CLONE | OCI_OPEN_TREE_CLOEXEC | AT_EMPTY_PATH;
+		if (m->kind == MOUNT_KIND_RBIND) of |= OCI_AT_RECURSIVE;
+		int tree = sys_open_tree(srcfd, "", of);
+		if (tree < 0) bail("/mounts/%u: clone the bind mount source %s", m->idmap_index, m->src);
+		struct sync_hdr h = { SYNC_IDMAP_FD, (int32_t)m->idmap_index };
+		if (g_trace) trace_flush();
+		if (send_fd(g_sync_fd, tree, &h, sizeof(h)) < 0) bail("send the idmapped mount of %s to the runtime", m->src);
+		sync_expect(SYNC_IDMAP_ACK, NULL, NULL);
+		close(srcfd);
+		srcfd = -1;
+		m->tree_fd = tree;
 	}
 	if (is_bind && m->tree_fd < 0) { /* a prepared tree (idmapped, opened by the runtime): its root tells */
 		struct stat st;
@@ -432,7 +449,7 @@ void prepare_idmapped_mounts(struct plan *p)
 			if (m->tree_fd < 0) bail("clone the bind mount source %s (for %s)", m->src, m->dst);
 			continue;
 		}
-		if (m->idmap_fd < 0) continue;
+		if (m->idmap_fd < 0 || (m->kind & MOUNT_IDMAP_IN_ROOT)) continue; /* in the root: see do_mount */
 		int t = ioctl(m->idmap_fd, NS_GET_NSTYPE);
 		if (t != CLONE_NEWUSER)
 			bailx("/mounts/%u: the id mapping's fd %d is not a user namespace", m->idmap_index, m->idmap_fd);

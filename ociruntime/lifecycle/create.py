@@ -140,6 +140,12 @@ class Spawned:
     def __init__(self):
         self.stage1 = self.stage1_pidfd = self.init_pid = None
         self.netdev = None  # netdev.Mover when the config has linux.netDevices
+        self.idmap = {}  # config index -> (user namespace fd, recursive): plan.Plan.idmap_in_root
+
+    def close_idmap(self):
+        for fd, _ in self.idmap.values():
+            os.close(fd)
+        self.idmap = {}
 
     def kill(self):
         for pid in (self.init_pid, self.stage1):
@@ -267,6 +273,8 @@ def _create(ctx, cid, pid_file, bundle, npreserve, config, proc, console, net_de
             p.config = config
         with trace.step("idmap user namespaces"):
             userns_fds = idmap_userns_fds(p.idmap_userns)
+            # the trees of idmapped binds inside the root come back from the init (SYNC_IDMAP_FD)
+            sp.idmap = {i: (os.dup(userns_fds[u]), rec) for i, (u, rec) in p.idmap_in_root.items()}
         if p.net_devices:
             from ociruntime import netdev  # imported by _host_checks already
             sp.netdev = netdev.Mover(p.net_devices)
@@ -363,6 +371,7 @@ def _create(ctx, cid, pid_file, bundle, npreserve, config, proc, console, net_de
         rollback.__exit__(None, None, None)
         raise
     finally:
+        sp.close_idmap()
         if sp.netdev:
             sp.netdev.close()
         if sp.stage1_pidfd and sp.stage1_pidfd >= 0:
@@ -529,6 +538,14 @@ def _serve(sock, sp, p, st, cdir, after_pid=lambda: None):
         if typ == planmod.SYNC_SECCOMP_FD and fds:
             forward_seccomp_fd(sock, fds[0], p.seccomp, st)
             continue
+        if typ == planmod.SYNC_IDMAP_FD and fds and val in sp.idmap:
+            try:
+                _idmap_tree(fds[0], sp.idmap[val], p, val)
+            finally:
+                for fd in fds:
+                    os.close(fd)
+            _send(sock, planmod.SYNC_IDMAP_ACK)
+            continue
         if typ == planmod.SYNC_NETDEV_FD and fds and sp.netdev:
             # runc's point (after the namespaces exist, before the rootfs and every hook): move the
             # devices in, through the netlink socket stage-1 opened in the container's namespace
@@ -583,6 +600,24 @@ def _serve(sock, sp, p, st, cdir, after_pid=lambda: None):
             running = True
         else:
             raise SpawnError(f"unexpected message 0x{typ:x} from the container init")
+
+
+def _idmap_tree(tree, userns, p, i):
+    """An idmapped bind whose source is inside the root: the init cloned it in the container's mount
+    namespace (after the earlier mounts); the mapping is set here, where its user namespace and the
+    privilege over the source's filesystem are (runc's parent does the same)."""
+    from ociruntime._shim import lib
+    userns_fd, recursive = userns
+    rc = lib.oci_idmap_tree(tree, userns_fd, int(recursive))
+    if rc == 0:
+        return
+    m = p.config["mounts"][i]
+    if rc == -errno.EINVAL:
+        raise SpawnError(f"/mounts/{i}: cannot idmap the mount of {m.get('source')} on {m.get('destination')}: "
+                         f"its filesystem{' (or that of a mount below it)' if recursive else ''} does not support "
+                         "idmapped mounts on this kernel (mount_setattr MOUNT_ATTR_IDMAP: Invalid argument)")
+    raise SpawnError(f"/mounts/{i}: set the id mapping of {m.get('source')} (for {m.get('destination')}): "
+                     f"{os.strerror(-rc)}")
 
 
 def _prestart_hooks(p, st):

@@ -776,6 +776,96 @@ def test_bind_source_inside_the_root_made_by_an_earlier_mount(env):
     assert theirs.rc == 0 and theirs.stdout == ours.stdout, theirs
 
 
+
+_IDMAP = {"uidMappings": [{"containerID": 1000, "hostID": 3000, "size": 1}],
+          "gidMappings": [{"containerID": 2000, "hostID": 4000, "size": 1}]}
+
+
+def _run_over_tmpfs(env, b, outer):
+    """`run` in a private mount namespace of the test's where outer is a fresh tmpfs holding inner/f
+    (1000:2000): a filesystem of known kind wherever the checkout lives (tmpfs has idmapped mounts since
+    Linux 6.3; the probe below finds out)."""
+    cid = env.new_id()
+    script = ('mount -t tmpfs -o mode=755 tmpfs "$1" && mkdir "$1/inner" && echo inner file > "$1/inner/f" && '
+              'chown -R 1000:2000 "$1/inner" && shift && exec "$@"')
+    argv = ["unshare", "-m", "--propagation", "private", "--", "/bin/sh", "-c", script, "sh", outer,
+            *env.rt.argv("run", "--bundle", b.path, cid)]
+    p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+    from _util import Result
+    return Result(argv, p.returncode, p.stdout, p.stderr)
+
+
+def _tmpfs_idmap_supported(env, outer):
+    """Does this kernel idmap a tmpfs? Asked of the runtime with a source outside the root (that path
+    is stage-1's, tested in test_idmap.py): True, or False when it gives its clear error."""
+    b = env.bundle(args=("/bin/stat", "-c", "%u:%g", "/p/inner/f"), mutate=lambda s: s["mounts"].append(
+        {"destination": "/p", "type": "bind", "source": outer, "options": ["rbind"], **_IDMAP}))
+    r = _run_over_tmpfs(env, b, outer)
+    if r.rc == 0:
+        assert r.stdout.strip() == "3000:4000", r  # on disk 1000:2000
+        return True
+    assert "does not support idmapped mounts" in r.stderr, r
+    return False
+
+
+@pytest.mark.parametrize("userns", [False, True], ids=["no-userns", "userns"])
+def test_idmapped_source_inside_the_root_made_by_an_earlier_mount(env, userns):
+    """Item 11's last part: an idmapped bind whose source is under root.path and exists only once an
+    earlier mount is made. runc (>= 1.2) opens such a source in the container's mount namespace when
+    the mount's turn comes; its parent sets the mapping. Without a user namespace the mount's own
+    uidMappings apply (1000 -> 3000); with one, `idmap` alone takes the container's mapping, so the
+    file shows its on-disk ids where a plain bind of the same directory shows the overflow ids."""
+    outer = env.mkdir("idmap-outer")
+    supported = _tmpfs_idmap_supported(env, outer)
+
+    b = env.bundle(args=("/bin/sh", "-c", "stat -c '%u:%g' /b/f /a/inner/f; cat /b/f"))
+    rootfs = os.path.realpath(b.rootfs)
+    b.spec["mounts"].append({"destination": "/a", "type": "bind", "source": outer, "options": ["rbind"]})
+    if userns:
+        _userns(b.spec)
+        b.spec["mounts"].append({"destination": "/b", "type": "bind", "source": rootfs + "/a/inner",
+                                 "options": ["bind", "idmap"]})
+    else:
+        b.spec["mounts"].append({"destination": "/b", "type": "bind", "source": rootfs + "/a/inner",
+                                 "options": ["bind"], **_IDMAP})
+    b.write()
+    if userns:
+        subprocess.run(["chown", "-R", "200000:200000", b.rootfs], check=True)
+    assert not os.path.exists(os.path.join(b.rootfs, "a", "inner")), "the source must not exist before /a"
+    r = _run_over_tmpfs(env, b, outer)
+    n = len(b.spec["mounts"]) - 1
+    if not supported:
+        assert r.rc != 0 and f"/mounts/{n}: cannot idmap the mount of" in r.stderr, r
+        assert "does not support idmapped mounts" in r.stderr, r
+        return
+    assert r.rc == 0, r
+    want = ["1000:2000", "65534:65534"] if userns else ["3000:4000", "1000:2000"]
+    assert r.stdout.splitlines() == want + ["inner file"], r
+
+
+
+def test_idmapped_source_inside_the_root_on_a_filesystem_without_idmap(env):
+    """The mapping set by the runtime on a tree the init cloned: sysfs has no idmapped mounts, so the
+    kernel's EINVAL becomes the same one-line error naming the mount as for any idmapped source, and
+    nothing is left behind."""
+    b = env.bundle(args=("true",))
+    rootfs = os.path.realpath(b.rootfs)
+    b.spec["mounts"] += [{"destination": "/a", "type": "bind", "source": "/sys/kernel", "options": ["rbind"]},
+                         {"destination": "/b", "type": "bind", "source": rootfs + "/a/mm", "options": ["bind"],
+                          **_IDMAP}]
+    b.write()
+    assert not os.path.exists(os.path.join(rootfs, "a", "mm"))
+    cid = env.new_id()
+    snap = env.snapshot(cid)
+    r = env.rt("create", "--bundle", b.path, cid)
+    assert r.rc != 0
+    msg = r.error_msg()
+    n = len(b.spec["mounts"]) - 1
+    assert f"/mounts/{n}: cannot idmap the mount of {rootfs}/a/mm on /b" in msg, msg
+    assert "does not support idmapped mounts" in msg and "\n" not in msg.strip(), msg
+    snap.assert_clean()
+
+
 # -- 15. bind sources the container's root cannot reach (user namespace) -----------------------
 
 def test_userns_bind_source_only_the_runtime_can_reach(env):
