@@ -722,22 +722,47 @@ def test_bind_in_a_userns_keeps_locked_flags_and_refuses_to_clear_them(env):
 
 # -- 17. --no-pivot: the host's /proc and /sys are not left behind -----------------------------
 
-def test_no_pivot_leaves_no_fully_visible_host_procfs(env):
-    """A process in a nested user namespace may mount a fresh procfs only where a procfs is fully
-    visible in its mount namespace (mount_too_revealing). With --no-pivot the host's /proc, out of
-    reach of the moved root but still in the container's mount namespace, would be one; runc
-    detaches (or covers) it before moving the root. The container's own /proc has masked paths.
-    (On this test's kernel the mount is refused even with the host's /proc left behind, so this
-    test guards the behaviour rather than proving the detaching.)"""
+# A process of the container (uid 1000: mapping itself to root needs no capability) makes a user,
+# mount, pid and network namespace of its own and tries a fresh procfs and sysfs there. The kernel
+# allows that only where a mount of the same filesystem is fully visible in the mount namespace
+# (mount_too_revealing): one without locked mounts over anything but empty directories.
+_NESTED = ("unshare -r -U -m -p -n -f sh -c '"
+           "mount -t tmpfs t /tmp/p && echo tmpfs-ok && umount /tmp/p; "
+           "mount -t proc proc /tmp/p 2>/dev/null && test -e /tmp/p/sys/kernel/hostname && echo proc-mounted "
+           "&& umount /tmp/p || echo proc-refused; "
+           "mount -t sysfs -o ro sysfs /tmp/p 2>/dev/null && echo sysfs-mounted || echo sysfs-refused'")
+
+
+def _nested_bundle(env, masks=True):
     def mut(s):
         s["root"]["readonly"] = False
-    script = ("mkdir -p /tmp/p; unshare -U -m -p -f sh -c 'mount -t proc proc /tmp/p' 2>/dev/null "
-              "&& echo mounted || echo refused")
-    b = env.bundle(args=("/bin/sh", "-c", script), mutate=mut)
-    cid = env.new_id()
-    ours = env.rt("run", "--no-pivot", "--bundle", b.path, cid)
-    assert ours.rc == 0 and ours.stdout.strip() == "refused", ours
-    assert _run_ours(env, b).stdout.strip() == "refused"  # with pivot_root nothing of the host's is left
+        s["process"]["user"] = {"uid": 1000, "gid": 1000}
+        if not masks:
+            s["linux"]["maskedPaths"] = []
+            s["linux"]["readonlyPaths"] = []
+    b = env.bundle(args=("/bin/sh", "-c", _NESTED), mutate=mut)
+    os.makedirs(os.path.join(b.rootfs, "tmp", "p"), exist_ok=True)
+    return b
+
+
+def test_no_pivot_leaves_no_fully_visible_host_procfs(env):
+    """With --no-pivot the host's /proc and /sys (out of reach of the moved root, but still in the
+    container's mount namespace, with nothing mounted over them) would be fully visible: a nested user
+    namespace could mount a fresh procfs (unmasked /proc/sys, sysrq-trigger, ...) and sysfs. runc's
+    msMoveRoot detaches (or covers) them before moving the root, so do we. The control run shows that
+    this kernel does let a nested user namespace mount them where one is fully visible (the container's
+    own /proc and /sys without masked and read-only paths); verified: with the detaching disabled the
+    --no-pivot run prints proc-mounted and sysfs-mounted."""
+    control = _run_ours(env, _nested_bundle(env, masks=False))
+    if "tmpfs-ok" not in control.stdout:
+        pytest.skip(f"this host does not let an unprivileged process make a user namespace: {control.stderr.strip()}")
+    assert control.stdout.split() == ["tmpfs-ok", "proc-mounted", "sysfs-mounted"], control
+
+    b = _nested_bundle(env)
+    want = ["tmpfs-ok", "proc-refused", "sysfs-refused"]
+    ours = env.rt("run", "--no-pivot", "--bundle", b.path, env.new_id())
+    assert ours.rc == 0 and ours.stdout.split() == want, ours
+    assert _run_ours(env, b).stdout.split() == want  # with pivot_root nothing of the host's is left
     rt = _runc(env)
     rid = env.new_id("r")
     try:
