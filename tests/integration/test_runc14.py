@@ -833,13 +833,15 @@ def _tmpfs_idmap_supported(env, outer):
     return False
 
 
-@pytest.mark.parametrize("userns", [False, True], ids=["no-userns", "userns"])
-def test_idmapped_source_inside_the_root_made_by_an_earlier_mount(env, userns):
+@pytest.mark.parametrize("userns,opts", [(False, ["bind"]), (False, ["rbind", "ridmap"]), (True, ["bind", "idmap"])],
+                         ids=["no-userns", "ridmap", "userns"])
+def test_idmapped_source_inside_the_root_made_by_an_earlier_mount(env, userns, opts):
     """Item 11's last part: an idmapped bind whose source is under root.path and exists only once an
     earlier mount is made. runc (>= 1.2) opens such a source in the container's mount namespace when
     the mount's turn comes; its parent sets the mapping. Without a user namespace the mount's own
-    uidMappings apply (1000 -> 3000); with one, `idmap` alone takes the container's mapping, so the
-    file shows its on-disk ids where a plain bind of the same directory shows the overflow ids."""
+    uidMappings apply (1000 -> 3000; with rbind + ridmap on every mount of the cloned tree); with one,
+    `idmap` alone takes the container's mapping, so the file shows its on-disk ids where a plain bind
+    of the same directory shows the overflow ids."""
     outer = env.mkdir("idmap-outer")
     supported = _tmpfs_idmap_supported(env, outer)
 
@@ -849,10 +851,10 @@ def test_idmapped_source_inside_the_root_made_by_an_earlier_mount(env, userns):
     if userns:
         _userns(b.spec)
         b.spec["mounts"].append({"destination": "/b", "type": "bind", "source": rootfs + "/a/inner",
-                                 "options": ["bind", "idmap"]})
+                                 "options": opts})
     else:
         b.spec["mounts"].append({"destination": "/b", "type": "bind", "source": rootfs + "/a/inner",
-                                 "options": ["bind"], **_IDMAP})
+                                 "options": opts, **_IDMAP})
     b.write()
     if userns:
         subprocess.run(["chown", "-R", "200000:200000", b.rootfs], check=True)
