@@ -14,7 +14,6 @@
  * one, ENTRY_CODE_SITE runs `site` first (the ordinary start, for a layout not known here). */
 #include <errno.h>
 #include <limits.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -22,10 +21,26 @@
 
 #include "entry_code.h" /* ENTRY_CODE, ENTRY_CODE_SITE, PYVER */
 
+/* No stdio: a smaller static program is a cheaper exec (it runs on every command). */
+
+static char *put(char *at, const char *end, const char *s)
+{
+    while (*s && at < end)
+        *at++ = *s++;
+    *at = 0;
+    return at;
+}
+
 static int is_dir(const char *p)
 {
     struct stat st;
     return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static void say(const char *s)
+{
+    ssize_t r = write(2, s, strlen(s));
+    (void)r;
 }
 
 int main(int argc, char **argv)
@@ -47,14 +62,18 @@ int main(int argc, char **argv)
     if (slash && up) {
         const char *kind[] = { "site-packages", "dist-packages" };
         for (int i = 0; i < 2 && !site[0]; i++) {
-            snprintf(site, sizeof(site), "%.*s/lib/python" PYVER "/%s", (int)(up - self), self, kind[i]);
+            *up = 0;
+            char *at = put(site, site + sizeof(site) - 1, self);
+            *up = '/';
+            at = put(at, site + sizeof(site) - 1, "/lib/python" PYVER "/");
+            put(at, site + sizeof(site) - 1, kind[i]);
             if (!is_dir(site))
                 site[0] = 0;
         }
     }
     char **args = calloc((size_t)argc + 8, sizeof(char *));
     if (!args) {
-        perror("ociruntime");
+        say("ociruntime: out of memory\n");
         return 127;
     }
     int k = 0;
@@ -69,12 +88,16 @@ int main(int argc, char **argv)
         args[k++] = argv[i];
     args[k] = NULL;
     if (slash) {
-        snprintf(python, sizeof(python), "%s/python" PYVER, self);
+        put(put(python, python + sizeof(python) - 1, self), python + sizeof(python) - 1, "/python" PYVER);
         execv(python, args);
     }
-    snprintf(python, sizeof(python), "python" PYVER);
+    put(python, python + sizeof(python) - 1, "python" PYVER);
     execvp(python, args);
-    fprintf(stderr, "ociruntime: cannot run python" PYVER " (next to %s/ nor on PATH): %s\n",
-            slash ? self : "this program", strerror(errno));
+    int err = errno;
+    say("ociruntime: cannot run python" PYVER " (next to ");
+    say(slash ? self : "this program");
+    say("/ nor on PATH): ");
+    say(strerror(err));
+    say("\n");
     return 127;
 }
