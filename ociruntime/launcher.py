@@ -8,7 +8,9 @@ environment), with the package and site-packages put on sys.path explicitly. Sav
   -I -S in one exec. The wheel's command is a small static program (csrc/entry/main.c) that execs the
   python next to it (a venv's, else the one on PATH) with -I -S -c ``ENTRY_CODE``, passing the
   install's site-packages (found relative to itself: without site, a venv's sys.prefix is the base
-  one). ≈0.1 ms of CPU for that exec, where a ``#!/bin/sh`` hop cost ≈0.6 ms (bench/entry.py).
+  one). Its own exec costs ≈0.1 ms in isolation (a ``#!/bin/sh`` hop cost ≈0.6 ms); measured as a
+  whole, the command costs what make build's launcher costs, CPU time and instructions alike
+  (bench/entry.py, bench/results/entry.json).
 """
 import os
 import sys
