@@ -6,6 +6,7 @@ import subprocess
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
+from distutils.command.build_scripts import build_scripts  # setuptools (imported above) provides distutils
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 INIT_SOURCES = sorted(
@@ -25,18 +26,18 @@ def build_init(out_dir):
     return out
 
 
-def entry_script():
-    """The `ociruntime` script a wheel installs: ociruntime/launcher.py's SCRIPT (a sh/Python polyglot
-    that starts Python without site, as make build's launcher; pip would drop the -IS of a #!python
-    console script). Read without importing the package."""
+def _launcher():
+    """ociruntime/launcher.py's functions, without importing the package (not built yet)."""
     import runpy
-    text = runpy.run_path(os.path.join(HERE, "ociruntime", "launcher.py"))["SCRIPT"]
-    out = os.path.join("build", "entry", "ociruntime")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "w") as f:
-        f.write(text)
-    os.chmod(out, 0o755)
-    return out
+    return runpy.run_path(os.path.join(HERE, "ociruntime", "launcher.py"))
+
+
+def entry_command():
+    """The `ociruntime` command a wheel installs: csrc/entry/main.c, a small static program that execs
+    the install's Python with -I -S (no site), as make build's `#!<python> -IS` launcher starts it (pip
+    would drop the -IS of a #!python script; see ociruntime/launcher.py). launcher.py is run without
+    importing the package."""
+    return _launcher()["build_entry"](os.path.join("build", "entry", "ociruntime"), HERE)
 
 
 class BuildPy(build_py):
@@ -55,12 +56,28 @@ class BuildPy(build_py):
                 self.copy_file(os.path.join(HERE, "schemas", f), os.path.join(out, f))
 
 
+class BuildScripts(build_scripts):
+    """The command is a program, not a script: copied as it is (build_scripts would read it as Python
+    text to adjust a shebang)."""
+
+    def copy_scripts(self):
+        self.mkpath(self.build_dir)
+        outfiles = []
+        for script in self.scripts:
+            out = os.path.join(self.build_dir, os.path.basename(script))
+            self.copy_file(script, out)
+            outfiles.append(out)
+        return outfiles, outfiles
+
+
 class BuildExt(build_ext):
     def run(self):
         super().run()
         target = os.path.join(HERE, "ociruntime", "libexec") if self.inplace else \
             os.path.join(self.build_lib, "ociruntime", "libexec")
         build_init(target)
+        if not self.inplace:  # `--version`'s `commit:` line, as make build's launcher.write records it
+            _launcher()["write_commit"](HERE, os.path.join(target, "commit"))
 
 
 setup(
@@ -73,8 +90,8 @@ setup(
     setup_requires=["cffi>=1.15"],
     install_requires=["cffi>=1.15", "jsonschema>=4", "pyroute2>=0.7", "protobuf>=4.21", "jeepney>=0.8"],
     cffi_modules=["ociruntime/_shim_build.py:ffibuilder"],
-    cmdclass={"build_ext": BuildExt, "build_py": BuildPy},
-    scripts=[entry_script()],
+    cmdclass={"build_ext": BuildExt, "build_py": BuildPy, "build_scripts": BuildScripts},
+    scripts=[entry_command()],
     entry_points={"pytest11": ["ociruntime=ociruntime.testing.plugin"]},
     python_requires=">=3.9",
 )

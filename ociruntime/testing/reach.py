@@ -89,14 +89,15 @@ def _package_dir():
 
 
 def is_this_package_runtime(path):
-    """``path`` is a launcher of this package (make build's, a copy's) or its console script: a copy of
-    the package this interpreter imports can stand in for it."""
+    """``path`` is a launcher of this package (make build's, a copy's) or the command a wheel installs
+    (a small static program carrying launcher.ENTRY_CODE): a copy of the package this interpreter
+    imports can stand in for it."""
     try:
         with open(path, "rb") as f:
-            head = f.read(4096).decode(errors="replace")
+            head = f.read(1 << 16)
     except OSError:
         return False
-    return "from ociruntime" in head
+    return b"from ociruntime" in head
 
 
 def _requirement_names(reqs):
