@@ -7,7 +7,7 @@ APT_PKGS := busybox-static libseccomp-dev runc crun musl-tools python3-venv pyth
 PIP_PKGS := jsonschema pyroute2 cffi jeepney pytest pytest-timeout protobuf
 DEMO := $(CURDIR)/demo
 
-.PHONY: deps build run test vmkit bench bench-quick bench-criu clean criu
+.PHONY: deps build run test vmkit bench bench-quick bench-criu clean criu trace-screenshot
 
 deps: $(VENV)/.deps
 
@@ -72,6 +72,10 @@ bench-criu: build criu
 
 bench-quick:
 	$(MAKE) bench BENCH_ARGS=--quick
+
+# README's pictures of a traced run in Chromium's DevTools Performance panel (root; see bench/README.md)
+trace-screenshot: build
+	$(VPY) bench/trace_screenshot.py
 
 clean:
 	rm -rf build *.egg-info ociruntime/_shim*.so ociruntime/libexec $(DEMO)
