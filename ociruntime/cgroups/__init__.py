@@ -494,8 +494,11 @@ class Manager:
         apply(self.paths, pid, rootless=self.lax)
 
     def mount_paths(self):
-        """The directories the container's cgroup mount shows (a rootless init that could not be
-        placed on a hierarchy shows our own cgroup there)."""
+        """The directories the container's cgroup mount shows (v1: a rootless init that could not be
+        placed on a hierarchy shows our own cgroup there; v2: the container's cgroup, made or not, as
+        runc's cgroup2Path, bound only where a fresh cgroup2 mount is refused)."""
+        if is_v2(self.all_paths):
+            return self.all_paths
         return with_own(self.all_paths, self.paths)
 
     def rollback(self):
