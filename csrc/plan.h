@@ -64,6 +64,12 @@ enum plan_op {
 	                        namespaces, clones the source with open_tree() and sets MOUNT_ATTR_IDMAP with
 	                        the user namespace userns_fd (an fd slot the runtime filled); the container
 	                        init moves the detached tree onto the destination */
+	OP_CGROUP2_FALLBACK = 36, /* str path, u32 flags (CG2_*): the OP_MOUNT just before it is the container's
+	                        cgroup mount on a pure v2 host (a fresh cgroup2); where the kernel refuses it
+	                        (EPERM/EBUSY: a user namespace without its own cgroup namespace, or /sys/fs/cgroup
+	                        already the same cgroup2 mount) path is bind-mounted instead (runc mountCgroupV2);
+	                        CG2_MASK_MISSING: a missing path (rootless, no cgroup of its own) masks the
+	                        destination with a read-only tmpfs instead */
 	OP_NETDEV = 32,      /* u32 n: linux.netDevices has n entries; stage-1 hands the runtime a NETLINK_ROUTE
 	                        socket opened in the container's network namespace (SYNC_NETDEV_FD) */
 	OP_TRACE = 35,       /* u32 flags (0): report the init's steps (SYNC_TRACE); absent: tracing off */
@@ -106,6 +112,8 @@ enum plan_op {
 /* or'd into kind with MOUNT_CLEARS: which lockable flags the options clear explicitly (bit = MOUNT_CLR_SHIFT + i,
  * i indexing rdonly, nosuid, nodev, noexec, noatime, nodiratime, relatime) */
 #define MOUNT_CLR_SHIFT 16u
+
+#define CG2_MASK_MISSING 1u        /* OP_CGROUP2_FALLBACK: the rootless cgroup manager (runc rootlessCgroups) */
 
 #define IDMAP_RECURSIVE 1u         /* "ridmap": MOUNT_ATTR_IDMAP on every mount of an rbind tree, not just the top */
 

@@ -720,6 +720,8 @@ def decode_plan(data):
             rec.update(flags=r.u32(), instructions=r.u32() // 8)
         elif op == pm.OP_HOOK:
             rec.update(kind=r.u32(), timeout=struct.unpack("=i", struct.pack("=I", r.u32()))[0], path=r.s())
+        elif op == pm.OP_CGROUP2_FALLBACK:
+            rec.update(path=r.s(), mask_missing=bool(r.u32() & pm.CG2_MASK_MISSING))
         else:
             rec["bytes"] = ln
         out.append(rec)

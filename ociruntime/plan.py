@@ -22,6 +22,8 @@ LSM_F_FAKE_PROC = 1
 OP_MOUNT_IDMAP = 30
 OP_NETDEV = 32
 OP_TRACE = 35
+OP_CGROUP2_FALLBACK = 36
+CG2_MASK_MISSING = 1
 OP_EXEC_TARGET = 33
 OP_TEST_REMOUNT_DELAY = 34
 TEST_REMOUNT_DELAY_ENV = "OCIRUNTIME_TEST_REMOUNT_DELAY_US"  # TEST ONLY: see plan.h
@@ -335,7 +337,8 @@ def _maps_key(maps):
 def build(config, bundle, fds, opts, cgroup_paths=None):
     """config: validated dict; bundle: absolute dir; fds: dict(sync, fifo, console, close_from);
     opts: dict(no_pivot, rootless_euid, in_userns: the runtime itself runs in a non-initial user
-    namespace, e.g. rootless podman's); cgroup_paths: {hierarchy dir name: host path} for cgroup mounts."""
+    namespace, e.g. rootless podman's; rootless_cgroups: the rootless cgroup manager, whose container
+    may have no cgroup of its own); cgroup_paths: {hierarchy dir name: host path} for cgroup mounts."""
     refuse_unimplemented(config)
     from ociruntime import lsm
     e = Encoder()
@@ -432,7 +435,12 @@ def build(config, bundle, fds, opts, cgroup_paths=None):
                 dev_bind = True
             fs = ""
         elif typ == "cgroup":
-            _add_cgroup_mount(e, dst, flags, props, new, cgroup_paths, mlabel)
+            cgns = bool(new & CLONE_NEWCGROUP) or any(f == CLONE_NEWCGROUP for f, _ in p.joins)
+            if _pure_v2(cgroup_paths):
+                _add_cgroup2_mount(e, src, dst, flags, data, props, cgns, cgroup_paths[""],
+                                   bool(opts.get("rootless_cgroups")))
+            else:
+                _add_cgroup_mount(e, dst, flags, props, new, cgroup_paths, mlabel)
             continue
         else:
             kind = MOUNT_KIND_FS
@@ -768,19 +776,27 @@ def build_exec(proc, fds, joins, seccomp=None, linux=None, cpu_affinity=(None, N
     return e.bytes()
 
 
+def _pure_v2(cgroup_paths):
+    return bool((cgroup_paths or {}).get("")) and len(cgroup_paths) == 1
+
+
+def _add_cgroup2_mount(e, src, dst, flags, data, props, cgns, cgroup2_path, rootless_cgroups):
+    """runc mountCgroupV2 (pure v2): a fresh cgroup2 mount, with or without a cgroup namespace (without
+    one it shows the whole hierarchy); where the kernel refuses it (EPERM: a user namespace in the host's
+    cgroup namespace; EBUSY: the destination is already that cgroup2 mount, e.g. under a bound /sys) the
+    init binds /sys/fs/cgroup instead, or with a cgroup namespace the container's own cgroup (the rootless
+    manager's container may have none: then the destination is masked by a read-only tmpfs)."""
+    e.add(OP_MOUNT, e.s(src or "cgroup"), e.s(dst), e.s("cgroup2"), e.s(",".join(data)), _u32(flags, MOUNT_KIND_FS),
+          _u64(0, 0), _u32(len(props), *props))
+    e.add(OP_CGROUP2_FALLBACK, e.s(cgroup2_path if cgns else "/sys/fs/cgroup"),
+          _u32(CG2_MASK_MISSING if rootless_cgroups else 0))
+
+
 def _add_cgroup_mount(e, dst, flags, props, new_ns, cgroup_paths, mlabel=""):
-    """runc's cgroup mount: with a cgroup namespace mount the hierarchies themselves; without one, a tmpfs
-    with each of the container's own cgroup directories bind-mounted read-only (as runc does on v1)."""
+    """runc's cgroup mount on v1: with a cgroup namespace mount the hierarchies themselves; without one, a
+    tmpfs with each of the container's own cgroup directories bind-mounted read-only."""
     base = flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RELATIME | MS_NOATIME | MS_STRICTATIME)
     paths = cgroup_paths or {}
-    if paths.get("") and len(paths) == 1:  # pure v2
-        if new_ns & CLONE_NEWCGROUP:
-            e.add(OP_MOUNT, e.s("cgroup"), e.s(dst), e.s("cgroup2"), e.s(""), _u32(flags, MOUNT_KIND_FS),
-                  _u64(0, 0), _u32(len(props), *props))
-        else:
-            e.add(OP_MOUNT, e.s(paths[""]), e.s(dst), e.s(""), e.s(""), _u32(flags | MS_BIND, MOUNT_KIND_RBIND),
-                  _u64(0, 0), _u32(len(props), *props))
-        return
     from ociruntime.lsm import format_mount_label
     e.add(OP_MOUNT, e.s("tmpfs"), e.s(dst), e.s("tmpfs"), e.s(format_mount_label("mode=755", mlabel)),
           _u32(base, MOUNT_KIND_FS),

@@ -52,6 +52,7 @@ static void check_plan(const struct plan *p)
 	for (uint32_t i = 0; i < p->nmounts; i++) {
 		const struct mount_op *m = &p->mounts[i];
 		check_str(m->src); check_str(m->dst); check_str(m->fstype); check_str(m->data);
+		if (m->cg2_fallback) check_str(m->cg2_fallback);
 		if (m->npflags > 16) abort();
 		volatile uint32_t sink = 0;
 		for (uint32_t k = 0; k < m->npflags; k++) sink ^= m->pflags[k];
@@ -202,6 +203,10 @@ static void dump(const struct plan *p)
 		printf("]");
 		if (m->idmap_fd >= 0)
 			printf(",\"idmap\":{\"fd\":%d,\"flags\":%u,\"index\":%u}", m->idmap_fd, m->idmap_flags, m->idmap_index);
+		if (m->cg2_fallback) {
+			printf(",\"cgroup2_fallback\":{\"path\":"); jstr(m->cg2_fallback);
+			printf(",\"flags\":%u}", m->cg2_flags);
+		}
 		printf("}");
 	}
 	printf("],\"devices\":[");

@@ -19,6 +19,8 @@ struct mount_op {
 	uint32_t idmap_flags, idmap_index;
 	int tree_fd;            /* the idmapped detached tree stage-1 made, moved into place by the init */
 	int late_ro;            /* a read-only tmpfs or /dev: mounted rw, made read-only at the end (runc) */
+	const char *cg2_fallback; /* OP_CGROUP2_FALLBACK: bound where the fresh cgroup2 is refused, NULL: none */
+	uint32_t cg2_flags;     /* CG2_* */
 };
 struct device_op { const char *path; uint32_t mode, major, minor, uid, gid, bind; };
 

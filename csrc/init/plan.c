@@ -94,6 +94,7 @@ int plan_decode(const uint8_t *buf, size_t len, struct plan *p, char *err, size_
 		case OP_MOUNT: {
 			GROW(p->mounts, p->nmounts);
 			struct mount_op *m = &p->mounts[p->nmounts];
+			memset(m, 0, sizeof(*m)); /* realloc'd: late_ro, cg2_fallback, ... start cleared */
 			m->src = str(&q); m->dst = str(&q); m->fstype = str(&q); m->data = str(&q);
 			m->flags = u32(&q); m->kind = u32(&q); m->attr_set = u64(&q); m->attr_clr = u64(&q);
 			m->npflags = u32(&q);
@@ -116,6 +117,18 @@ int plan_decode(const uint8_t *buf, size_t len, struct plan *p, char *err, size_
 			if (q.bad || fd < 0 || (m->idmap_flags & ~IDMAP_RECURSIVE))
 				return fail(err, errlen, "plan: idmap record %u malformed", i);
 			m->idmap_fd = fd;
+			break;
+		}
+		case OP_CGROUP2_FALLBACK: {
+			if (!p->nmounts) return fail(err, errlen, "plan: cgroup2 fallback record %u without a mount before it", i);
+			struct mount_op *m = &p->mounts[p->nmounts - 1];
+			if (m->cg2_fallback) return fail(err, errlen, "plan: mount %u has two cgroup2 fallbacks", p->nmounts - 1);
+			const char *path = str(&q);
+			m->cg2_flags = u32(&q);
+			if (q.bad || !path || path[0] != '/' || strcmp(m->fstype, "cgroup2") != 0 ||
+			    (m->kind & 0xffu) != MOUNT_KIND_FS || (m->cg2_flags & ~CG2_MASK_MISSING))
+				return fail(err, errlen, "plan: cgroup2 fallback record %u malformed", i);
+			m->cg2_fallback = path;
 			break;
 		}
 		case OP_DEVICE: {

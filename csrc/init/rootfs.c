@@ -273,6 +273,25 @@ static void verify_new_mount(int tfd, const char *want, long old_mnt, const char
 		      "flags elsewhere (a symlink or rename race in a shared volume?)", dst, got);
 }
 
+/* runc mountCgroupV2: the container's cgroup mount on a pure v2 host is a fresh cgroup2; where the kernel
+ * refuses it with EPERM (a user namespace in the host's cgroup namespace) or EBUSY (the destination is
+ * already that same cgroup2 mount, e.g. under a bound /sys), the plan's fallback is bind-mounted instead:
+ * /sys/fs/cgroup, or with a cgroup namespace the container's own cgroup. The rootless cgroup manager's
+ * container may have no cgroup of its own (ENOENT): the destination is masked by a read-only tmpfs.
+ * Returns 1 for the bind (its flags are set on the re-opened mount), 0 for the mask. */
+static int cgroup2_fallback(struct mount_op *m, const char *tp)
+{
+	if (mount(m->cg2_fallback, tp, NULL, MS_BIND | (m->flags & MS_REC), NULL) == 0) return 1;
+	if (errno != ENOENT || !(m->cg2_flags & CG2_MASK_MISSING))
+		bail("bind mount %s on %s (a cgroup2 mount was refused)", m->cg2_fallback, m->dst);
+	char data[4096] = "";
+	if (g_mount_label) snprintf(data, sizeof(data), "context=\"%s\"", g_mount_label);
+	if (mount("tmpfs", tp, "tmpfs", MS_RDONLY, *data ? data : NULL) < 0)
+		bail("mask %s with a read-only tmpfs (a cgroup2 mount was refused, %s is missing)", m->dst,
+		     m->cg2_fallback);
+	return 0;
+}
+
 static void do_mount(struct mount_op *m)
 {
 	int copyup = (m->kind & MOUNT_COPYUP) != 0;
@@ -386,13 +405,9 @@ static void do_mount(struct mount_op *m)
 		if (srcfd >= 0) close(srcfd);
 	} else {
 		if (mount(*m->src ? m->src : m->fstype, tp, m->fstype, m->flags, *m->data ? m->data : NULL) < 0) {
-			/* runc mountCgroupV2: where a fresh cgroup2 is refused (EPERM/EBUSY: a rootless container whose
-			 * cgroup namespace does not own a delegated cgroup) the unified hierarchy is bind-mounted */
-			if (!(strcmp(m->fstype, "cgroup2") == 0 && (errno == EPERM || errno == EBUSY)))
+			if (!(m->cg2_fallback && (errno == EPERM || errno == EBUSY)))
 				bail("mount %s (type %s, options \"%s\") on %s", m->src, m->fstype, m->data, m->dst);
-			if (mount("/sys/fs/cgroup", tp, NULL, MS_BIND | MS_REC, NULL) < 0)
-				bail("bind mount /sys/fs/cgroup on %s (a cgroup2 mount was refused)", m->dst);
-			is_bind = 1; /* its flags (ro, nosuid, ...) are set below, on the re-opened mount */
+			is_bind = cgroup2_fallback(m, tp);
 		}
 	}
 	close(tfd);

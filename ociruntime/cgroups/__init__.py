@@ -113,6 +113,12 @@ def rootless_mode(value):
     return os.geteuid() != 0 or running_in_userns()
 
 
+def _go_strerror(e):
+    """An OSError's text as Go prints it ("permission denied")."""
+    s = e.strerror or str(e)
+    return s[:1].lower() + s[1:]
+
+
 def _ignorable(rootless, e):
     return rootless and isinstance(e, OSError) and e.errno in _IGNORABLE
 
@@ -127,14 +133,15 @@ def with_own(all_paths, paths):
             if k in h}
 
 
-def create(paths, rootless=False, kept=None):
+def create(paths, rootless=False, kept=None, dropped=None):
     """mkdir -p each path; returns the list of directories this call created (for rollback).
     An existing non-empty or frozen cgroup is refused (runc factory_linux.go).
     rootless: a hierarchy where we may not create the directory (EACCES/EPERM/EROFS) is dropped
     from ``paths`` (in place) instead of failing, as runc's rootless manager does without an
-    explicit cgroupsPath; a limit that needs it then fails in set_resources.
+    explicit cgroupsPath; a limit that needs it then fails in set_resources (v1) or in
+    Fs2Manager.prepare (v2, runc fs2's wording).
     kept (a list): gets the directories that existed already (an adopted cgroup and its sub-cgroups),
-    which delete leaves alone."""
+    which delete leaves alone. dropped (a dict): gets {key: the OSError} of each hierarchy dropped."""
     made = []
     try:
         for key, path in list(paths.items()):
@@ -144,6 +151,8 @@ def create(paths, rootless=False, kept=None):
                 if not _ignorable(rootless, e):
                     raise
                 del paths[key]
+                if dropped is not None:
+                    dropped[key] = e
         if is_v2(paths):
             # runc CreateCgroupPath: the leaf gets the controllers' files only when every
             # ancestor delegates them
@@ -494,8 +503,11 @@ class Manager:
         apply(self.paths, pid, rootless=self.lax)
 
     def mount_paths(self):
-        """The directories the container's cgroup mount shows (a rootless init that could not be
-        placed on a hierarchy shows our own cgroup there)."""
+        """The directories the container's cgroup mount shows (v1: a rootless init that could not be
+        placed on a hierarchy shows our own cgroup there; v2: the container's cgroup, made or not, as
+        runc's cgroup2Path, bound only where a fresh cgroup2 mount is refused)."""
+        if is_v2(self.all_paths):
+            return self.all_paths
         return with_own(self.all_paths, self.paths)
 
     def rollback(self):
@@ -559,6 +571,19 @@ class FsManager(Manager):
 
 class Fs2Manager(Manager):
     """cgroupfs on a pure cgroup v2 host: runc's fs2."""
+
+    def prepare(self, resources):
+        dropped = {}
+        self.made = create(self.paths, rootless=self.lax, kept=self.kept, dropped=dropped)
+        if "" in dropped:
+            from ociruntime.cgroups.fs2 import needs_controllers
+            if needs_controllers(resources, _mountpoint_of(self.all_paths[""]) or "/sys/fs/cgroup"):
+                # runc fs2 Apply: the rootless manager without a cgroup of its own runs the container
+                # in the caller's cgroup only when it has no limit to set there
+                e = dropped[""]
+                raise OciError("unable to apply cgroup configuration: rootless needs no limits + no cgrouppath "
+                               f"when no permission is granted for cgroups: mkdir {e.filename}: {_go_strerror(e)}")
+        self.set(resources, create=True)
 
     def oom_notifier(self):
         from ociruntime.cgroups.events import OOMv2

@@ -42,6 +42,28 @@ def enable_controllers(path, mount):
         cur = os.path.join(cur, part)
 
 
+def needs_controllers(res, mount="/sys/fs/cgroup"):
+    """runc fs2 needAnyControllers: whether ``res`` sets a limit of a controller this host has (pids,
+    memory, io, cpu, cpuset, hugetlb; not the devices/freezer pseudo-controllers). True when the
+    host's controllers cannot be read."""
+    if not res:
+        return False
+    try:
+        avail = set(files.read(mount, "cgroup.controllers").split())
+    except CgroupError:
+        return True
+    r = Resources(res)
+    wanted = {
+        "pids": bool(r.pids_limit),
+        "memory": bool(r.memory_reservation or r.memory or r.memory_swap),
+        "io": bool(r.blkio_weight or r.blkio_weight_device or any(r.throttle.values())),
+        "cpu": bool(r.cpu_weight or r.cpu_quota or r.cpu_period),
+        "cpuset": bool(r.cpuset_cpus or r.cpuset_mems),
+        "hugetlb": bool(r.hugetlb),
+    }
+    return any(w and c in avail for c, w in wanted.items())
+
+
 def _num(v):
     if v == 0:
         return ""

@@ -219,12 +219,11 @@ def _ext_mounts(config, cgroup_paths, restore):
             if not os.path.isabs(src):
                 src = os.path.join(config.get("_bundle", ""), src)
             out.append((dest, src if restore else dest))
-        elif m.get("type") == "cgroup" and not cgns:
-            if v2:
-                out.append((dest, cgroup_paths[""] if restore else dest))
-            else:
-                for d, host in _cgroup_binds(m, cgroup_paths):
-                    out.append((d, host if restore else d))
+        elif m.get("type") == "cgroup" and not cgns and not v2:
+            # runc: on v2 (a fresh cgroup2) or with a cgroup namespace the cgroup mount is a real mount
+            # CRIU dumps; on v1 without one it is a set of external binds
+            for d, host in _cgroup_binds(m, cgroup_paths):
+                out.append((d, host if restore else d))
     if restore:
         if linux.get("maskedPaths"):
             out.append(("/dev/null", "/dev/null"))

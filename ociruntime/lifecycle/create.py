@@ -267,6 +267,7 @@ def _create(ctx, cid, pid_file, bundle, npreserve, config, proc, console, net_de
             p = planmod.build(config, bundle, fds, {"no_pivot": ctx.flag("no-pivot"),
                                                     "rootless_euid": os.geteuid() != 0,
                                                     "in_userns": running_in_userns(),
+                                                    "rootless_cgroups": mgr.rootless,
                                                     "relay_tty": console_sock is not None and not console,
                                                     "trace": trace.active()},
                               mgr.mount_paths())

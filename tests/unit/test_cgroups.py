@@ -635,6 +635,51 @@ def test_v2_enable_controllers(tmp_path, kernel):
     assert (mount / "a" / "cgroup.subtree_control").read_text() == "+cpu +memory +pids"
 
 
+@pytest.mark.parametrize("res, need", [
+    (None, False), ({}, False), ({"devices": [{"allow": False, "access": "rwm"}]}, False),
+    ({"memory": {"limit": 1 << 26}}, True), ({"memory": {"reservation": 1}}, True), ({"pids": {"limit": 5}}, True),
+    ({"pids": {"limit": 0}}, False), ({"cpu": {"shares": 2}}, True), ({"cpu": {"quota": 1000}}, True),
+    ({"cpu": {"cpus": "0"}}, True), ({"blockIO": {"weight": 10}}, True),
+    ({"blockIO": {"throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1}]}}, True),
+    ({"hugepageLimits": [{"pageSize": "2MB", "limit": 1}]}, False),   # no hugetlb controller on this host
+    ({"network": {"classID": 1}}, False)])
+def test_v2_needs_controllers(tmp_path, res, need):
+    """runc fs2 needAnyControllers: a limit of a controller the host has."""
+    (tmp_path / "cgroup.controllers").write_text("cpuset cpu io memory pids")
+    assert fs2.needs_controllers(res, str(tmp_path)) is need
+    assert fs2.needs_controllers({"pids": {"limit": 5}}, str(tmp_path / "nosuch")) is True  # unreadable: needed
+
+
+def test_v2_rootless_without_a_cgroup_refuses_limits(tmp_path, monkeypatch):
+    """The rootless manager without a cgroupsPath on v2, where the user may not create its cgroup: runc's fs2
+    Apply wording when a limit needs one; without such a limit the container runs in the caller's cgroup."""
+    mount = tmp_path / "cg"
+    mount.mkdir()
+    (mount / "cgroup.controllers").write_text("cpu memory pids")
+    target = str(mount / "user" / "c1")
+    real_mkdir = os.mkdir
+
+    def mkdir(p, mode=0o777):
+        if str(p).startswith(str(mount)):
+            raise PermissionError(13, "Permission denied", str(p))
+        return real_mkdir(p, mode)
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    monkeypatch.setattr(cgroups, "_mountpoint_of", lambda p: str(mount))
+    m = cgroups.Fs2Manager({"": target}, rootless=True, lax=True)
+    with pytest.raises(OciError) as ei:
+        m.prepare({"memory": {"limit": 1 << 26}})
+    assert str(ei.value) == ("unable to apply cgroup configuration: rootless needs no limits + no cgrouppath when "
+                             f"no permission is granted for cgroups: mkdir {mount}/user: permission denied")
+    m = cgroups.Fs2Manager({"": target}, rootless=True, lax=True)
+    m.prepare({"devices": [{"allow": False, "access": "rwm"}]})
+    assert m.paths == {} and m.made == []
+    assert m.mount_paths() == {"": target}   # the cgroup the mount falls back to (runc's cgroup2Path)
+    # with a cgroupsPath (not lax) the permission error is create's own, as before
+    m = cgroups.Fs2Manager({"": target}, rootless=True, lax=False)
+    with pytest.raises(OciError, match=r"^create cgroup: .*/user: Permission denied"):
+        m.prepare({})
+
+
 def test_v2_stats(tmp_path):
     d = make_v2_tree(tmp_path)
     for n, v in (("pids.current", "2"), ("pids.max", "max"), ("memory.max", "max"), ("memory.peak", "2097152"),

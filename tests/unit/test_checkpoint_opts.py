@@ -71,3 +71,8 @@ def test_ext_mounts_dump_and_restore():
     rest = dict(ck._ext_mounts(config, paths, restore=True))
     assert rest["/data"] == "/srv/data" and rest["/sys/fs/cgroup/memory"] == "/sys/fs/cgroup/memory/x"
     assert rest["/dev/null"] == "/dev/null"
+    # pure v2: the cgroup mount is a fresh cgroup2 (runc mountCgroupV2), a real mount CRIU dumps, never external
+    v2 = {"": "/sys/fs/cgroup/x"}
+    for restore in (False, True):
+        ext = dict(ck._ext_mounts({**config, "_pid": 1}, v2, restore=restore))
+        assert not any(k.startswith("/sys/fs/cgroup") for k in ext) and "/data" in ext, ext

@@ -836,13 +836,44 @@ def test_round_trip_cgroup_v1_mounts(plan_dump, bundle, tmp_path):
 
 
 def test_round_trip_cgroup_v2_mounts(plan_dump, bundle, tmp_path):
-    d = decode(plan_dump, build(spec(), bundle, cgroup_paths={"": "/sys/fs/cgroup/c1"}).data, tmp_path)
-    (m,) = [m for m in d["mounts"] if m["dst"].startswith("/sys/fs/cgroup")]
-    assert (m["src"], m["fstype"], m["kind"]) == ("cgroup", "cgroup2", 0)
-    d = decode(plan_dump, build(_cfg_cgroup_v2(bundle, False), bundle,
-                                cgroup_paths={"": "/sys/fs/cgroup/c1"}).data, tmp_path)
-    (m,) = [m for m in d["mounts"] if m["dst"].startswith("/sys/fs/cgroup")]
-    assert (m["src"], m["kind"]) == ("/sys/fs/cgroup/c1", 2) and m["flags"] & MS_RDONLY
+    """runc mountCgroupV2: a fresh cgroup2 with or without a cgroup namespace; the bind the init falls back
+    to where the kernel refuses it: the container's own cgroup with a cgroup namespace, /sys/fs/cgroup
+    without one; a missing cgroup masks the mount only under the rootless cgroup manager."""
+    cg = {"": "/sys/fs/cgroup/c1"}
+    for cgroupns, rootless, fallback in ((True, False, "/sys/fs/cgroup/c1"), (False, False, "/sys/fs/cgroup"),
+                                         (True, True, "/sys/fs/cgroup/c1"), (False, True, "/sys/fs/cgroup")):
+        d = decode(plan_dump, build(_cfg_cgroup_v2(bundle, cgroupns), bundle, opts={"rootless_cgroups": rootless},
+                                    cgroup_paths=cg).data, tmp_path)
+        (m,) = [m for m in d["mounts"] if m["dst"].startswith("/sys/fs/cgroup")]
+        assert (m["src"], m["fstype"], m["kind"], m["data"]) == ("cgroup", "cgroup2", 0, ""), (cgroupns, m)
+        assert m["flags"] & MS_RDONLY and m["flags"] & MS_NOSUID
+        assert m["cgroup2_fallback"] == {"path": fallback, "flags": int(rootless)}, (cgroupns, rootless, m)
+    # v1 mounts have no such fallback
+    d = decode(plan_dump, build(spec(), bundle, cgroup_paths={"memory": "/sys/fs/cgroup/memory/x"}).data, tmp_path)
+    assert not any("cgroup2_fallback" in m for m in d["mounts"])
+
+
+def test_cgroup2_fallback_record_is_checked(tmp_path):
+    """The init refuses a fallback record without a cgroup2 mount just before it, or with unknown flags."""
+    def plan_with(*records):
+        e = plan.Encoder()
+        e.add(plan.OP_FDS, struct.pack("=I", 3), struct.pack("=ii", -1, -1), struct.pack("=I", 3))
+        for r in records:
+            e.add(*r)
+        return e.bytes()
+    e = plan.Encoder
+    tmpfs = (plan.OP_MOUNT, e.s("tmpfs"), e.s("/x"), e.s("tmpfs"), e.s(""), struct.pack("=II", 0, 0),
+             struct.pack("=QQ", 0, 0), struct.pack("=I", 0))
+    cg2 = (plan.OP_MOUNT, e.s("cgroup"), e.s("/sys/fs/cgroup"), e.s("cgroup2"), e.s(""), struct.pack("=II", 0, 0),
+           struct.pack("=QQ", 0, 0), struct.pack("=I", 0))
+    fb = (plan.OP_CGROUP2_FALLBACK, e.s("/sys/fs/cgroup"), struct.pack("=I", plan.CG2_MASK_MISSING))
+    rc, out, err = check_plan(plan_with(cg2, fb), tmp_path)
+    assert rc == 0, out + err
+    for bad in ((fb,), (tmpfs, fb), (cg2, fb, fb),
+                (cg2, (plan.OP_CGROUP2_FALLBACK, e.s("/sys/fs/cgroup"), struct.pack("=I", 2))),
+                (cg2, (plan.OP_CGROUP2_FALLBACK, e.s("relative"), struct.pack("=I", 0)))):
+        rc, out, err = check_plan(plan_with(*bad), tmp_path)
+        assert rc != 0 and "cgroup2 fallback" in out + err, (bad, out, err)
 
 
 def test_round_trip_symlinked_rootfs(plan_dump, tmp_path):
@@ -962,7 +993,8 @@ def small_plan(tmp_path_factory):
                        "capabilities": {"bounding": ["CAP_KILL"]}, "user": {"uid": 1, "gid": 2, "additionalGids": [3]},
                        "scheduler": {"policy": "SCHED_BATCH", "nice": 1},
                        "ioPriority": {"class": "IOPRIO_CLASS_BE", "priority": 1}},
-                      "mounts": [{"destination": "/p", "type": "proc", "source": "proc", "options": ["rprivate"]},
+                      "mounts": [{"destination": "/c", "type": "cgroup", "source": "cgroup"},  # first: its fallback
+                      {"destination": "/p", "type": "proc", "source": "proc", "options": ["rprivate"]},
                       {"destination": "/i", "type": "bind", "source": "rootfs", "options": ["bind"],
                        "uidMappings": [{"containerID": 0, "hostID": 1, "size": 1}],
                        "gidMappings": [{"containerID": 0, "hostID": 1, "size": 1}]}],
@@ -986,7 +1018,7 @@ def small_plan(tmp_path_factory):
     with mock.patch.object(lsm, "apparmor_enabled", return_value=True), \
             mock.patch.object(lsm, "selinux_enabled", return_value=True), \
             mock.patch.dict(os.environ, {plan.TEST_REMOUNT_DELAY_ENV: "1"}):
-        data = plan.build(cfg, str(b), dict(FDS), {"trace": True}, {}).data
+        data = plan.build(cfg, str(b), dict(FDS), {"trace": True}, {"": "/sys/fs/cgroup/x"}).data
     # keep the first record of every op code: every decoder path, a third of the bytes
     records, seen, off = [], set(), 12
     while off < len(data):

@@ -31,22 +31,7 @@ GUEST_GROUPS = (
 GUEST_SUITE = tuple(p for g in GUEST_GROUPS for p in g)
 # What the v2 guest found and is not fixed yet: deselected by name, each with its reason (README "The
 # pure cgroup v2 guest"; the issue's note). A fixed one is removed from this list, never added to quietly.
-KNOWN_V2_GAPS = {
-    "tests/integration/test_rootless.py::test_rootless_differential_runc[cgroup-mount]":
-        "rootless on pure v2: ours binds /sys/fs/cgroup where a fresh cgroup2 mount is refused; runc's view "
-        "of that mount differs (under investigation)",
-    "tests/integration/test_rootless.py::test_rootless_multi_id_maps_differential_runc[root]":
-        "rootless on pure v2: the same /sys/fs/cgroup mount difference as [cgroup-mount]",
-    "tests/integration/test_rootless.py::test_rootless_multi_id_maps_differential_runc[user]":
-        "rootless on pure v2: the same /sys/fs/cgroup mount difference as [cgroup-mount]",
-    "tests/integration/test_rootless.py::test_rootless_limit_without_cgroup_fails_as_runc":
-        "the test expects runc's cgroup v1 wording; runc's v2 text differs (the test needs a v2 case)",
-    "tests/integration/test_seccomp.py::test_docker_default_profile_differential[nnp]":
-        "no cgroup namespace on pure v2: ours binds the container's own cgroup (root=/<id>), runc mounts the "
-        "whole hierarchy (root=/): a deliberate difference the differential does not list yet",
-    "tests/integration/test_seccomp.py::test_docker_default_profile_differential[no-nnp]":
-        "as [nnp]",
-}
+KNOWN_V2_GAPS = {}
 DESELECT = " ".join(f"--deselect '{n}'" for n in KNOWN_V2_GAPS)
 GUEST_TIMEOUT = int(os.environ.get("OCI_VM_TIMEOUT", "1500"))  # seconds for all guest tests
 PYTHON = sys.executable
