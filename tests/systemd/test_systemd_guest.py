@@ -23,7 +23,7 @@ import qemu  # noqa: E402
 GUEST_FILE = "tests/systemd/guest_systemd.py"
 # v2: pure cgroup v2; v1: systemd's legacy layout (all v1 hierarchies + name=systemd)
 STAGES = ("v2", "v1")
-GUEST_TIMEOUT = 1200
+GUEST_TIMEOUT = 2400  # one guest's checks: ≈3–5 min idle; generous for a loaded machine (CI has 90 min)
 
 
 def guest_tests():

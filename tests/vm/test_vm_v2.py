@@ -33,7 +33,7 @@ GUEST_SUITE = tuple(p for g in GUEST_GROUPS for p in g)
 # pure cgroup v2 guest"; the issue's note). A fixed one is removed from this list, never added to quietly.
 KNOWN_V2_GAPS = {}
 DESELECT = " ".join(f"--deselect '{n}'" for n in KNOWN_V2_GAPS)
-GUEST_TIMEOUT = int(os.environ.get("OCI_VM_TIMEOUT", "1500"))  # seconds for all guest tests
+GUEST_TIMEOUT = int(os.environ.get("OCI_VM_TIMEOUT", "2700"))  # seconds for all guest tests (≈6 min idle, 23 min seen under load 10)
 PYTHON = sys.executable
 
 # the first test waits for the whole guest stage (pytest.ini's 300 s is per test)
