@@ -111,9 +111,63 @@ HAS_BLKIO_LEAF_WEIGHT = "blkio.leaf_weight" in BLKIO_WEIGHT_FILES
 NO_WEIGHT = "this kernel has no blkio weight (BFQ not available)"
 
 
+def _v1_controllers():
+    """Host fact: the controllers mounted as cgroup v1 hierarchies (e.g. no hugetlb/net_cls/net_prio/rdma
+    where the kernel lacks them or leaves them to the unified hierarchy)."""
+    out = set()
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            post = line.partition(" - ")[2].split()
+            if len(post) >= 3 and post[0] == "cgroup":
+                out.update(post[2].split(","))
+    return out
+
+
+def _huge_page_sizes():
+    """Host fact: the huge page sizes the kernel has, in hugetlb's names ("2MB", "1GB", "64KB")."""
+    out = set()
+    base = "/sys/kernel/mm/hugepages"
+    for n in os.listdir(base) if os.path.isdir(base) else ():
+        kb = int(n[len("hugepages-"):-2])
+        out.add(f"{kb >> 20}GB" if kb % (1 << 20) == 0 else f"{kb >> 10}MB" if kb % 1024 == 0 else f"{kb}KB")
+    return out
+
+
+V1_CONTROLLERS = _v1_controllers() if hybrid_v1() else set()
+HUGE_PAGE_SIZES = _huge_page_sizes()
+# RT group scheduling (CONFIG_RT_GROUP_SCHED, not disabled at boot): the cpu hierarchy has cpu.rt_* files
+HAS_RT_GROUP_SCHED = any(os.path.exists(os.path.join(CG, h, "cpu.rt_runtime_us")) for h in os.listdir(CG)
+                         if "cpu" in h.split(","))
+NO_RT = "this kernel has no real-time group scheduling (no cpu.rt_runtime_us"
+
+
+def _no_v1(ctrl):
+    return f"cannot set {ctrl} limit: this host has no {ctrl} cgroup v1 hierarchy ("
+
+
+# the flag an update case's refused field is named with
+UPDATE_FLAG = {"flags-blkio": "--blkio-weight", "flags-cpu-rt": "--cpu-rt-runtime", "resources-json": "--resources"}
+
+
 def host_lacks(case):
     """The runtime's clear error a case must fail with on this host (runc fails it too, with a bare
-    ENOENT of the file), or None where the host has what the case sets."""
+    ENOENT of the file, or "cannot set <controller> limit"), or None where the host has what the case
+    sets."""
+    if case == "cpu-rt" and not HAS_RT_GROUP_SCHED:
+        return "/linux/resources/cpu/realtimeRuntime: " + NO_RT
+    if case == "flags-cpu-rt" and not HAS_RT_GROUP_SCHED:
+        return "/cpu/realtimeRuntime: " + NO_RT
+    if case == "hugetlb":
+        if "hugetlb" not in V1_CONTROLLERS:
+            return "/linux/resources/hugepageLimits: " + _no_v1("hugetlb")
+        if "2MB" not in HUGE_PAGE_SIZES:
+            return "/linux/resources/hugepageLimits/0/pageSize: this kernel has no 2MB huge pages"
+    if case == "network-classid" and "net_cls" not in V1_CONTROLLERS:
+        return "/linux/resources/network/classID: " + _no_v1("net_cls")
+    if case == "network-priorities" and "net_prio" not in V1_CONTROLLERS:
+        return "/linux/resources/network/priorities: " + _no_v1("net_prio")
+    if case == "rdma" and "rdma" not in V1_CONTROLLERS:
+        return "/linux/resources/rdma: " + _no_v1("rdma")
     if case in ("blkio-weight", "flags-blkio", "resources-json") and not HAS_BLKIO_WEIGHT:
         return "/blockIO/weight: " + NO_WEIGHT
     if case == "blkio-weight-device" and not HAS_BLKIO_WEIGHT:
@@ -299,7 +353,7 @@ def test_differential_update(case, oci_runtime, reference_runtime, make_test_bun
     assert rcs["ours"][0] == rcs["runc"][0], f"runc {rcs['runc']} vs ours {rcs['ours']}"
     lacks = host_lacks(case)
     if lacks:
-        flag = "--resources" if isinstance(upd, dict) else "--blkio-weight"
+        flag = UPDATE_FLAG[case]
         assert rcs["ours"][0] != 0 and f"update {flag}: {lacks}" in rcs["ours"][1], rcs["ours"]
         # a failed update leaves the cgroup as it was: the settings written before the failing one are
         # set back (runc 1.1.5 means to, but its set-back re-applies the new values: it keeps them).
