@@ -186,7 +186,17 @@ def _last_cpu():
         return f.read().strip().split(",")[-1].split("-")[-1]
 
 
+def _first_mem_node():
+    """Host fact: the first online memory node (0 on nearly every host; not on some NUMA machines)."""
+    try:
+        with open("/sys/devices/system/node/online") as f:
+            return f.read().strip().split(",")[0].split("-")[0]
+    except OSError:
+        return "0"  # no NUMA: node 0 only
+
+
 CPU = _last_cpu()
+MEM = _first_mem_node()
 
 
 def root_dev():
@@ -215,7 +225,7 @@ CASES = {
                   {"cpu/cpu.cfs_burst_us": ("0", "20000")}),
     # SCHED_IDLE groups read back the minimal weight in cpu.shares
     "cpu-idle": ({"cpu": {"idle": 1}}, {"cpu/cpu.idle": ("0", "1"), "cpu/cpu.shares": ("1024", "3")}),
-    "cpuset": ({"cpu": {"cpus": CPU, "mems": "0"}}, {}),
+    "cpuset": ({"cpu": {"cpus": CPU, "mems": MEM}}, {}),
     "pids": ({"pids": {"limit": 33}}, {}),
     "pids-unlimited": ({"pids": {"limit": -1}}, {}),
     # a limit below what setup needs is written once the init is alone (after SYNC_PID)
@@ -314,7 +324,7 @@ UPDATES = {
     "flags-cpu": (["--cpu-share", "256", "--cpu-quota", "30000", "--cpu-period", "150000"], {}),
     "flags-cpu-quota-only": (["--cpu-quota", "10000"], {}),
     "flags-cpu-rt": (["--cpu-rt-period", "900000", "--cpu-rt-runtime", "10000"], {}),
-    "flags-cpuset": (["--cpuset-cpus", "0", "--cpuset-mems", "0"], {}),
+    "flags-cpuset": (["--cpuset-cpus", CPU, "--cpuset-mems", MEM], {}),
     "flags-pids": (["--pids-limit", "50"], {}),
     "flags-blkio": (["--blkio-weight", "200"], {}),
     "resources-json": ({"memory": {"limit": 104857600, "swap": 209715200}, "cpu": {"shares": 128, "quota": 40000,
