@@ -701,7 +701,7 @@ def test_ebpf_device_filter_on_unified_hierarchy(cg_cleanup):
     name = f"cgb-{uuid.uuid4().hex[:10]}"
     d = f"{CG}/unified/{name}"
     if not os.path.isdir(f"{CG}/unified"):
-        pytest.skip("no unified hierarchy")
+        pytest.skip(f"this host mounts no unified (cgroup2) hierarchy at {CG}/unified")
     cg_cleanup.append(name)
     os.mkdir(d)
     probe = f"""

@@ -29,7 +29,8 @@ NCPU = len(CPUS)
 A, B = (str(c) for c in (CPUS * 2)[:2])  # two CPUs this process may use (the same one on a 1-CPU host)
 HOST_NODES = sorted(int(n[4:]) for n in os.listdir("/sys/devices/system/node") if re.fullmatch(r"node\d+", n)) \
     if os.path.isdir("/sys/devices/system/node") else []
-needs_2cpus = pytest.mark.skipif(NCPU < 2, reason="needs 2 usable CPUs to tell affinities apart")
+needs_2cpus = pytest.mark.skipif(NCPU < 2, reason=f"this process may run on {NCPU} CPU only (sched_getaffinity): "
+                                                 "2 are needed to tell affinities apart")
 needs_numa = pytest.mark.skipif(not os.path.exists("/proc/self/numa_maps"),
                                 reason="kernel without CONFIG_NUMA (no /proc/self/numa_maps)")
 # host facts: a cgroup v1 cpu hierarchy, and RT group scheduling on it (CONFIG_RT_GROUP_SCHED, not
