@@ -157,11 +157,12 @@ def host_lacks(case):
         return "/linux/resources/cpu/realtimeRuntime: " + NO_RT
     if case == "flags-cpu-rt" and not HAS_RT_GROUP_SCHED:
         return "/cpu/realtimeRuntime: " + NO_RT
-    if case == "hugetlb":
+    if case.startswith("hugetlb"):
         if "hugetlb" not in V1_CONTROLLERS:
             return "/linux/resources/hugepageLimits: " + _no_v1("hugetlb")
-        if "2MB" not in HUGE_PAGE_SIZES:
-            return "/linux/resources/hugepageLimits/0/pageSize: this kernel has no 2MB huge pages"
+        for i, hp in enumerate(CASES[case][0]["hugepageLimits"]):
+            if hp["pageSize"] not in HUGE_PAGE_SIZES:
+                return f"/linux/resources/hugepageLimits/{i}/pageSize: this kernel has no {hp['pageSize']} huge pages"
     if case == "network-classid" and "net_cls" not in V1_CONTROLLERS:
         return "/linux/resources/network/classID: " + _no_v1("net_cls")
     if case == "network-priorities" and "net_prio" not in V1_CONTROLLERS:
@@ -241,6 +242,9 @@ CASES = {
                             {}),
     "blkio-leaf-weight": ({"blockIO": {"weight": 300, "leafWeight": 300}}, {}),
     "hugetlb": ({"hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}]}, {}),
+    # 1GB pages: absent on many hosts (no pdpe1gb, or a kernel without them)
+    "hugetlb-1GB": ({"hugepageLimits": [{"pageSize": "2MB", "limit": 4194304},
+                                        {"pageSize": "1GB", "limit": 1 << 30}]}, {}),
     "network-classid": ({"network": {"classID": 1048577}}, {}),
     "network-priorities": ({"network": {"priorities": [{"name": "lo", "priority": 5}]}}, {}),
     "rdma": ({"rdma": {"mlx5_1": {"hcaHandles": 3, "hcaObjects": 10000}}}, {}),
