@@ -238,6 +238,14 @@ def _blkio_needed(r):
                 or any(r.throttle.values()))
 
 
+def _page_bytes(size):
+    """"64KB" -> 65536 (hugetlb's page size names), for ordering."""
+    try:
+        return int(size[:-2]) << {"KB": 10, "MB": 20, "GB": 30}.get(size[-2:], 0)
+    except ValueError:
+        return 0
+
+
 def check_hugetlb_sizes(path, r, suffix):
     """Each hugepageLimits[i].pageSize needs its hugetlb.<size>.<suffix> file: a size this kernel does not
     have (1GB pages on a host without them, 64KB on x86) is a clear error naming the entry and the sizes
@@ -247,7 +255,7 @@ def check_hugetlb_sizes(path, r, suffix):
             try:
                 have = sorted({n.split(".")[1] for n in os.listdir(path)
                                if n.startswith("hugetlb.") and n.endswith("." + suffix) and n.count(".") == 2},
-                              key=lambda s: (len(s), s))
+                              key=_page_bytes)
             except OSError:
                 have = []
             raise HostLacks(("hugepageLimits", i, "pageSize"),
