@@ -55,7 +55,8 @@ def idmap_lacks(path):
     tree = libc.syscall(_SYS_OPEN_TREE, -100, os.fsencode(path), _OPEN_TREE_CLONE | os.O_CLOEXEC)
     if tree < 0:
         e = ctypes.get_errno()
-        return f"open_tree({path}) fails on this kernel: {os.strerror(e)}"
+        return (f"open_tree({path}) fails here: {os.strerror(e)} (the new mount API needs Linux >= 5.2 and "
+                "CAP_SYS_ADMIN)")
     holder = None
     try:
         holder = _userns_holder()
