@@ -291,13 +291,9 @@ def host_findings(doc, bundle, rep, systemd=False, euid=0):
         except ConfigError as e:
             err("host-lsm", e.pointer, e.reason, "use a host where it is enabled, or drop the field")
     # namespaces this kernel lacks
-    for i, n in enumerate(linux.get("namespaces") or ()):
-        t = n.get("type")
-        name = {"network": "net", "mount": "mnt"}.get(t, t)
-        if not n.get("path") and not os.path.exists(f"/proc/self/ns/{name}"):
-            err("host-namespace", f"/linux/namespaces/{i}", f"this kernel has no {t} namespace"
-                + (" (time namespaces need Linux >= 5.6, CONFIG_TIME_NS)" if t == "time" else ""),
-                "drop the namespace, or use a kernel that has it")
+    from ociruntime.validate import missing_namespaces
+    for pointer, reason in missing_namespaces(linux):
+        err("host-namespace", pointer, reason, "drop the namespace, or use a kernel that has it")
     # capabilities outside the bounding set (a new user namespace starts with a full set)
     caps = proc.get("capabilities") or {}
     if not new_userns and "user" not in ns:
@@ -438,6 +434,11 @@ def _cgroup_findings(res, err):
         if res.get(key) and ctrl not in ctrls:
             err("host-cgroup-controller", f"/linux/resources/{key}",
                 f"this host has no {ctrl} cgroup controller", "drop the limit, or enable the controller")
+    net = res.get("network") or {}
+    for key, ctrl in (("classID", "net_cls"), ("priorities", "net_prio")):
+        if net.get(key) and not v2 and ctrl not in ctrls:
+            err("host-cgroup-controller", f"/linux/resources/network/{key}",
+                cgroups.host_lacks_controller(ctrl), "drop the setting, or mount the controller")
     bio = res.get("blockIO") or {}
     if bio and not v2 and "blkio" in ctrls:
         root = _cgroup_root("blkio")
@@ -493,8 +494,10 @@ def _cgroup_findings(res, err):
     if not v2 and (cpu.get("realtimeRuntime") or cpu.get("realtimePeriod")):
         root = _cgroup_root("cpu")
         if root and not os.path.exists(os.path.join(root, "cpu.rt_runtime_us")):
-            err("host-cpu-rt", "/linux/resources/cpu/realtimeRuntime",
-                "this kernel has no real-time group scheduling (CONFIG_RT_GROUP_SCHED)", "drop the realtime fields")
+            from ociruntime.cgroups import fs1
+            err("host-cpu-rt", "/linux/resources/cpu/" + ("realtimeRuntime" if cpu.get("realtimeRuntime") else
+                                                          "realtimePeriod"),
+                fs1._NO_RT, "drop the realtime fields")
 
 
 # ------------------------------------------------------------------------------------------ security

@@ -730,6 +730,27 @@ def check_host(doc):
     if isinstance(proc, dict):
         lsm.process_labels(proc)
     lsm.mount_label(linux)
+    for pointer, reason in missing_namespaces(linux):
+        raise ConfigError(pointer, reason)
+
+
+_NS_PROC = {"network": "net", "mount": "mnt"}
+_NS_CONFIG = {"time": "CONFIG_TIME_NS, Linux >= 5.6", "cgroup": "CONFIG_CGROUPS, Linux >= 4.6",
+              "user": "CONFIG_USER_NS", "network": "CONFIG_NET_NS", "pid": "CONFIG_PID_NS",
+              "ipc": "CONFIG_IPC_NS", "uts": "CONFIG_UTS_NS"}
+
+
+def missing_namespaces(linux, ns_dir="/proc/self/ns"):
+    """(pointer, reason) of each new namespace of a type this kernel lacks (no /proc/self/ns/<type>):
+    create refuses the first before anything is made (unshare would fail with a bare EINVAL)."""
+    for i, n in enumerate(linux.get("namespaces") or ()):
+        if not isinstance(n, dict) or n.get("path") or n.get("type") not in _NS_CONFIG:
+            continue
+        t = n["type"]
+        name = _NS_PROC.get(t, t)
+        if not os.path.exists(os.path.join(ns_dir, name)):
+            yield (f"/linux/namespaces/{i}", f"this kernel has no {t} namespace ({ns_dir}/{name} is missing: "
+                   f"{_NS_CONFIG[t]})")
 
 
 def _check_cpu(doc, ctx):

@@ -362,7 +362,58 @@ def set_resources(paths, resources, cid=None, skip_devices=False, warn=None, roo
         from ociruntime.errors import ConfigError
         raise ConfigError(e.pointer(pointer_base), e.reason, source=source)
     except CgroupError as e:
+        ctrl = getattr(e, "ctrl", None)
+        if ctrl and not _mounted_v1(ctrl):
+            from ociruntime.errors import ConfigError
+            lacks = HostLacks(e.field, host_lacks_controller(ctrl))
+            raise ConfigError(lacks.pointer(pointer_base), lacks.reason, source=source)
         raise OciError(f"error setting cgroup config: {e}")
+
+
+def _mounted_v1(ctrl):
+    try:
+        return any(k and ctrl in k.split(",") for k in hierarchies())
+    except OSError:
+        return True
+
+
+def kernel_controllers(proc_cgroups="/proc/cgroups"):
+    """{controller: enabled} of the controllers this kernel was built with (/proc/cgroups)."""
+    out = {}
+    try:
+        with open(proc_cgroups) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 4 and not line.startswith("#"):
+                    out[parts[0]] = parts[3] == "1"
+    except OSError:
+        pass
+    return out
+
+
+def _unified_controllers():
+    try:
+        h = hierarchies().get("")
+        if not h:
+            return []
+        with open(os.path.join(h[0], "cgroup.controllers")) as f:
+            return f.read().split()
+    except OSError:
+        return []
+
+
+def host_lacks_controller(ctrl, proc_cgroups="/proc/cgroups"):
+    """Why a v1 setting of ``ctrl`` cannot be applied on a host that mounts no hierarchy for it."""
+    have = kernel_controllers(proc_cgroups)
+    if ctrl not in have:
+        why = f"the kernel has no {ctrl} controller"
+    elif not have[ctrl]:
+        why = f"the kernel's {ctrl} controller is disabled (cgroup_disable=)"
+    elif ctrl in _unified_controllers():
+        why = f"the kernel's {ctrl} controller is on the unified (v2) hierarchy only"
+    else:
+        why = f"the kernel's {ctrl} controller is mounted on no v1 hierarchy"
+    return f"cannot set {ctrl} limit: this host has no {ctrl} cgroup v1 hierarchy ({why})"
 
 
 def freeze(paths):

@@ -94,6 +94,17 @@ def _memory_needed(r):
 
 # --- cpu ----------------------------------------------------------------------------------------
 
+_NO_RT = ("this kernel has no real-time group scheduling (no cpu.rt_runtime_us: CONFIG_RT_GROUP_SCHED is "
+          "unset or disabled)")
+
+
+def _check_rt_sched(path, r):
+    """realtimeRuntime/realtimePeriod need RT group scheduling: without it the cpu hierarchy has no
+    cpu.rt_* files (runc fails on the write with ENOENT). Checked before anything of cpu is written."""
+    if (r.cpu_rt_runtime or r.cpu_rt_period) and not os.path.exists(os.path.join(path, "cpu.rt_runtime_us")):
+        raise HostLacks(("cpu", "realtimeRuntime" if r.cpu_rt_runtime else "realtimePeriod"), _NO_RT)
+
+
 def set_rt_sched(path, r):
     period = ""
     if r.cpu_rt_period:
@@ -112,6 +123,7 @@ def set_rt_sched(path, r):
 
 
 def set_cpu(path, r):
+    _check_rt_sched(path, r)
     if r.cpu_shares:
         files.write(path, "cpu.shares", str(r.cpu_shares))
         got = files.read_uint(path, "cpu.shares")
@@ -226,7 +238,33 @@ def _blkio_needed(r):
                 or any(r.throttle.values()))
 
 
+def _page_bytes(size):
+    """"64KB" -> 65536 (hugetlb's page size names), for ordering."""
+    try:
+        return int(size[:-2]) << {"KB": 10, "MB": 20, "GB": 30}.get(size[-2:], 0)
+    except ValueError:
+        return 0
+
+
+def check_hugetlb_sizes(path, r, suffix):
+    """Each hugepageLimits[i].pageSize needs its hugetlb.<size>.<suffix> file: a size this kernel does not
+    have (1GB pages on a host without them, 64KB on x86) is a clear error naming the entry and the sizes
+    the host has, before anything is written (runc fails on the write with ENOENT)."""
+    for i, (size, _limit) in enumerate(r.hugetlb):
+        if not os.path.exists(os.path.join(path, f"hugetlb.{size}.{suffix}")):
+            try:
+                have = sorted({n.split(".")[1] for n in os.listdir(path)
+                               if n.startswith("hugetlb.") and n.endswith("." + suffix) and n.count(".") == 2},
+                              key=_page_bytes)
+            except OSError:
+                have = []
+            raise HostLacks(("hugepageLimits", i, "pageSize"),
+                            f"this kernel has no {size} huge pages (no hugetlb.{size}.{suffix}; this host's "
+                            f"sizes: {', '.join(have) or 'none'})")
+
+
 def set_hugetlb(path, r):
+    check_hugetlb_sizes(path, r, "limit_in_bytes")
     skip_rsvd = False
     for size, limit in r.hugetlb:
         prefix = f"hugetlb.{size}"
@@ -265,6 +303,28 @@ def set_rdma(path, r):
         files.write(path, "rdma.max", rdma_line(dev, handles, objects))
 
 
+class NoController(NoPath):
+    """The container has no directory on the hierarchy of ``ctrl`` (runc's text). The caller tells a
+    host without that hierarchy (then ``field``, the setting that needs it, is named) from a hierarchy
+    the container was not given (rootless)."""
+
+    def __init__(self, ctrl, field):
+        super().__init__(f"cannot set {ctrl} limit: container could not join or create cgroup")
+        self.ctrl = ctrl
+        self.field = field
+
+
+def _controller_field(ctrl, r):
+    """The linux.resources field (path) that made ``ctrl`` needed."""
+    if ctrl == "net_cls":
+        return ("network", "classID")
+    if ctrl == "net_prio":
+        return ("network", "priorities")
+    if ctrl == "cpuset":
+        return ("cpu", "cpus" if r.cpuset_cpus else "mems")
+    return ({"hugetlb": "hugepageLimits", "blkio": "blockIO"}.get(ctrl, ctrl),)
+
+
 def set_resources(paths, res, warn, skip_devices=False, ignore_devices=False):
     """Apply ``res`` (a LinuxResources dict) to the container's v1 cgroups. ignore_devices (rootless):
     the device rules are tried, and their failure (or a devices hierarchy we have no path in) ignored."""
@@ -297,7 +357,7 @@ def set_resources(paths, res, warn, skip_devices=False, ignore_devices=False):
                     pass
             continue
         if not path:
-            raise NoPath(f"cannot set {ctrl} limit: container could not join or create cgroup")
+            raise NoController(ctrl, _controller_field(ctrl, r))
         if ctrl == "devices":
             devices.set_v1(path, device_rules(res))
         else:

@@ -190,7 +190,24 @@ def set_cpu(path, r):
             files.write(path, "cpu.max.burst", burst)
 
 
+def _check_controller(path, ctrl, field, probe):
+    """A setting whose controller this cgroup lacks (``probe``, one of its files, is missing and the
+    controller is not in cgroup.controllers): a clear error naming the field (runc: ENOENT of the file)."""
+    if os.path.exists(os.path.join(path, probe)):
+        return
+    avail = (files.read_opt(path, "cgroup.controllers") or "").split()
+    if ctrl not in avail:
+        raise HostLacks(field, f"no {ctrl} cgroup controller for this cgroup: it is not in "
+                               f"{os.path.join(path, 'cgroup.controllers')} (the kernel lacks it, or the "
+                               f"parent cgroup does not delegate it)")
+
+
 def set_hugetlb(path, r):
+    if not r.hugetlb:
+        return
+    from ociruntime.cgroups.fs1 import check_hugetlb_sizes
+    _check_controller(path, "hugetlb", ("hugepageLimits",), f"hugetlb.{r.hugetlb[0][0]}.max")
+    check_hugetlb_sizes(path, r, "max")
     skip_rsvd = False
     for size, limit in r.hugetlb:
         prefix = f"hugetlb.{size}"
@@ -247,6 +264,8 @@ def set_resources(path, res, warn, skip_devices=False, ignore_devices=False):
                 raise
     set_cpuset(path, r)
     set_hugetlb(path, r)
+    if r.rdma:
+        _check_controller(path, "rdma", ("rdma",), "rdma.max")
     for dev, (handles, objects) in r.rdma.items():
         files.write(path, "rdma.max", rdma_line(dev, handles, objects))
     set_unified(path, r.unified)

@@ -199,6 +199,11 @@ def _saved_resources(st):
         return {}
 
 
+# the field a flag of update sets (a refused field is named with its flag)
+_FLAG_OF = {"/blockIO/weight": "blkio-weight", "/cpu/realtimeRuntime": "cpu-rt-runtime",
+            "/cpu/realtimePeriod": "cpu-rt-period"}
+
+
 def cmd_update(ctx):
     from ociruntime.cgroups.resources import KERNEL_MEMORY_WARNING, merge_update
     from ociruntime.log import log
@@ -220,16 +225,20 @@ def cmd_update(ctx):
         saved = _saved_resources(st)
         merged = merge_update(saved, req)
         # a setting this kernel lacks is named in the request: "update --resources: /blockIO/weight: ..."
-        source = "update --resources" if _flag(ctx, "resources", "r") else \
-            "update --blkio-weight" if ctx.flag("blkio-weight") else "update"
+        # (a flag's: "update --cpu-rt-runtime: /cpu/realtimeRuntime: ...")
+        source = "update --resources" if _flag(ctx, "resources", "r") else "update"
         try:
             mgr.set(merged, skip_devices=True, source=source, pointer_base="")
-        except OciError:
+        except OciError as e:
             try:
                 mgr.set(saved, skip_devices=True, warn=lambda m: None)
             except OciError as e2:
                 log.warning(f"Setting back cgroup configs failed due to error: {e2}, your state.json and "
                             f"actual configs might be inconsistent.")
+            flag = _FLAG_OF.get(getattr(e, "pointer", None))
+            if source == "update" and flag and ctx.flag(flag) is not None:
+                from ociruntime.errors import ConfigError
+                raise ConfigError(e.pointer, e.reason, source=f"update --{flag}") from None
             raise
         st["resources"] = merged
         c.write_state(st)

@@ -405,6 +405,27 @@ def require_spec(runtime, minimum):
                     f" (< {minimum})")
 
 
+def host_lacks_namespace(ns):
+    """Host fact: why this kernel cannot make a namespace of type ``ns`` (no /proc/self/ns/<name>, e.g.
+    time without CONFIG_TIME_NS), or None where it can. A test then asserts the runtime's refusal."""
+    name = {"network": "net", "mount": "mnt"}.get(ns, ns)
+    if os.path.exists(f"/proc/self/ns/{name}"):
+        return None
+    return f"this kernel has no {ns} namespace (/proc/self/ns/{name} is missing)"
+
+
+def assert_refuses_missing_namespace(runtime, bundle, ns, why):
+    """The host lacks namespace ``ns``: the runtime must refuse the bundle (ociruntime with the entry's
+    JSON pointer and the reason) instead of running it."""
+    bundle.set_args("/bin/true")
+    bundle.write()
+    r = runtime.run(None, bundle)
+    assert r.rc != 0, f"{why}, yet {runtime.name} ran the container: {r.describe()}"
+    if runtime.name == "ociruntime":
+        at = [n["type"] for n in bundle.namespaces()].index(ns)
+        assert f"/linux/namespaces/{at}: this kernel has no {ns} namespace" in r.stderr, r.describe()
+
+
 def require_namespace(runtime, ns):
     """Skip unless ``runtime features`` lists namespace ``ns`` (or has no features command)."""
     feats = runtime.features()

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from ociruntime.testing import host_namespace_link as host_ns
-from ociruntime.testing.plugin import require_namespace
+from ociruntime.testing.plugin import assert_refuses_missing_namespace, host_lacks_namespace, require_namespace
 
 pytestmark = pytest.mark.oci_root
 
@@ -41,6 +41,9 @@ def test_shared_namespace(oci_runtime, bundle, ns):
 def test_time_namespace(oci_runtime, bundle):
     require_namespace(oci_runtime, "time")
     bundle.add_namespace("time")
+    why = host_lacks_namespace("time")
+    if why:  # host fact: no CONFIG_TIME_NS (Linux < 5.6 or configured out)
+        return assert_refuses_missing_namespace(oci_runtime, bundle, "time", why)
     links = ns_links(oci_runtime, bundle)
     assert links["time"] != host_ns("time")
 

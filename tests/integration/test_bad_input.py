@@ -1159,7 +1159,7 @@ def _own_cgroup(hier):
 
 def test_33_cgroup_not_empty(env):
     if not os.path.isdir("/sys/fs/cgroup/pids") or _own_cgroup("pids") is None:
-        pytest.skip("needs the v1 pids hierarchy")
+        pytest.skip("this host mounts no cgroup v1 pids hierarchy (or this process has no place in it)")
     cid = env.new_id()
     name = cid + "-cg"
     cg = os.path.join("/sys/fs/cgroup/pids", _own_cgroup("pids").lstrip("/"), name)
@@ -1185,7 +1185,7 @@ def test_33_cgroup_not_empty(env):
 
 def test_33_cgroup_frozen(env):
     if not os.path.isdir("/sys/fs/cgroup/freezer") or _own_cgroup("freezer") is None:
-        pytest.skip("needs the v1 freezer hierarchy")
+        pytest.skip("this host mounts no cgroup v1 freezer hierarchy (or this process has no place in it)")
     cid = env.new_id()
     name = cid + "-cg"
     cg = os.path.join("/sys/fs/cgroup/freezer", _own_cgroup("freezer").lstrip("/"), name)

@@ -111,9 +111,64 @@ HAS_BLKIO_LEAF_WEIGHT = "blkio.leaf_weight" in BLKIO_WEIGHT_FILES
 NO_WEIGHT = "this kernel has no blkio weight (BFQ not available)"
 
 
+def _v1_controllers():
+    """Host fact: the controllers mounted as cgroup v1 hierarchies (e.g. no hugetlb/net_cls/net_prio/rdma
+    where the kernel lacks them or leaves them to the unified hierarchy)."""
+    out = set()
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            post = line.partition(" - ")[2].split()
+            if len(post) >= 3 and post[0] == "cgroup":
+                out.update(post[2].split(","))
+    return out
+
+
+def _huge_page_sizes():
+    """Host fact: the huge page sizes the kernel has, in hugetlb's names ("2MB", "1GB", "64KB")."""
+    out = set()
+    base = "/sys/kernel/mm/hugepages"
+    for n in os.listdir(base) if os.path.isdir(base) else ():
+        kb = int(n[len("hugepages-"):-2])
+        out.add(f"{kb >> 20}GB" if kb % (1 << 20) == 0 else f"{kb >> 10}MB" if kb % 1024 == 0 else f"{kb}KB")
+    return out
+
+
+V1_CONTROLLERS = _v1_controllers() if hybrid_v1() else set()
+HUGE_PAGE_SIZES = _huge_page_sizes()
+# RT group scheduling (CONFIG_RT_GROUP_SCHED, not disabled at boot): the cpu hierarchy has cpu.rt_* files
+HAS_RT_GROUP_SCHED = any(os.path.exists(os.path.join(CG, h, "cpu.rt_runtime_us")) for h in os.listdir(CG)
+                         if "cpu" in h.split(","))
+NO_RT = "this kernel has no real-time group scheduling (no cpu.rt_runtime_us"
+
+
+def _no_v1(ctrl):
+    return f"cannot set {ctrl} limit: this host has no {ctrl} cgroup v1 hierarchy ("
+
+
+# the flag an update case's refused field is named with
+UPDATE_FLAG = {"flags-blkio": "--blkio-weight", "flags-cpu-rt": "--cpu-rt-runtime", "resources-json": "--resources"}
+
+
 def host_lacks(case):
     """The runtime's clear error a case must fail with on this host (runc fails it too, with a bare
-    ENOENT of the file), or None where the host has what the case sets."""
+    ENOENT of the file, or "cannot set <controller> limit"), or None where the host has what the case
+    sets."""
+    if case == "cpu-rt" and not HAS_RT_GROUP_SCHED:
+        return "/linux/resources/cpu/realtimeRuntime: " + NO_RT
+    if case == "flags-cpu-rt" and not HAS_RT_GROUP_SCHED:
+        return "/cpu/realtimeRuntime: " + NO_RT
+    if case.startswith("hugetlb"):
+        if "hugetlb" not in V1_CONTROLLERS:
+            return "/linux/resources/hugepageLimits: " + _no_v1("hugetlb")
+        for i, hp in enumerate(CASES[case][0]["hugepageLimits"]):
+            if hp["pageSize"] not in HUGE_PAGE_SIZES:
+                return f"/linux/resources/hugepageLimits/{i}/pageSize: this kernel has no {hp['pageSize']} huge pages"
+    if case == "network-classid" and "net_cls" not in V1_CONTROLLERS:
+        return "/linux/resources/network/classID: " + _no_v1("net_cls")
+    if case == "network-priorities" and "net_prio" not in V1_CONTROLLERS:
+        return "/linux/resources/network/priorities: " + _no_v1("net_prio")
+    if case == "rdma" and "rdma" not in V1_CONTROLLERS:
+        return "/linux/resources/rdma: " + _no_v1("rdma")
     if case in ("blkio-weight", "flags-blkio", "resources-json") and not HAS_BLKIO_WEIGHT:
         return "/blockIO/weight: " + NO_WEIGHT
     if case == "blkio-weight-device" and not HAS_BLKIO_WEIGHT:
@@ -132,7 +187,17 @@ def _last_cpu():
         return f.read().strip().split(",")[-1].split("-")[-1]
 
 
+def _first_mem_node():
+    """Host fact: the first online memory node (0 on nearly every host; not on some NUMA machines)."""
+    try:
+        with open("/sys/devices/system/node/online") as f:
+            return f.read().strip().split(",")[0].split("-")[0]
+    except OSError:
+        return "0"  # no NUMA: node 0 only
+
+
 CPU = _last_cpu()
+MEM = _first_mem_node()
 
 
 def root_dev():
@@ -161,7 +226,7 @@ CASES = {
                   {"cpu/cpu.cfs_burst_us": ("0", "20000")}),
     # SCHED_IDLE groups read back the minimal weight in cpu.shares
     "cpu-idle": ({"cpu": {"idle": 1}}, {"cpu/cpu.idle": ("0", "1"), "cpu/cpu.shares": ("1024", "3")}),
-    "cpuset": ({"cpu": {"cpus": CPU, "mems": "0"}}, {}),
+    "cpuset": ({"cpu": {"cpus": CPU, "mems": MEM}}, {}),
     "pids": ({"pids": {"limit": 33}}, {}),
     "pids-unlimited": ({"pids": {"limit": -1}}, {}),
     # a limit below what setup needs is written once the init is alone (after SYNC_PID)
@@ -177,6 +242,9 @@ CASES = {
                             {}),
     "blkio-leaf-weight": ({"blockIO": {"weight": 300, "leafWeight": 300}}, {}),
     "hugetlb": ({"hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}]}, {}),
+    # 1GB pages: absent on many hosts (no pdpe1gb, or a kernel without them)
+    "hugetlb-1GB": ({"hugepageLimits": [{"pageSize": "2MB", "limit": 4194304},
+                                        {"pageSize": "1GB", "limit": 1 << 30}]}, {}),
     "network-classid": ({"network": {"classID": 1048577}}, {}),
     "network-priorities": ({"network": {"priorities": [{"name": "lo", "priority": 5}]}}, {}),
     "rdma": ({"rdma": {"mlx5_1": {"hcaHandles": 3, "hcaObjects": 10000}}}, {}),
@@ -260,7 +328,7 @@ UPDATES = {
     "flags-cpu": (["--cpu-share", "256", "--cpu-quota", "30000", "--cpu-period", "150000"], {}),
     "flags-cpu-quota-only": (["--cpu-quota", "10000"], {}),
     "flags-cpu-rt": (["--cpu-rt-period", "900000", "--cpu-rt-runtime", "10000"], {}),
-    "flags-cpuset": (["--cpuset-cpus", "0", "--cpuset-mems", "0"], {}),
+    "flags-cpuset": (["--cpuset-cpus", CPU, "--cpuset-mems", MEM], {}),
     "flags-pids": (["--pids-limit", "50"], {}),
     "flags-blkio": (["--blkio-weight", "200"], {}),
     "resources-json": ({"memory": {"limit": 104857600, "swap": 209715200}, "cpu": {"shares": 128, "quota": 40000,
@@ -299,7 +367,7 @@ def test_differential_update(case, oci_runtime, reference_runtime, make_test_bun
     assert rcs["ours"][0] == rcs["runc"][0], f"runc {rcs['runc']} vs ours {rcs['ours']}"
     lacks = host_lacks(case)
     if lacks:
-        flag = "--resources" if isinstance(upd, dict) else "--blkio-weight"
+        flag = UPDATE_FLAG[case]
         assert rcs["ours"][0] != 0 and f"update {flag}: {lacks}" in rcs["ours"][1], rcs["ours"]
         # a failed update leaves the cgroup as it was: the settings written before the failing one are
         # set back (runc 1.1.5 means to, but its set-back re-applies the new values: it keeps them).
@@ -637,7 +705,7 @@ def test_ebpf_device_filter_on_unified_hierarchy(cg_cleanup):
     name = f"cgb-{uuid.uuid4().hex[:10]}"
     d = f"{CG}/unified/{name}"
     if not os.path.isdir(f"{CG}/unified"):
-        pytest.skip("no unified hierarchy")
+        pytest.skip(f"this host mounts no unified (cgroup2) hierarchy at {CG}/unified")
     cg_cleanup.append(name)
     os.mkdir(d)
     probe = f"""

@@ -101,7 +101,7 @@ def test_blkio_weight_without_bfq(env):
     from ociruntime.check import _cgroup_root
     root = _cgroup_root("blkio")
     if not root or any(os.path.exists(os.path.join(root, f)) for f in ("blkio.weight", "blkio.bfq.weight")):
-        pytest.skip("this host has blkio weights (BFQ): create applies them")
+        pytest.skip("this host has blkio weight files (BFQ or CFQ): create applies them (test_cgroups)")
     b = env.bundle(args=("true",), mutate=lambda s: s["linux"]["resources"].update(blockIO={"weight": 500}))
     agree(env, b, "host-blkio-weight", "/linux/resources/blockIO/weight", "weight")
 
@@ -109,7 +109,7 @@ def test_blkio_weight_without_bfq(env):
 def test_block_device_that_does_not_exist(env):
     from ociruntime.check import _cgroup_root
     if not _cgroup_root("blkio"):
-        pytest.skip("no blkio hierarchy")
+        pytest.skip("this host mounts no cgroup v1 blkio hierarchy (the throttle files live there)")
     b = env.bundle(args=("true",), mutate=lambda s: s["linux"]["resources"].update(blockIO={
         "throttleReadBpsDevice": [{"major": 259, "minor": 65000, "rate": 1000}]}))
     agree(env, b, "host-device", "/linux/resources/blockIO/throttleReadBpsDevice/0", "throttle")
@@ -158,7 +158,46 @@ def test_cgroup_controller_this_host_lacks(env):
     if list(h) == [""]:
         have = set(open(os.path.join(h[""][0], "cgroup.controllers")).read().split())
     if "hugetlb" in have:
-        pytest.skip("this host has the hugetlb controller: create applies hugepageLimits")
+        # the host has the controller: a page size it lacks is what both refuse (64KB on x86, 2MB elsewhere)
+        sizes = os.listdir("/sys/kernel/mm/hugepages") if os.path.isdir("/sys/kernel/mm/hugepages") else []
+        lack = "64KB" if "hugepages-64kB" not in sizes else "32MB" if "hugepages-32768kB" not in sizes else "16GB"
+        b = env.bundle(args=("true",), mutate=lambda s: s["linux"]["resources"].update(
+            hugepageLimits=[{"pageSize": lack, "limit": 1 << 20}]))
+        agree(env, b, "host-hugetlb", "/linux/resources/hugepageLimits/0/pageSize",
+              f"/linux/resources/hugepageLimits/0/pageSize: this kernel has no {lack} huge pages")
+        return
     b = env.bundle(args=("true",), mutate=lambda s: s["linux"]["resources"].update(
         hugepageLimits=[{"pageSize": "2MB", "limit": 1 << 20}]))
-    agree(env, b, "host-cgroup-controller", "/linux/resources/hugepageLimits", "hugetlb")
+    agree(env, b, "host-cgroup-controller", "/linux/resources/hugepageLimits",
+          "/linux/resources/hugepageLimits: cannot set hugetlb limit: this host has no hugetlb cgroup v1 hierarchy")
+
+
+@pytest.mark.parametrize("key,ctrl,value", [("classID", "net_cls", 1048577),
+                                             ("priorities", "net_prio", [{"name": "lo", "priority": 5}])])
+def test_network_controller_this_host_lacks(env, key, ctrl, value):
+    from ociruntime import cgroups
+    h = cgroups.hierarchies()
+    if list(h) == [""]:
+        pytest.skip("pure cgroup v2 host: net_cls/net_prio do not exist there (the setting is ignored with a "
+                    "warning, as runc)")
+    if ctrl in ",".join(h).split(","):
+        pytest.skip(f"this host mounts a {ctrl} cgroup v1 hierarchy: create applies network.{key} (test_cgroups)")
+    b = env.bundle(args=("true",), mutate=lambda s: s["linux"]["resources"].update(network={key: value}))
+    agree(env, b, "host-cgroup-controller", f"/linux/resources/network/{key}",
+          f"/linux/resources/network/{key}: cannot set {ctrl} limit: this host has no {ctrl} cgroup v1 hierarchy")
+
+
+def test_realtime_without_rt_group_sched(env):
+    from ociruntime.check import _cgroup_root
+    root = _cgroup_root("cpu")
+    if not root:
+        pytest.skip("this host mounts no cgroup v1 cpu hierarchy (pure v2: no per-cgroup RT budget)")
+    b = env.bundle(args=("true",), mutate=lambda s: s["linux"]["resources"].update(
+        cpu={"realtimeRuntime": 10000, "realtimePeriod": 1000000}))
+    if os.path.exists(os.path.join(root, "cpu.rt_runtime_us")):
+        # the host has RT group scheduling: check finds nothing to say (create applies it: test_cgroups cpu-rt)
+        rc, errors = checked(env.rt, b)
+        assert [e for e in errors if e[0] == "host-cpu-rt"] == [], errors
+        return
+    agree(env, b, "host-cpu-rt", "/linux/resources/cpu/realtimeRuntime",
+          "/linux/resources/cpu/realtimeRuntime: this kernel has no real-time group scheduling")

@@ -14,6 +14,7 @@ from typing import Callable, Optional, Tuple
 import pytest
 
 from ociruntime.testing import HOOK_KINDS, assert_views_equal, container_view
+from ociruntime.testing.plugin import assert_refuses_missing_namespace, host_lacks_namespace
 from ociruntime.testing.view import sysctl_proc_path
 
 
@@ -507,12 +508,18 @@ def _restore_sysctls(values):
 def test_differential(case, reference_runtime, oci_runtime, make_test_bundle, oci_tmp,
                       ns_holder, oci_diff_ignore):
     why = _supported(reference_runtime, case)
-    if why:
-        pytest.skip(f"reference cannot run this case: {why}")
     b = make_test_bundle()
     ctx = Ctx(oci_tmp, ns_holder)
     case.apply(b, ctx)
     b.write()
+    for ns in case.requires_ns:
+        lacks = host_lacks_namespace(ns)
+        if lacks:  # host fact (e.g. no CONFIG_TIME_NS): both refuse, ours naming the entry
+            for rt in ((reference_runtime,) if not why else ()) + (oci_runtime,):
+                assert_refuses_missing_namespace(rt, b, ns, lacks)
+            return
+    if why:
+        pytest.skip(f"reference cannot run this case: {why}")
     keys = sorted(((b.config.get("linux") or {}).get("sysctl") or {}))
     host_before = _host_sysctls(keys)
     views = []

@@ -29,11 +29,16 @@ NCPU = len(CPUS)
 A, B = (str(c) for c in (CPUS * 2)[:2])  # two CPUs this process may use (the same one on a 1-CPU host)
 HOST_NODES = sorted(int(n[4:]) for n in os.listdir("/sys/devices/system/node") if re.fullmatch(r"node\d+", n)) \
     if os.path.isdir("/sys/devices/system/node") else []
-needs_2cpus = pytest.mark.skipif(NCPU < 2, reason="needs 2 usable CPUs to tell affinities apart")
+needs_2cpus = pytest.mark.skipif(NCPU < 2, reason=f"this process may run on {NCPU} CPU only (sched_getaffinity): "
+                                                 "2 are needed to tell affinities apart")
 needs_numa = pytest.mark.skipif(not os.path.exists("/proc/self/numa_maps"),
                                 reason="kernel without CONFIG_NUMA (no /proc/self/numa_maps)")
-RT_GROUP_SCHED = os.path.exists("/sys/fs/cgroup/cpu/cpu.rt_runtime_us") or \
-    os.path.exists("/sys/fs/cgroup/cpu,cpuacct/cpu.rt_runtime_us")
+# host facts: a cgroup v1 cpu hierarchy, and RT group scheduling on it (CONFIG_RT_GROUP_SCHED, not
+# disabled at boot: the hierarchy has cpu.rt_* files)
+V1_CPU_DIRS = [os.path.join("/sys/fs/cgroup", h) for h in sorted(os.listdir("/sys/fs/cgroup"))
+               if "cpu" in h.split(",") and os.path.exists(os.path.join("/sys/fs/cgroup", h, "cpu.shares"))] \
+    if os.path.isdir("/sys/fs/cgroup") else []
+RT_GROUP_SCHED = any(os.path.exists(os.path.join(d, "cpu.rt_runtime_us")) for d in V1_CPU_DIRS)
 
 
 def stat_fields(text):
@@ -48,11 +53,15 @@ def run_out(env, mutate, script, timeout=15):
     return env.run_to_completion(b, timeout=timeout)[1]
 
 
+def rt_fields(spec):
+    spec["linux"].setdefault("resources", {})["cpu"] = {"realtimeRuntime": 10000, "realtimePeriod": 1000000}
+
+
 def rt_budget(spec):
     """cgroup v1 RT group scheduling: a real-time task needs runtime in its cpu cgroup (elsewhere there
-    is no such budget to give)."""
+    is no such budget to give, and the runtime refuses one: test_scheduler_fifo_without_rt_budget_...)."""
     if RT_GROUP_SCHED:
-        spec["linux"].setdefault("resources", {})["cpu"] = {"realtimeRuntime": 10000, "realtimePeriod": 1000000}
+        rt_fields(spec)
 
 
 def sched(spec, **s):
@@ -176,10 +185,16 @@ def test_scheduler_applies_to_exec(env):
     assert (int(f[41]), int(f[19])) == (5, 0)
 
 
-@pytest.mark.skipif(not RT_GROUP_SCHED, reason="kernel without cgroup v1 RT group scheduling")
+@pytest.mark.skipif(not V1_CPU_DIRS, reason="no cgroup v1 cpu hierarchy on this host (pure cgroup v2: no "
+                                             "per-cgroup RT budget, realtimeRuntime/realtimePeriod do not apply)")
 def test_scheduler_fifo_without_rt_budget_fails_cleanly(env):
     """With RT group scheduling the container's cpu cgroup has no RT runtime by default: sched_setattr
-    fails with EPERM; one error line that says what is missing, nothing left behind."""
+    fails with EPERM; one error line that says what is missing, nothing left behind. Without it (no
+    cpu.rt_* files) a budget cannot be given: realtimeRuntime is refused, naming the field."""
+    if not RT_GROUP_SCHED:
+        b = env.bundle(mutate=rt_fields)
+        create_fails(env, b, "/linux/resources/cpu/realtimeRuntime: this kernel has no real-time group scheduling")
+        return
     b = env.bundle(mutate=lambda s: sched(s, policy="SCHED_FIFO", priority=10))
     create_fails(env, b, "error setting scheduler SCHED_FIFO priority 10", "realtimeRuntime")
     # exec: the init fails after READY; the error still reaches the runtime, nothing is left

@@ -49,7 +49,7 @@ def _unused_uid():
             pass
         if not any(_proc_uid(p) == uid for p in os.listdir("/proc") if p.isdigit()):
             return uid
-    pytest.skip("no unused uid found")
+    pytest.skip(f"every uid {base}..{base + 15} has a passwd entry or a process on this host")
 
 
 def _proc_uid(pid):

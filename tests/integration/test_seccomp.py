@@ -58,7 +58,7 @@ def deny(names, action="SCMP_ACT_ERRNO", default="SCMP_ACT_ALLOW", **rule):
 def sysprobe_bin(oci_session_dir):
     gcc = shutil.which("gcc")
     if not gcc:
-        pytest.skip("gcc is needed to build the static sysprobe helper")
+        pytest.skip("no gcc on this host's PATH (it builds the static sysprobe helper)")
     out = os.path.join(oci_session_dir, "sysprobe")
     r = subprocess.run([gcc, "-static", "-O2", "-o", out, os.path.join(DATA, "sysprobe.c")],
                        capture_output=True, text=True, timeout=120)

@@ -594,6 +594,129 @@ def test_v2_io_weight_without_bfq_or_iocost(tmp_path, kernel):
                              "(neither BFQ nor blk-iocost available)")
 
 
+# --- other host facts: RT group scheduling, huge page sizes, controllers without a hierarchy ----------
+
+def test_v1_realtime_without_rt_group_sched(tmp_path, kernel):
+    """No cpu.rt_* files (CONFIG_RT_GROUP_SCHED unset): the field is named, nothing of cpu is written."""
+    paths = make_v1_tree(tmp_path)
+    for n in ("cpu.rt_runtime_us", "cpu.rt_period_us"):
+        os.unlink(os.path.join(paths["cpu"], n))
+    for cpu, field in (({"shares": 512, "realtimeRuntime": 950, "realtimePeriod": 1000}, "realtimeRuntime"),
+                       ({"realtimePeriod": 1000}, "realtimePeriod")):
+        with pytest.raises(OciError) as ei:
+            cgroups.set_resources(paths, {"cpu": cpu}, skip_devices=True)
+        assert str(ei.value) == (f"config.json: /linux/resources/cpu/{field}: this kernel has no real-time group "
+                                 "scheduling (no cpu.rt_runtime_us: CONFIG_RT_GROUP_SCHED is unset or disabled)")
+    with pytest.raises(OciError, match=r"^update --cpu-rt-runtime: /cpu/realtimeRuntime: this kernel has no "):
+        cgroups.set_resources(paths, {"cpu": {"realtimeRuntime": 5}}, skip_devices=True,
+                              source="update --cpu-rt-runtime", pointer_base="")
+    assert [w for w in kernel.log if w[0] == "cpu"] == []
+    # with the files: applied (runtime before period when the period alone is refused)
+    paths2 = make_v1_tree(tmp_path / "rt")
+    cgroups.set_resources(paths2, {"cpu": {"realtimeRuntime": 950, "realtimePeriod": 1000}}, skip_devices=True)
+    assert read(paths2, "cpu", "cpu.rt_runtime_us") == "950"
+
+
+def _hugetlb_dir(tmp_path, suffix, sizes):
+    d = tmp_path / "hugetlb" / "ctr"
+    d.mkdir(parents=True)
+    for size in sizes:
+        (d / f"hugetlb.{size}.{suffix}").write_text("")
+        (d / f"hugetlb.{size}.usage_in_bytes").write_text("0")
+    return str(d)
+
+
+@pytest.mark.parametrize("sizes", [["2MB", "1GB"], ["2MB"], ["64KB", "2MB", "32MB", "1GB"], ["32MB", "2MB", "64KB"]],
+                         ids=["2MB+1GB", "2MB-only", "arm64", "arm64-no-1GB"])
+def test_v1_hugetlb_page_sizes_per_host(tmp_path, kernel, sizes):
+    """A page size the host has is applied; one it lacks names the entry and lists the host's sizes."""
+    paths = make_v1_tree(tmp_path)
+    paths["hugetlb"] = _hugetlb_dir(tmp_path, "limit_in_bytes", sizes)
+    limits = [{"pageSize": "2MB", "limit": 4194304}, {"pageSize": "1GB", "limit": 1 << 30}]
+    if "1GB" in sizes:
+        cgroups.set_resources(paths, {"hugepageLimits": limits}, skip_devices=True)
+        assert read(paths, "hugetlb", "hugetlb.1GB.limit_in_bytes") == str(1 << 30)
+        return
+    with pytest.raises(OciError) as ei:
+        cgroups.set_resources(paths, {"hugepageLimits": limits}, skip_devices=True)
+    have = ", ".join(sorted(sizes, key=fs1._page_bytes))  # listed smallest first
+    assert str(ei.value) == ("config.json: /linux/resources/hugepageLimits/1/pageSize: this kernel has no 1GB huge "
+                             f"pages (no hugetlb.1GB.limit_in_bytes; this host's sizes: {have})")
+    if len(sizes) == 3:
+        assert have == "64KB, 2MB, 32MB"
+    assert [w for w in kernel.log if w[1].startswith("hugetlb.")] == []
+
+
+def test_v2_hugetlb_page_size_and_missing_controller(tmp_path, kernel):
+    d = make_v2_tree(tmp_path)
+    with pytest.raises(OciError) as ei:
+        cgroups.set_resources({"": d}, {"hugepageLimits": [{"pageSize": "1GB", "limit": 1 << 30}]}, skip_devices=True)
+    assert str(ei.value) == ("config.json: /linux/resources/hugepageLimits/0/pageSize: this kernel has no 1GB huge "
+                             "pages (no hugetlb.1GB.max; this host's sizes: 2MB)")
+    for n in os.listdir(d):
+        if n.startswith(("hugetlb.", "rdma.")):
+            os.unlink(os.path.join(d, n))
+    with open(os.path.join(d, "cgroup.controllers"), "w") as f:
+        f.write("cpuset cpu io memory pids")
+    for res, ptr, ctrl in (({"hugepageLimits": [{"pageSize": "2MB", "limit": 1}]}, "/hugepageLimits", "hugetlb"),
+                           ({"rdma": {"mlx5_1": {"hcaHandles": 3}}}, "/rdma", "rdma")):
+        with pytest.raises(OciError) as ei:
+            cgroups.set_resources({"": d}, res, skip_devices=True)
+        assert str(ei.value) == (f"config.json: /linux/resources{ptr}: no {ctrl} cgroup controller for this cgroup: "
+                                 f"it is not in {d}/cgroup.controllers (the kernel lacks it, or the parent cgroup "
+                                 "does not delegate it)")
+
+
+PROC_CGROUPS = """#subsys_name\thierarchy\tnum_cgroups\tenabled
+cpu\t1\t12\t1
+net_cls\t0\t11\t1
+net_prio\t0\t11\t0
+hugetlb\t0\t11\t1
+"""
+
+
+@pytest.mark.parametrize("res,ptr,ctrl,why", [
+    ({"hugepageLimits": [{"pageSize": "2MB", "limit": 1 << 21}]}, "/hugepageLimits", "hugetlb",
+     "the kernel's hugetlb controller is on the unified (v2) hierarchy only"),
+    ({"network": {"classID": 1048577}}, "/network/classID", "net_cls",
+     "the kernel's net_cls controller is mounted on no v1 hierarchy"),
+    ({"network": {"priorities": [{"name": "eth0", "priority": 5}]}}, "/network/priorities", "net_prio",
+     "the kernel's net_prio controller is disabled (cgroup_disable=)"),
+    ({"rdma": {"mlx5_1": {"hcaHandles": 3}}}, "/rdma", "rdma", "the kernel has no rdma controller"),
+], ids=["hugetlb-v2-only", "net_cls-unmounted", "net_prio-disabled", "rdma-not-built"])
+def test_v1_controller_the_host_lacks_names_the_field(tmp_path, kernel, monkeypatch, res, ptr, ctrl, why):
+    """A setting whose controller the host mounts no v1 hierarchy for: the field, and why (from a fake
+    /proc/cgroups and a fake unified hierarchy) — what a second machine would show, proven here."""
+    paths = make_v1_tree(tmp_path)
+    unified = tmp_path / "unified-root"
+    unified.mkdir()
+    (unified / "cgroup.controllers").write_text("hugetlb")
+    fake = tmp_path / "proc-cgroups"
+    fake.write_text(PROC_CGROUPS)
+    monkeypatch.setattr(cgroups, "hierarchies", lambda: {"cpu": ("/x/cpu", "/"), "": (str(unified), "/")})
+    real = cgroups.kernel_controllers
+    monkeypatch.setattr(cgroups, "kernel_controllers", lambda proc_cgroups=None: real(str(fake)))
+    with pytest.raises(OciError) as ei:
+        cgroups.set_resources(paths, res, skip_devices=True)
+    assert str(ei.value) == f"config.json: /linux/resources{ptr}: cannot set {ctrl} limit: this host has no {ctrl} " \
+                            f"cgroup v1 hierarchy ({why})"
+
+
+def test_missing_namespace_names_the_entry(tmp_path):
+    from ociruntime import validate
+    ns = tmp_path / "ns"
+    ns.mkdir()
+    for n in ("mnt", "pid", "net", "user"):
+        (ns / n).write_text("")
+    linux = {"namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "network"},
+                            {"type": "cgroup", "path": "/proc/1/ns/cgroup"}, {"type": "time"}]}
+    assert list(validate.missing_namespaces(linux, str(ns))) == [
+        ("/linux/namespaces/4", f"this kernel has no time namespace ({ns}/time is missing: CONFIG_TIME_NS, "
+                                "Linux >= 5.6)")]
+    (ns / "time").write_text("")
+    assert list(validate.missing_namespaces(linux, str(ns))) == []
+
+
 def test_v2_unified_errors(tmp_path, kernel):
     d = make_v2_tree(tmp_path)
     with pytest.raises(OciError, match="must be a file name"):
@@ -784,9 +907,12 @@ def test_set_resources_refuses_pids_below_setup_needs(tmp_path, kernel):
     assert read(paths, "pids", "pids.max") == "1"
 
 
-def test_set_resources_wraps_errors_and_dispatches_v2(tmp_path, kernel):
+def test_set_resources_wraps_errors_and_dispatches_v2(tmp_path, kernel, monkeypatch):
     paths = make_v1_tree(tmp_path)
-    with pytest.raises(OciError, match=r"^error setting cgroup config: cannot set hugetlb limit"):
+    # a hugetlb hierarchy the host mounts but the container was not given (rootless): runc's text
+    monkeypatch.setattr(cgroups, "hierarchies", lambda: {"hugetlb": ("/sys/fs/cgroup/hugetlb", "/")})
+    with pytest.raises(OciError, match=r"^error setting cgroup config: cannot set hugetlb limit: container could "
+                                       r"not join or create cgroup$"):
         cgroups.set_resources(paths, {"hugepageLimits": [{"pageSize": "2MB", "limit": 1}]})
     d = make_v2_tree(tmp_path)
     cgroups.set_resources({"": d}, {"pids": {"limit": 5}}, skip_devices=True)

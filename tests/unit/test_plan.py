@@ -631,7 +631,7 @@ def plan_dump(tmp_path_factory):
     """csrc/fuzz/plan_fuzz.c built with -DPLAN_DUMP (ASan+UBSan if the compiler has them)."""
     cc = _compiler()
     if not cc:
-        pytest.skip("no C compiler")
+        pytest.skip("no C compiler (cc/gcc/clang) on this host's PATH")
     out = str(tmp_path_factory.mktemp("dump") / "plan_dump")
     base = [cc, "-std=gnu11", "-g", "-O1", "-Wall", "-Wextra", "-Werror", "-DPLAN_DUMP", "-o", out, HARNESS]
     san = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]

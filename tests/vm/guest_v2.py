@@ -151,6 +151,12 @@ def test_weight_and_hugetlb_applied_bad_settings_refused(oci_runtime, make_test_
              ({"unified": {"misc.max": "nosuchresource 1"}}, "unable to set unified resource 'misc.max'"),
              ({"rdma": {"nosuchdev": {"hcaHandles": 2}}}, "rdma.max"),
              ({"unified": {"../cgroup.procs": "1"}}, "must be a file name")]
+    # a huge page size this kernel lacks (host fact: /sys/kernel/mm/hugepages): refused naming the entry
+    have = set(os.listdir("/sys/kernel/mm/hugepages")) if os.path.isdir("/sys/kernel/mm/hugepages") else set()
+    lack = next(size for size, d in (("64KB", "hugepages-64kB"), ("32MB", "hugepages-32768kB"),
+                                     ("16GB", "hugepages-16777216kB")) if d not in have)
+    cases.append(({"hugepageLimits": [{"pageSize": lack, "limit": 1 << 20}]},
+                  f"/linux/resources/hugepageLimits/0/pageSize: this kernel has no {lack} huge pages"))
     for res, msg in cases:
         cid = new_id(oci_runtime, "v2u-")
         r = oci_runtime.create(cid, bundle(make_test_bundle, cid, res))
