@@ -260,10 +260,24 @@ ACTION_NAMES = {"SCMP_ACT_KILL": "kill_thread", "SCMP_ACT_KILL_THREAD": "kill_th
                 "SCMP_ACT_NOTIFY": "user_notif"}
 SECCOMP_FLAG_KERNEL = {"SECCOMP_FILTER_FLAG_TSYNC": (3, 17), "SECCOMP_FILTER_FLAG_LOG": (4, 14),
                        "SECCOMP_FILTER_FLAG_SPEC_ALLOW": (4, 17), "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV": (5, 19)}
-# statfs magic numbers of filesystems that support idmapped mounts (FS_ALLOW_IDMAP) on Linux >= 6.x
-IDMAP_FS = {0xEF53: "ext4", 0x58465342: "xfs", 0x9123683E: "btrfs", 0x01021994: "tmpfs",
-            0x794C7630: "overlay", 0xF2F52010: "f2fs", 0x4D44: "vfat", 0xE0F5E1E2: "erofs",
-            0x00C36400: "ceph", 0x65735546: "fuse", 0x73717368: "squashfs"}
+# statfs magic numbers of filesystems that support idmapped mounts (FS_ALLOW_IDMAP), with the Linux
+# release that gave each its support (tmpfs only since 6.3: Debian 12's own 6.1 kernel refuses it)
+IDMAP_FS = {0xEF53: ("ext4", (5, 12)), 0x58465342: ("xfs", (5, 12)), 0x4D44: ("vfat", (5, 12)),
+            0x9123683E: ("btrfs", (5, 15)), 0xF2F52010: ("f2fs", (5, 18)), 0x794C7630: ("overlay", (5, 19)),
+            0x01021994: ("tmpfs", (6, 3)), 0x00C36400: ("ceph", (6, 7)), 0x65735546: ("fuse", (6, 12)),
+            0xE0F5E1E2: ("erofs", (5, 12)), 0x73717368: ("squashfs", (5, 12))}
+
+
+def idmap_fs_lacks(magic, kernel_at_least=None):
+    """Why this kernel cannot idmap a mount of a filesystem of that statfs type, or None."""
+    kernel_at_least = kernel_at_least or _kernel_at_least
+    if magic not in IDMAP_FS:
+        return f"is on a filesystem (statfs type 0x{magic:x}) that does not support idmapped mounts"
+    name, since = IDMAP_FS[magic]
+    if not kernel_at_least(*since):
+        return (f"is on {name}, which supports idmapped mounts only since Linux {since[0]}.{since[1]} "
+                f"(this kernel: {os.uname().release})")
+    return None
 
 
 def statfs_magic(path):
@@ -361,9 +375,10 @@ def host_findings(doc, bundle, rep, systemd=False, euid=0):
         if not os.path.isabs(src):
             src = os.path.join(bundle, src)
         magic = statfs_magic(src) if os.path.exists(src) else None
-        if magic is not None and magic not in IDMAP_FS:
-            err("host-idmap", f"/mounts/{i}/source", f"{src} is on a filesystem (statfs type 0x{magic:x}) that "
-                "does not support idmapped mounts", "use a source on ext4, xfs, btrfs, tmpfs, overlay, …")
+        why = idmap_fs_lacks(magic) if magic is not None else None
+        if why:
+            err("host-idmap", f"/mounts/{i}/source", f"{src} {why}",
+                "use a source on a filesystem this kernel idmaps (ext4, xfs, btrfs, overlay; tmpfs from 6.3)")
     try:
         _build_plan(doc, bundle, euid)
     except ConfigError as e:

@@ -223,6 +223,18 @@ def test_host_idmap_on_a_filesystem_without_idmap(tmp_path):
     assert [(f.code, f.pointer) for f in rep.errors] == [("host-idmap", "/mounts/7/source")]
 
 
+def test_idmap_support_goes_by_filesystem_and_kernel_release():
+    """tmpfs idmaps only since Linux 6.3 (Debian 12's own 6.1 refuses it, as create then does); ext4 since 5.12;
+    a filesystem without FS_ALLOW_IDMAP never (sysfs)."""
+    tmpfs, ext4, sysfs = 0x01021994, 0xEF53, 0x62656572
+    on = lambda release: (lambda major, minor: release >= (major, minor))
+    assert chk.idmap_fs_lacks(tmpfs, on((6, 18))) is None
+    assert "only since Linux 6.3" in chk.idmap_fs_lacks(tmpfs, on((6, 1)))
+    assert chk.idmap_fs_lacks(ext4, on((6, 1))) is None
+    assert "only since Linux 5.12" in chk.idmap_fs_lacks(ext4, on((5, 10)))
+    assert "does not support idmapped mounts" in chk.idmap_fs_lacks(sysfs, on((6, 18)))
+
+
 def test_host_bind_source_missing_is_plans_own_error(tmp_path):
     rep = check(make(tmp_path, lambda d: d["mounts"].append({"destination": "/mnt", "type": "bind",
                                                              "source": "/nonexistent-ociruntime-check",
