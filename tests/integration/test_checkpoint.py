@@ -635,13 +635,30 @@ def test_network_namespace_joined_by_path(env, rt):
         ns.close()
 
 
+# a counter that never forks (read's timeout as its clock): the pids limit can be reached from an exec
+# without the container's own shell failing to fork
+NOFORK_COUNTER = "i=0; while :; do echo $i; i=$((i+1)); read -t 0.05 x; done"
+
+
+def _cg_counter(path, name, key):
+    """A counter line ``key N`` of a cgroup file (memory.events, pids.events); 0 when absent."""
+    with open(os.path.join(path, name)) as f:
+        for ln in f:
+            k, _, v = ln.partition(" ")
+            if k == key:
+                return int(v)
+    return 0
+
+
 def test_cgroups_and_limits_restored(env, rt):
-    """The restored tree is in the container's own cgroups (every hierarchy, the state's paths) with the
-    config's limits; delete removes them."""
+    """The restored tree is in the container's own cgroups (every hierarchy on v1, the one cgroup on v2:
+    the state's paths) with the config's limits in force: a fork past pids.max fails, memory past the
+    memory limit hits it; the counter runs on; delete leaves nothing (state, cgroup, mount, process)."""
     def mutate(spec):
-        spec["linux"]["resources"] = {"memory": {"limit": 64 << 20}, "pids": {"limit": 50}}
-    b = counter_bundle(env, mutate=mutate)
+        spec["linux"]["resources"] = {"memory": {"limit": 64 << 20}, "pids": {"limit": 8}}
+    b = counter_bundle(env, mutate=mutate, script=NOFORK_COUNTER)
     cid = env.new_id()
+    snap = env.snapshot(cid)
     io = start_counter(rt, b.path, cid)
     img = images(env)
     rt.ok("checkpoint", "--image-path", img, cid)
@@ -655,18 +672,35 @@ def test_cgroups_and_limits_restored(env, rt):
         assert path.endswith("/" + cid), (ctrl, path)
     from ociruntime import cgroups
     paths = cgroups.container_paths(None, cid)
-    mem = paths.get("memory")
-    if mem:
-        with open(os.path.join(mem, "memory.limit_in_bytes")) as f:
-            assert int(f.read()) == 64 << 20
-    else:
-        with open(os.path.join(paths[""], "memory.max")) as f:
-            assert int(f.read()) == 64 << 20
-    pids = paths.get("pids") or paths.get("")
+    v2 = list(paths) == [""]
+    mem, pids = (paths[""], paths[""]) if v2 else (paths["memory"], paths["pids"])
+    for d in {mem, pids}:
+        with open(os.path.join(d, "cgroup.procs")) as f:
+            assert str(st["pid"]) in f.read().split(), d
+    with open(os.path.join(mem, "memory.max" if v2 else "memory.limit_in_bytes")) as f:
+        assert int(f.read()) == 64 << 20
     with open(os.path.join(pids, "pids.max")) as f:
-        assert f.read().strip() == "50"
+        assert f.read().strip() == "8"
+    # pids.max in force: an exec forks sleepers until the kernel refuses (EAGAIN)
+    assert _cg_counter(pids, "pids.events", "max") == 0
+    p = subprocess.run(rt.argv("exec", cid, "sh", "-c", "i=0; while [ $i -lt 20 ]; do sleep 3 & i=$((i+1)); done"),
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0 and "can't fork" in p.stderr, (p.returncode, p.stderr)
+    assert _cg_counter(pids, "pids.events", "max") > 0
+    # the memory limit in force: a 96 MiB buffer runs into it (OOM-killed where there is no swap)
+    def mem_hits():
+        if v2:
+            return _cg_counter(mem, "memory.events", "max")
+        with open(os.path.join(mem, "memory.failcnt")) as f:
+            return int(f.read())
+    before = mem_hits()
+    p = subprocess.run(rt.argv("exec", cid, "dd", "if=/dev/zero", "of=/dev/null", "bs=96M", "count=1"),
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    assert mem_hits() > before, (p.returncode, p.stderr)
+    io2.wait_count(3)  # the container's own shell never forked: it runs on
     rt.ok("delete", "--force", cid)
     assert not [p for p in paths.values() if os.path.exists(p)]
+    snap.assert_clean()
     io.close()
     io2.close()
 
