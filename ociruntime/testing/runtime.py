@@ -227,7 +227,8 @@ def safe_rmtree(path):
 
 
 def cgroup_dirs_named(names, base="/sys/fs/cgroup", max_depth=4):
-    """Directories under ``base/*/`` whose basename is in ``names`` (bounded walk)."""
+    """Directories under ``base/`` (v1: below a hierarchy ``base/*/``; v2: ``base/`` is the hierarchy)
+    whose basename is in ``names`` (bounded walk)."""
     names = set(names)
     found = []
     if not names or not os.path.isdir(base):
@@ -254,6 +255,8 @@ def cgroup_dirs_named(names, base="/sys/fs/cgroup", max_depth=4):
     except OSError:
         return found
     for h in hierarchies:
+        if os.path.basename(h) in names:  # pure v2: a container's cgroup may sit right below the root
+            found.append(h)
         walk(h, 1)
     return sorted(found)
 

@@ -29,6 +29,8 @@ def normalize(text, cid):
     # the exec'd view script's own pid and fds are volatile; the init's are not
     out = []
     for ln in text.splitlines():
+        if re.match(r"^\d+\s*$", ln):  # a pid without a name: a process that exited while listed (sleep's)
+            continue
         # (runc's exec helper shows up as "exe" or "runc:[..." while it joins the container)
         if re.match(r"^\d+ (sh|cat|awk|grep|sort|basename|readlink|hostname|id|exe|runc:\S*|ociruntime\S*)$",
                     ln) and not ln.startswith("1 "):

@@ -47,7 +47,7 @@ import sys
 import tempfile
 import time
 
-KIT_FORMAT = 1  # bump when the initramfs layout changes: older kits are rebuilt
+KIT_FORMAT = 2  # bump when the kit layout changes: older kits are rebuilt (2: modules.alias)
 QEMU = "qemu-system-x86_64"
 QBOOT = "/usr/share/qemu/qboot.rom"
 BUSYBOX = "/bin/busybox"
@@ -257,6 +257,7 @@ def _build_into(d, pkg, ver):
     mods = os.path.join(d, "modules", kver)
     deps = _module_deps(mods)
     _write_modules_dep(mods, deps)
+    _write_modules_alias(mods, deps)
     order = _load_order(BOOT_MODULES, deps)
     _write_initramfs(os.path.join(d, "initramfs.cpio.gz"), mods, deps, order)
     with open(os.path.join(d, "kit.json"), "w") as f:
@@ -285,7 +286,8 @@ def _decompress_kernel(vmlinuz, out):
 
 
 def _module_deps(mods):
-    """{name: (relative path, [dependency names])} from each module's ``depends=`` modinfo."""
+    """{name: (relative path, [dependency names], [aliases])} from each module's ``depends=`` and
+    ``alias=`` modinfo."""
     out = {}
     for root, _dirs, files in os.walk(os.path.join(mods, "kernel")):
         for fn in files:
@@ -298,8 +300,9 @@ def _module_deps(mods):
                 data = lzma.decompress(data)
             m = re.search(rb"\0depends=([^\0]*)\0", data)
             deps = [x.decode() for x in m.group(1).split(b",") if x] if m else []
+            aliases = [a.decode(errors="replace") for a in re.findall(rb"\0alias=([^\0]+)", data)]
             name = fn.split(".ko")[0].replace("-", "_")
-            out[name] = (os.path.relpath(p, mods), deps)
+            out[name] = (os.path.relpath(p, mods), deps, aliases)
     return out
 
 
@@ -314,6 +317,17 @@ def _write_modules_dep(mods, deps):
     with open(os.path.join(mods, "modules.dep"), "w") as f:
         for n in sorted(deps):
             f.write(f"{deps[n][0]}: {' '.join(deps[d][0] for d in closure(n, []))}\n")
+
+
+def _write_modules_alias(mods, deps):
+    """modules.alias (depmod's format, which busybox modprobe reads): the kernel's on-demand loads by
+    alias resolve in the guest, e.g. sock_diag's ``net-pf-16-proto-4-type-1`` -> unix_diag, which CRIU
+    needs to dump sockets."""
+    with open(os.path.join(mods, "modules.alias"), "w") as f:
+        for n in sorted(deps):
+            for a in deps[n][2]:
+                if " " not in a:
+                    f.write(f"alias {a} {n}\n")
 
 
 def _load_order(wanted, deps):

@@ -56,6 +56,19 @@ def test_initramfs_reproducible_and_modules_in_dependency_order(kit, tmp_path):
     assert {f"lib/modules/{n}.ko" for n in qemu.BOOT_MODULES} <= set(names)
 
 
+def test_kit_lets_the_guest_load_modules_by_alias(kit):
+    """modules.dep and modules.alias for busybox modprobe (the guest's kernel.modprobe): what the kernel
+    asks for by alias resolves, e.g. the sock_diag handlers CRIU needs to dump sockets."""
+    with open(os.path.join(kit.modules, "modules.alias")) as f:
+        aliases = {tuple(ln.split()[1:3]) for ln in f if ln.startswith("alias ")}
+    for alias, mod in (("net-pf-16-proto-4-type-1", "unix_diag"), ("net-pf-16-proto-4-type-2", "inet_diag"),
+                       ("net-pf-16-proto-4-type-2-6", "tcp_diag"), ("net-pf-16-proto-4-type-16", "netlink_diag")):
+        assert (alias, mod) in aliases, (alias, mod)
+    with open(os.path.join(kit.modules, "modules.dep")) as f:
+        dep = {ln.split(":")[0].rsplit("/", 1)[-1] for ln in f}
+    assert {"unix_diag.ko", "inet_diag.ko", "tcp_diag.ko"} <= dep
+
+
 def test_local_cpio_keeps_mtimes_symlinks_and_excludes(tmp_path):
     src = tmp_path / "src"
     (src / "pkg" / "__pycache__").mkdir(parents=True)

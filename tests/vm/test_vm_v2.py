@@ -18,11 +18,18 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 import qemu  # noqa: E402
 
+# checkpoint/restore with CRIU on pure v2 (the hybrid v1 host runs all of test_checkpoint*.py): what depends
+# on the cgroup version, ≈ a minute of guest time. --leave-running (frozen and thawed through cgroup.freeze),
+# restore into the container's v2 cgroup with memory.max/pids.max in force, delete leaving nothing; checkpoint
+# and restore under runc 1.1.5 and ociruntime with the same CRIU, the restored containers' views compared
+CHECKPOINT_IN_GUEST = ("tests/integration/test_checkpoint.py::test_cgroups_and_limits_restored",
+                       "tests/integration/test_checkpoint_differential.py")
 # what runs in the guest (paths relative to the checkout): two pytest processes side by side, one
 # per vCPU, each over its share
 GUEST_GROUPS = (
     ("tests/conformance",              # the bundle-level suite through ociruntime.testing.plugin
-     "tests/integration/test_rootless.py"),
+     "tests/integration/test_rootless.py",
+     *CHECKPOINT_IN_GUEST),
     ("tests/vm/guest_v2.py",           # every v2 controller's limits, eBPF devices, freeze, update, events, ps, kill
      "tests/vm/guest_containerd.py",   # containerd's ctr run through the runc shim with ociruntime as its binary
      "tests/integration/test_exec_pidfd.py",
@@ -32,6 +39,10 @@ GUEST_SUITE = tuple(p for g in GUEST_GROUPS for p in g)
 # What the v2 guest found and is not fixed yet: deselected by name, each with its reason (README "The
 # pure cgroup v2 guest"; the issue's note). A fixed one is removed from this list, never added to quietly.
 KNOWN_V2_GAPS = {}
+# the CRIU under test (make criu's build, tests/integration/criu_util.py): it lives below /var/tmp, which the
+# guest covers with a fresh tmpfs, so its directory is bound back in (keep=) and its path passed on. Without
+# one the guest's checkpoint tests FAIL naming the path (criu_util.criu_bin), as on the host.
+CRIU = os.path.realpath(os.environ.get("OCIRUNTIME_TEST_CRIU") or "/var/tmp/ociruntime-criu/current/criu")
 DESELECT = " ".join(f"--deselect '{n}'" for n in KNOWN_V2_GAPS)
 GUEST_TIMEOUT = int(os.environ.get("OCI_VM_TIMEOUT", "2700"))  # seconds for all guest tests (≈6 min idle, 23 min seen under load 10)
 PYTHON = sys.executable
@@ -104,7 +115,8 @@ def stage(request):
     kit_seconds = time.monotonic() - t0
     local, exclude = local_trees()
     try:
-        g = qemu.Guest.start(kit, cgroup="v2", smp=2, mem=2048, disk_mb=64, keep=[REPO], local=local,
+        keep = [REPO] + ([os.path.dirname(CRIU)] if os.path.isdir(os.path.dirname(CRIU)) else [])
+        g = qemu.Guest.start(kit, cgroup="v2", smp=2, mem=2048, disk_mb=64, keep=keep, local=local,
                              local_exclude=exclude)
     except qemu.GuestError as e:
         pytest.fail(f"the qemu guest did not boot: {e}", pytrace=False)
@@ -120,7 +132,7 @@ def stage(request):
             cmd = (f"exec {PYTHON} -m pytest -p no:cacheprovider -p guest_report -q -rfE {DESELECT} "
                    f"{'--oci-runtime=' + runtime if runtime else ''} {' '.join(group)}")
             env = {"PYTHONPATH": HERE, "PYTHONDONTWRITEBYTECODE": "1", "OCI_VM_SCRATCH": "/dev/vda",
-                   "OCI_VM_RESULTS": g.guest_path(f"results-{i}.json")}
+                   "OCI_VM_RESULTS": g.guest_path(f"results-{i}.json"), "OCIRUNTIME_TEST_CRIU": CRIU}
             jobs.append(g.submit(cmd, env=env, cwd=REPO))
         st.result = []
         for jid in jobs:
