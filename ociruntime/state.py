@@ -41,6 +41,7 @@ def _well_formed(st):
     return all(isinstance(v, str) and v.startswith("/sys/fs/cgroup/") and normpath(v) == v
                for v in list(paths.values()) + made + (st.get("cgroup_kept") or []))
 FIFO = "exec.fifo"
+CRIU_ROOT = "criu-root"  # restore's bind of the rootfs for CRIU (detached once CRIU is done)
 
 
 # --- the few `os` helpers the light commands need, on `posix` ---------------------------------------
@@ -283,19 +284,35 @@ class Container:
             return False
 
     def remove(self):
-        """Tombstone rename, then remove the contents; never follows symlinks."""
+        """Tombstone rename, then remove the contents; never follows symlinks, never descends into the
+        bind of the rootfs a killed restore may have left mounted (CRIU_ROOT)."""
         rfd = self.store._rootfd()
         tomb = f"~deleting~{self.id}~{posix.getpid()}"
         try:
             posix.rename(self.id, tomb, src_dir_fd=rfd, dst_dir_fd=rfd)
         except FileNotFoundError:
             return
+        self._detach_criu_root()
         _rmtree_fd(self.fd)
         self.close()
         try:
             posix.rmdir(tomb, dir_fd=rfd)
         except OSError:
             pass
+
+
+    def _detach_criu_root(self):
+        """A restore that was killed while CRIU ran leaves its rbind of the container's rootfs mounted in
+        the state dir (runc's criu-root): it is detached, never walked (that would delete the rootfs)."""
+        try:
+            posix.stat(CRIU_ROOT, dir_fd=self.fd, follow_symlinks=False)
+        except OSError:
+            return
+        from ociruntime._shim import lib
+        path = f"/proc/self/fd/{self.fd}/{CRIU_ROOT}".encode()
+        for _ in range(8):  # a stacked mount each time it was bound again
+            if lib.oci_umount(path, 2) != 0:  # MNT_DETACH
+                break
 
 
 def _rmtree_fd(dfd):

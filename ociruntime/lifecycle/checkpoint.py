@@ -27,7 +27,7 @@ import time
 
 from ociruntime import cgroups, criu, fastjson as json, plan as planmod
 from ociruntime.errors import OciError, StateError
-from ociruntime.state import Store, proc_start_time, validate_id, spec_state, status_of, CREATING_FILE
+from ociruntime.state import Store, proc_start_time, validate_id, spec_state, status_of, CREATING_FILE, CRIU_ROOT
 
 DESCRIPTORS = "descriptors.json"  # runc's name: the init's stdio as /proc/<pid>/fd links at checkpoint
 DUMP_LOG, RESTORE_LOG = "dump.log", "restore.log"
@@ -583,7 +583,7 @@ def restore(ctx):
         opts.rst_sibling = True
         # CRIU wants its root to be a mount point whose parent is not overmounted: a bind of the rootfs
         # below the state dir, detached once CRIU is done (runc's criu-root)
-        r.criu_root = os.path.join(cdir.path, "criu-root")
+        r.criu_root = os.path.join(cdir.path, CRIU_ROOT)
         os.mkdir(r.criu_root, 0o755)
         _libc_mount(rootfs, r.criu_root, planmod.MS_BIND | planmod.MS_REC)
         r.mounted = r.criu_root
