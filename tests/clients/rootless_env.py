@@ -285,6 +285,13 @@ rootless_storage_path = "{self.home}/storage"
                 problems.append(str(e))
             self.holder.stop()
             self.holder = None
+        # podman's rootless shm lock file is the host's /dev/shm (named by the uid): the test user's only
+        try:
+            os.unlink(f"/dev/shm/libpod_rootless_lock_{self.uid}")
+        except FileNotFoundError:
+            pass
+        if os.path.exists(f"/dev/shm/libpod_rootless_lock_{self.uid}"):
+            problems.append(f"/dev/shm/libpod_rootless_lock_{self.uid} was left")
         if os.path.exists(f"/run/user/{self.uid}"):
             problems.append(f"/run/user/{self.uid} exists")
         for f in ("subuid", "subgid", "passwd", "group"):
