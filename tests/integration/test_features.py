@@ -24,7 +24,8 @@ pytestmark = [pytest.mark.timeout(180)]
 OFFICIAL = Path(__file__).resolve().parents[2] / ".." / "shared" / "oci-schemas" / "v1.3.0"
 NOT_OURS = "not supported by this runtime"
 HOST_LACKS = ("not enabled on this host", "not available on this host", "no such controller",
-              "does not support", "not running on this host", "could not join or create cgroup")
+              "does not support", "not running on this host", "could not join or create cgroup",
+              "this host has no", "this kernel has no")
 
 
 @pytest.fixture(scope="module")
