@@ -695,10 +695,22 @@ def test_cgroups_and_limits_restored(env, rt):
         assert f.read().strip() == "8"
     # pids.max in force: an exec forks sleepers until the kernel refuses (EAGAIN)
     assert _cg_counter(pids, "pids.events", "max") == 0
+    with open(os.path.join(pids, "pids.current")) as f:
+        tasks_before = int(f.read())
     p = subprocess.run(rt.argv("exec", cid, "sh", "-c", "i=0; while [ $i -lt 20 ]; do sleep 3 & i=$((i+1)); done"),
                        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
     assert p.returncode != 0 and "can't fork" in p.stderr, (p.returncode, p.stderr)
     assert _cg_counter(pids, "pids.events", "max") > 0
+
+    def tasks():
+        with open(os.path.join(pids, "pids.current")) as f:
+            return int(f.read())
+    # the sleepers hold the pids limit until they end (3 s, longer on a loaded machine): the next exec
+    # needs its tasks back
+    deadline = time.monotonic() + 60
+    while tasks() > tasks_before:
+        assert time.monotonic() < deadline, (tasks(), tasks_before)
+        time.sleep(0.1)
     # the memory limit in force: a 96 MiB buffer runs into it (OOM-killed where there is no swap)
     def mem_hits():
         if v2:
