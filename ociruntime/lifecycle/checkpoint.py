@@ -658,14 +658,7 @@ def restore(ctx):
     finally:
         swrk.close()
         _close_fds(r.fds)
-        if r.mounted:
-            _umount(r.mounted)
-            r.mounted = None
-        if r.criu_root:
-            try:
-                os.rmdir(r.criu_root)
-            except OSError:
-                pass
+        _release_criu_root(r)
     cdir.close()
     st["_master"] = r.master
     if hooks.get("poststart"):
@@ -736,6 +729,19 @@ def _send_master(console, master_fd):
         s.close()
 
 
+def _release_criu_root(r):
+    """Detach and remove the rbind of the rootfs CRIU restored into (once CRIU is done, or on failure)."""
+    if r.mounted:
+        _umount(r.mounted)
+        r.mounted = None
+    if r.criu_root:
+        try:
+            os.rmdir(r.criu_root)
+        except OSError:
+            pass
+        r.criu_root = None
+
+
 def _rollback(r, cdir):
     import signal
     if r.master >= 0:
@@ -756,15 +762,7 @@ def _rollback(r, cdir):
             os.waitpid(r.pid, 0)
         except ChildProcessError:
             pass
-    if r.mounted:
-        _umount(r.mounted)
-        r.mounted = None
-    if r.criu_root:
-        try:
-            os.rmdir(r.criu_root)
-        except OSError:
-            pass
-        r.criu_root = None
+    _release_criu_root(r)
     if r.mgr is not None:
         try:
             r.mgr.rollback()  # only what this restore made (and its systemd unit): a pre-existing cgroup stays
