@@ -8,6 +8,7 @@ The stage never skips: if the kit cannot be built or the guest does not boot, ev
 with the reason. ``OCI_SKIP_SYSTEMD_GUEST=1`` is a developer's opt-out (CI never sets it).
 """
 import ast
+import functools
 import os
 import sys
 import time
@@ -19,6 +20,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests", "vm"))
 import qemu  # noqa: E402
+import stages  # noqa: E402
 
 GUEST_FILE = "tests/systemd/guest_systemd.py"
 # v2: pure cgroup v2; v1: systemd's legacy layout (all v1 hierarchies + name=systemd)
@@ -38,18 +40,10 @@ class Stage:
         self.error = None
         self.outcomes = {}
         self.output = ""
+        self.notes = []
 
 
-def _say(request, text):
-    cap = request.config.pluginmanager.getplugin("capturemanager")
-    if cap:
-        with cap.global_and_fixture_disabled():
-            print(f"\n[tests/systemd] {text}", file=sys.stderr, flush=True)
-    else:
-        print(f"\n[tests/systemd] {text}", file=sys.stderr, flush=True)
-
-
-def _run_stage(cgroup, request):
+def _run_stage(cgroup):
     st = Stage(cgroup)
     python = os.path.join(REPO, ".venv", "bin", "python")
     if not os.path.exists(python):
@@ -81,7 +75,7 @@ def _run_stage(cgroup, request):
                     kind, msg = "skipped", child.get("message") or ""
             st.outcomes[tc.get("name")] = (kind, msg)
         counts = {k: sum(1 for v in st.outcomes.values() if v[0] == k) for k in ("passed", "failed", "skipped")}
-        _say(request, f"systemd guest {cgroup}: booted in {boot:.0f}s, checks ran in {r.duration:.0f}s: "
+        st.notes.append(f"systemd guest {cgroup}: booted in {boot:.0f}s, checks ran in {r.duration:.0f}s: "
                       f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped "
                       f"of {len(guest_tests())}")
     except qemu.GuestError as e:
@@ -91,13 +85,28 @@ def _run_stage(cgroup, request):
     return st
 
 
+# both systemd guests boot together, beside the host tests (tests/vm/stages.py), before the v2 guest
+STAGE_WAVE = 0
+
+
+def _wanted():
+    return not os.environ.get("OCI_SKIP_SYSTEMD_GUEST") and os.geteuid() == 0
+
+
+def stages_for(items):
+    cgroups = {it.callspec.params.get("stage") for it in items if hasattr(it, "callspec")}
+    return [(f"systemd-{c}", functools.partial(_run_stage, c)) for c in STAGES if c in cgroups and _wanted()]
+
+
 @pytest.fixture(scope="module", params=STAGES)
 def stage(request):
     if os.environ.get("OCI_SKIP_SYSTEMD_GUEST"):
         pytest.skip("OCI_SKIP_SYSTEMD_GUEST is set")
     if os.geteuid() != 0:
         pytest.fail("the systemd guest stage runs as root (make test)")
-    return _run_stage(request.param, request)
+    st = stages.result(f"systemd-{request.param}", functools.partial(_run_stage, request.param))
+    stages.say(request, "tests/systemd", st.notes)
+    return st
 
 
 # the first test's setup boots the guest and runs every check (pytest.ini's 300 s is per test)

@@ -17,6 +17,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 import qemu  # noqa: E402
+import stages  # noqa: E402
 
 # checkpoint/restore with CRIU on pure v2 (the hybrid v1 host runs all of test_checkpoint*.py): what depends
 # on the cgroup version, ≈ a minute of guest time. --leave-running (frozen and thawed through cgroup.freeze),
@@ -89,15 +90,18 @@ class Stage:
         self.results = {}
         self.console = ""
         self.error = ""
+        self.fatal = ""
+        self.notes = []
 
 
-def _say(request, text):
-    cap = request.config.pluginmanager.getplugin("capturemanager")
-    if cap:
-        with cap.global_and_fixture_disabled():
-            print(f"\n[tests/vm] {text}", file=sys.stderr, flush=True)
-    else:
-        print(f"\n[tests/vm] {text}", file=sys.stderr, flush=True)
+# the v2 guest boots beside the host tests (tests/vm/stages.py), once the systemd guests have ended
+STAGE_WAVE = 1
+
+
+def stages_for(items):
+    if os.environ.get("OCI_SKIP_VM") or os.geteuid() != 0:
+        return []
+    return [("vm-v2", _run_stage)]
 
 
 @pytest.fixture(scope="session")
@@ -106,12 +110,23 @@ def stage(request):
         pytest.skip("OCI_SKIP_VM is set (a developer's opt-out; CI never sets it)")
     if os.geteuid() != 0:
         pytest.fail("the cgroup v2 guest stage needs root (qemu's 9p share of / as root, containers in the guest)")
+    st = stages.result("vm-v2", _run_stage)
+    stages.say(request, "tests/vm", st.notes)
+    if st.fatal:
+        pytest.fail(st.fatal, pytrace=False)
+    return st
+
+
+def _run_stage():
+    """Boot the guest, run GUEST_GROUPS in it, read the results back (no pytest calls: it may run in
+    a background thread); a kit or boot failure is ``fatal``, which every test here reports."""
     st = Stage()
     t0 = time.monotonic()
     try:
         kit = qemu.build_kit()
     except qemu.KitError as e:
-        pytest.fail(f"cannot build the guest kit (kernel + initramfs from apt): {e}", pytrace=False)
+        st.fatal = f"cannot build the guest kit (kernel + initramfs from apt): {e}"
+        return st
     kit_seconds = time.monotonic() - t0
     local, exclude = local_trees()
     try:
@@ -119,36 +134,14 @@ def stage(request):
         g = qemu.Guest.start(kit, cgroup="v2", smp=2, mem=2048, disk_mb=64, keep=keep, local=local,
                              local_exclude=exclude)
     except qemu.GuestError as e:
-        pytest.fail(f"the qemu guest did not boot: {e}", pytrace=False)
+        st.fatal = f"the qemu guest did not boot: {e}"
+        return st
     try:
         st.boot, st.controllers = g.boot_seconds, g.controllers
         st.pgid, st.ctl = g.proc.pid, g.ctl
-        _say(request, f"host collection {COLLECT_SECONDS:.1f}s, kit {kit_seconds:.1f}s, guest booted in "
-                      f"{st.boot:.1f}s (controllers: {st.controllers}); running {len(GUEST_IDS)} tests in it")
-        runtime = os.environ.get("OCI_RUNTIME")
-        jobs = []
-        t1 = time.monotonic()
-        for i, group in enumerate(GUEST_GROUPS):
-            cmd = (f"exec {PYTHON} -m pytest -p no:cacheprovider -p guest_report -q -rfE {DESELECT} "
-                   f"{'--oci-runtime=' + runtime if runtime else ''} {' '.join(group)}")
-            env = {"PYTHONPATH": HERE, "PYTHONDONTWRITEBYTECODE": "1", "OCI_VM_SCRATCH": "/dev/vda",
-                   "OCI_VM_RESULTS": g.guest_path(f"results-{i}.json"), "OCIRUNTIME_TEST_CRIU": CRIU}
-            jobs.append(g.submit(cmd, env=env, cwd=REPO))
-        st.result = []
-        for jid in jobs:
-            try:
-                st.result.append(g.wait(jid, timeout=max(1.0, GUEST_TIMEOUT - (time.monotonic() - t1))))
-            except qemu.GuestError as e:
-                st.error = f"the guest run did not finish: {e}"
-                break
-        st.run_time = time.monotonic() - t1
-        for i in range(len(GUEST_GROUPS)):
-            for line in qemu.Guest._read(g.host_path(f"results-{i}.json")).splitlines():
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    continue
-                st.results[rec["nodeid"]] = rec
+        st.notes.append(f"host collection {COLLECT_SECONDS:.1f}s, kit {kit_seconds:.1f}s, guest booted in "
+                        f"{st.boot:.1f}s (controllers: {st.controllers}); running {len(GUEST_IDS)} tests in it")
+        _run_groups(g, st)
         st.console = g.console()
     finally:
         g.stop()
@@ -157,10 +150,37 @@ def stage(request):
     for rec in st.results.values():
         n[rec["outcome"]] = n.get(rec["outcome"], 0) + 1
     slow = sorted(st.results.values(), key=lambda r: -r["duration"])[:8]
-    _say(request, f"guest stage: {len(st.results)} tests ran in the guest ({n}); boot {st.boot:.1f}s, "
-                  f"pytest {st.run_time:.1f}s, total {st.total:.1f}s{'; ' + st.error[:200] if st.error else ''}\n"
-                  + "slowest: " + ", ".join(f"{r['nodeid'].rsplit('/', 1)[-1]} {r['duration']:.0f}s" for r in slow))
+    st.notes.append(f"guest stage: {len(st.results)} tests ran in the guest ({n}); boot {st.boot:.1f}s, "
+                    f"pytest {st.run_time:.1f}s, total {st.total:.1f}s{'; ' + st.error[:200] if st.error else ''}\n"
+                    + "slowest: " + ", ".join(f"{r['nodeid'].rsplit('/', 1)[-1]} {r['duration']:.0f}s" for r in slow))
     return st
+
+
+def _run_groups(g, st):
+    runtime = os.environ.get("OCI_RUNTIME")
+    jobs = []
+    t1 = time.monotonic()
+    for i, group in enumerate(GUEST_GROUPS):
+        cmd = (f"exec {PYTHON} -m pytest -p no:cacheprovider -p guest_report -q -rfE {DESELECT} "
+               f"{'--oci-runtime=' + runtime if runtime else ''} {' '.join(group)}")
+        env = {"PYTHONPATH": HERE, "PYTHONDONTWRITEBYTECODE": "1", "OCI_VM_SCRATCH": "/dev/vda",
+               "OCI_VM_RESULTS": g.guest_path(f"results-{i}.json"), "OCIRUNTIME_TEST_CRIU": CRIU}
+        jobs.append(g.submit(cmd, env=env, cwd=REPO))
+    st.result = []
+    for jid in jobs:
+        try:
+            st.result.append(g.wait(jid, timeout=max(1.0, GUEST_TIMEOUT - (time.monotonic() - t1))))
+        except qemu.GuestError as e:
+            st.error = f"the guest run did not finish: {e}"
+            break
+    st.run_time = time.monotonic() - t1
+    for i in range(len(GUEST_GROUPS)):
+        for line in qemu.Guest._read(g.host_path(f"results-{i}.json")).splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            st.results[rec["nodeid"]] = rec
 
 
 def _tail(st):
