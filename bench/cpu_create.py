@@ -31,16 +31,8 @@ def main():
     rts = [tuple(r.split("=", 1)) for r in a.runtimes]
     work = tempfile.mkdtemp(prefix="ocicpu-")
     try:
-        from ociruntime.demo import busybox_rootfs
-        from ociruntime.misc import default_spec
-        import json
-        bundle = os.path.join(work, "bundle")
-        os.mkdir(bundle)
-        busybox_rootfs(os.path.join(bundle, "rootfs"))
-        spec = default_spec()
-        spec["process"].update(terminal=False, args=["true"])
-        with open(os.path.join(bundle, "config.json"), "w") as f:
-            json.dump(spec, f)
+        from _bundle import write_bundle
+        bundle = write_bundle(os.path.join(work, "bundle"), ["true"])
         cpu = {n: [] for n, _ in rts}
         for i in range(a.warmup + a.reps):
             order = rts if i % 2 else rts[::-1]

@@ -28,14 +28,8 @@ COUNTER = "i=0; while :; do echo $i; i=$((i+1)); sleep 0.05; done"
 
 
 def bundle(base: Path, rootfs: str) -> str:
-    from ociruntime.misc import default_spec
-    spec = default_spec()
-    spec["process"]["terminal"] = False
-    spec["process"]["args"] = ["sh", "-c", COUNTER]
-    spec["root"] = {"path": rootfs, "readonly": True}
-    base.mkdir(parents=True)
-    (base / "config.json").write_text(json.dumps(spec))
-    return str(base)
+    from _bundle import write_bundle
+    return write_bundle(str(base), ["sh", "-c", COUNTER], rootfs=rootfs, readonly=True)
 
 
 class Pipes:

@@ -99,15 +99,8 @@ def ensure_apt(binary, package):
 
 def traced_runs(runtime, work, runs):
     """Run `true` `runs` times with --trace; return the fastest trace's path (the runtime's file as written)."""
-    from ociruntime.demo import busybox_rootfs
-    from ociruntime.misc import default_spec
-    bundle = os.path.join(work, "bundle")
-    os.mkdir(bundle)
-    busybox_rootfs(os.path.join(bundle, "rootfs"))
-    spec = default_spec()
-    spec["process"].update(terminal=False, args=["true"])
-    with open(os.path.join(bundle, "config.json"), "w") as f:
-        json.dump(spec, f)
+    from _bundle import write_bundle
+    bundle = write_bundle(os.path.join(work, "bundle"), ["true"])
     root = os.path.join(work, "root")
     ids, best = [], None
     try:

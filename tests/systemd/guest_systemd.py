@@ -397,6 +397,71 @@ def test_failed_create_leaves_no_unit(rt):
         assert not os.path.exists(os.path.join(rt.root, cid))
 
 
+def _count(bundle):
+    try:
+        with open(os.path.join(bundle.dir, "rootfs", "count")) as f:
+            return int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def _wait(cond, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.2)
+    return cond()
+
+
+def test_checkpoint_restore_makes_the_scope_again(rt):
+    """--systemd-cgroup checkpoint and restore with CRIU (the host's make-criu build, bound in): the
+    checkpoint stops the scope; the restore asks systemd for it again (active, Delegate=yes, the limits
+    as unit properties and in the cgroup files), CRIU puts the restored init in it, the counter goes
+    on; delete removes the unit and its cgroup."""
+    criu = os.environ.get("OCIRUNTIME_TEST_CRIU", "")
+    assert os.access(criu, os.X_OK), f"no CRIU in the guest: OCIRUNTIME_TEST_CRIU={criu!r}"
+    name = "cr" + uuid.uuid4().hex[:8]
+    b = Bundle(args=("sh", "-c", "i=0; while :; do i=$((i+1)); echo $i > /count; sleep 0.2; done"),
+               cgroups_path=f"system.slice:sdt:{name}", resources={"memory": {"limit": 64 * MIB},
+                                                                 "pids": {"limit": 50}})
+    b.spec["root"]["readonly"] = False
+    b.write()
+    cid = "ck" + name
+    rt.ids.append(cid)
+    unit, rel = f"sdt-{name}.scope", f"/system.slice/sdt-{name}.scope"
+    # the container's stdio is /dev/null (CRIU restores it as the same host file)
+    subprocess.run([RT, "--root", rt.root, "--systemd-cgroup", "run", "-d", "--bundle", b.dir, cid],
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True,
+                   timeout=120)
+    assert _wait(lambda: _count(b) >= 3), "the counter did not start"
+    img = tempfile.mkdtemp(prefix="sdimg.", dir="/tmp")
+    rt("--criu", criu, "checkpoint", "--image-path", img, cid, timeout=300)
+    at_dump = _count(b)
+    assert not unit_known(unit), show(unit, "LoadState", "ActiveState")
+    assert not os.path.exists(os.path.join(rt.root, cid))
+    time.sleep(1)
+    assert _count(b) == at_dump, "the counter ran on after the checkpoint"
+    subprocess.run([RT, "--root", rt.root, "--systemd-cgroup", "--criu", criu, "restore", "-d", "--image-path", img,
+                    "--bundle", b.dir, cid], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.PIPE, check=True, timeout=300)
+    assert rt.state(cid)["status"] == "running"
+    assert _wait(lambda: _count(b) > at_dump + 2), "the restored counter did not go on"
+    p = show(unit, "ActiveState", "Delegate", "Slice", mem_prop(), "TasksMax")
+    assert p["ActiveState"] == "active" and p["Delegate"] == "yes" and p["Slice"] == "system.slice", p
+    assert p[mem_prop()] == str(64 * MIB) and p["TasksMax"] == "50", p
+    pid = rt.state(cid)["pid"]
+    assert proc_cgroup(pid) == rel
+    assert proc_cgroup(pid, "memory") == rel
+    assert cg_file(rel, "memory.max" if V2 else "memory.limit_in_bytes", "memory") == str(64 * MIB)
+    assert cg_file(rel, "pids.max", "pids") == "50"
+    rt("delete", "--force", cid)
+    assert not unit_known(unit)
+    assert not cg_exists(f"/system.slice/{unit}")
+    assert unit not in failed_units()
+    shutil.rmtree(img, ignore_errors=True)
+
+
 def test_bad_cgroups_path_one_line_error(rt):
     b = Bundle(cgroups_path="system.slice:only-two")
     r = rt("create", "--bundle", b.dir, "badpath", check=False)

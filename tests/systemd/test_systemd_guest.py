@@ -25,6 +25,10 @@ import stages  # noqa: E402
 GUEST_FILE = "tests/systemd/guest_systemd.py"
 # v2: pure cgroup v2; v1: systemd's legacy layout (all v1 hierarchies + name=systemd)
 STAGES = ("v2", "v1")
+# the CRIU of `make criu` (below /var/tmp, which the guest covers with a fresh tmpfs: bound back in) for
+# the --systemd-cgroup checkpoint/restore check; without one that check FAILS naming the path
+CRIU = os.path.realpath(os.environ.get("OCIRUNTIME_TEST_CRIU") or "/var/tmp/ociruntime-criu/current/criu")
+CRIU_KEEP = [os.path.dirname(CRIU)] if os.path.isdir(os.path.dirname(CRIU)) else []
 GUEST_TIMEOUT = 2400  # one guest's checks: ≈3–5 min idle; generous for a loaded machine (CI has 90 min)
 
 
@@ -51,7 +55,8 @@ def _run_stage(cgroup):
     runtime = os.environ.get("OCI_RUNTIME") or os.path.join(os.path.dirname(python), "ociruntime")
     t0 = time.monotonic()
     try:
-        g = qemu.Guest.start(init="systemd", cgroup=cgroup, keep=[REPO], mem=2048, smp=2, boot_timeout=420)
+        g = qemu.Guest.start(init="systemd", cgroup=cgroup, keep=[REPO] + CRIU_KEEP, mem=2048, smp=2,
+                             boot_timeout=420)
     except (qemu.GuestError, qemu.KitError) as e:
         st.error = f"the systemd guest ({cgroup}) did not boot: {e}"
         return st
@@ -59,6 +64,7 @@ def _run_stage(cgroup):
         boot = time.monotonic() - t0
         junit = g.guest_path("junit.xml")
         r = g.sh(f"cd {REPO} && PYTHONDONTWRITEBYTECODE=1 SD_CGROUP={cgroup} OCI_RUNTIME={runtime} "
+                 f"OCIRUNTIME_TEST_CRIU={CRIU} "
                  f"{python} -m pytest -p no:cacheprovider -q -rfE --junitxml={junit} {GUEST_FILE}",
                  timeout=GUEST_TIMEOUT)
         st.output = r.out + r.err
