@@ -36,6 +36,7 @@ from pathlib import Path
 
 sys.dont_write_bytecode = True                  # no __pycache__ in the source tree
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # ociruntime (its default spec)
 import report  # noqa: E402  (bench/report.py: tables and chart)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -47,44 +48,16 @@ PR_SET_CHILD_SUBREAPER = 36
 
 
 def oci_config(rootfs: str, hostname: str, args: list[str]) -> dict:
-    """The config `runc spec` (1.1.5) writes, with terminal off, the given args and an absolute root path."""
-    caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
-    return {
-        "ociVersion": "1.0.2-dev",
-        "process": {
-            "terminal": False, "user": {"uid": 0, "gid": 0}, "args": list(args),
-            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
-            "cwd": "/",
-            "capabilities": {k: caps for k in ("bounding", "effective", "permitted", "ambient")},
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
-            "noNewPrivileges": True,
-        },
-        "root": {"path": rootfs, "readonly": True},
-        "hostname": hostname,
-        "mounts": [
-            {"destination": "/proc", "type": "proc", "source": "proc"},
-            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
-             "options": ["nosuid", "noexec", "nodev"]},
-            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-             "options": ["nosuid", "noexec", "nodev", "ro"]},
-            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
-        ],
-        "linux": {
-            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
-            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
-            "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-                            "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
-                            "/proc/scsi"],
-            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
-        },
-    }
+    """The config `runc spec` (1.1.5) writes, with terminal off, the given args and an absolute root path:
+    the project's one default spec (ociruntime.misc.default_spec, runc 1.4's example) as 1.1.5 had it —
+    ociVersion 1.0.2-dev, ambient capabilities, no cgroup namespace."""
+    from ociruntime.misc import default_spec
+    spec = default_spec(cgroupns=False)
+    caps = spec["process"]["capabilities"]
+    caps["ambient"] = list(caps["bounding"])
+    spec["process"].update(terminal=False, args=list(args))
+    spec.update(ociVersion="1.0.2-dev", hostname=hostname, root={"path": rootfs, "readonly": True})
+    return spec
 
 
 # ---------------------------------------------------------------------------------------------- helpers
