@@ -18,7 +18,6 @@ import threading
 import time
 import traceback
 
-_T0 = time.monotonic()
 _JOBS = {}
 
 
@@ -31,6 +30,7 @@ class _Job:
         self.name, self.fn = name, fn
         self.done = threading.Event()
         self.value = self.error = None
+        self.queued = time.monotonic()  # when start() took it: the session's collection end
         self.started = self.ended = None
 
     def run(self):
@@ -47,8 +47,6 @@ class _Job:
 def start(waves):
     """``waves``: a list of lists of (name, function); the stages of one wave run at once, the
     next wave starts when every stage of the previous one has ended."""
-    global _T0
-    _T0 = time.monotonic()
     for wave in waves:
         for name, fn in wave:
             _JOBS[name] = _Job(name, fn)
@@ -83,8 +81,8 @@ def result(name, fn):
     waited = time.monotonic() - t0
     notes = getattr(value, "notes", None)
     if isinstance(notes, list):
-        notes.append(f"{name} ran beside the host tests from +{job.started - _T0:.0f}s to +{job.ended - _T0:.0f}s "
-                     f"of the session; its tests waited {waited:.0f}s for it")
+        notes.append(f"{name} ran beside the host tests from +{job.started - job.queued:.0f}s to "
+                     f"+{job.ended - job.queued:.0f}s after collection; its tests waited {waited:.0f}s for it")
     return value
 
 
