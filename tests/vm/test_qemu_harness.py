@@ -93,7 +93,9 @@ def test_local_cpio_keeps_mtimes_symlinks_and_excludes(tmp_path):
     assert not (root / "skipme").exists()
 
 
-def _qemu_children(ppid):
+def _qemu_children(ppid, under=None):
+    """qemu processes whose parent is ``ppid``; with ``under``, only those whose command line names a
+    path below it (the guest stages of the same session run their own qemu beside these tests)."""
     out = []
     for d in os.listdir("/proc"):
         if d.isdigit():
@@ -105,7 +107,8 @@ def _qemu_children(ppid):
             except OSError:
                 continue
             if int(fields[1]) == ppid and cmd and cmd[0].endswith(qemu.QEMU.encode()):
-                out.append(int(d))
+                if under is None or any(under.encode() in a for a in cmd):
+                    out.append(int(d))
     return out
 
 
@@ -127,7 +130,7 @@ def test_boot_failure_reports_the_console_and_leaves_nothing(kit, tmp_path):
         qemu.Guest.start(kit, boot_timeout=0.5, workdir=str(work))
     assert "waiting for the guest to boot" in str(ei.value) and "guest console" in str(ei.value)
     assert os.listdir(work) == [], "the control directory was left behind"
-    assert not _qemu_children(os.getpid()), "qemu was left running"
+    assert not _qemu_children(os.getpid(), under=str(work)), "qemu was left running"
 
 
 def test_qemu_dies_with_its_owner(kit, tmp_path):
