@@ -151,7 +151,16 @@ def test_pre_dump_refused_without_memory_tracking_or_works(env, rt, criu_bin):
     os.mkdir(os.path.join(img, "parent"))
     if _mem_track(criu_bin):
         rt.ok("checkpoint", "--pre-dump", "--image-path", os.path.join(img, "parent"), cid)
+        at_dump = io.read_ints()[-1]
         rt.ok("checkpoint", "--parent-path", "../parent", "--image-path", os.path.join(img, "final"), cid)
+        assert os.path.islink(os.path.join(img, "final", "parent")), os.listdir(os.path.join(img, "final"))
+        # the incremental image restores: its unchanged pages come from the pre-dump
+        io2, rc, err = restore_counter(rt, os.path.join(img, "final"), b.path, cid)
+        assert rc == 0, err
+        assert io2.wait_count(5, timeout=60) > at_dump
+        rt.ok("delete", "--force", cid)
+        io.close()
+        io2.close()
         return
     for args in (("--pre-dump",), ("--parent-path", "parent")):
         rc, err = rt("checkpoint", "--image-path", img, *args, cid)

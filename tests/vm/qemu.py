@@ -474,6 +474,9 @@ def _init1(kver, cgroup, init, shares, keep, local):
     lines += [
         "mkdir -p $R/run/vm/ctl && mount --move /ctl $R/run/vm/ctl || fail 'move ctl'",
         "cp /bin/busybox $R/run/vm/busybox && ln -s busybox $R/run/vm/modprobe",
+        # the kernel's on-demand module loads (veth, the *_diag sockets CRIU needs) through busybox's
+        # modprobe, which reads the kit's text modules.dep/alias: the host's root may have no kmod at all
+        "echo /run/vm/modprobe > /proc/sys/kernel/modprobe",
         f"mkdir -p $R/lib/modules/{kver} && mount -t 9p -o {O9P},ro vmmod $R/lib/modules/{kver} || log 'no module share'",
     ]
     for tag, gpath, ro in shares:

@@ -23,7 +23,14 @@ import stages  # noqa: E402
 # on the cgroup version, ≈ a minute of guest time. --leave-running (frozen and thawed through cgroup.freeze),
 # restore into the container's v2 cgroup with memory.max/pids.max in force, delete leaving nothing; checkpoint
 # and restore under runc 1.1.5 and ociruntime with the same CRIU, the restored containers' views compared
+# and what this host's kernel cannot run: --lazy-pages end to end (the guest's root has CAP_SYS_RESOURCE for
+# CRIU's 4 MiB pipes), --tcp-established over loopback and --pre-dump (Debian's 6.1 lets CRIU dump TCP and
+# has soft-dirty tracking), and a foreground restore relaying a terminal
 CHECKPOINT_IN_GUEST = ("tests/integration/test_checkpoint.py::test_cgroups_and_limits_restored",
+                       "tests/integration/test_checkpoint.py::test_tcp_established_over_loopback",
+                       "tests/integration/test_checkpoint.py::test_pre_dump_refused_without_memory_tracking_or_works",
+                       "tests/integration/test_checkpoint.py::test_lazy_pages_refused_where_the_transfer_cannot_work",
+                       "tests/integration/test_checkpoint.py::test_foreground_terminal_restore_relays_the_tty",
                        "tests/integration/test_checkpoint_differential.py")
 # what runs in the guest (paths relative to the checkout): two pytest processes side by side, one
 # per vCPU, each over its share
