@@ -82,8 +82,8 @@ def _run_stage(cgroup):
             st.outcomes[tc.get("name")] = (kind, msg)
         counts = {k: sum(1 for v in st.outcomes.values() if v[0] == k) for k in ("passed", "failed", "skipped")}
         st.notes.append(f"systemd guest {cgroup}: booted in {boot:.0f}s, checks ran in {r.duration:.0f}s: "
-                      f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped "
-                      f"of {len(guest_tests())}")
+                        f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped "
+                        f"of {len(guest_tests())}")
     except qemu.GuestError as e:
         st.error = f"the systemd guest ({cgroup}) failed: {e}"
     finally:
@@ -115,7 +115,7 @@ def stage(request):
     return st
 
 
-# the first test's setup boots the guest and runs every check (pytest.ini's 300 s is per test)
+# the first test's setup waits for the guest's checks, or runs them (pytest.ini's 300 s is per test)
 @pytest.mark.timeout(GUEST_TIMEOUT + 600)
 @pytest.mark.parametrize("name", guest_tests())
 def test_in_systemd_guest(stage, name):

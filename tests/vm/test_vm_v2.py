@@ -20,7 +20,7 @@ import qemu  # noqa: E402
 import stages  # noqa: E402
 
 # checkpoint/restore with CRIU on pure v2 (the hybrid v1 host runs all of test_checkpoint*.py): what depends
-# on the cgroup version, ≈ a minute of guest time. --leave-running (frozen and thawed through cgroup.freeze),
+# on the cgroup version, ≈ 2 minutes of guest time. --leave-running (frozen and thawed through cgroup.freeze),
 # restore into the container's v2 cgroup with memory.max/pids.max in force, delete leaving nothing; checkpoint
 # and restore under runc 1.1.5 and ociruntime with the same CRIU, the restored containers' views compared
 # and what this host's kernel cannot run: --lazy-pages end to end (the guest's root has CAP_SYS_RESOURCE for
