@@ -49,12 +49,19 @@ class Stdio:
     def child_ends(self):
         return self.in_r, self.out_w, self.err_w
 
+    def _close(self, *names):
+        """Close each fd once: a second close of a number could hit whatever took it meanwhile."""
+        for name in names:
+            fd = getattr(self, name)
+            if fd >= 0:
+                setattr(self, name, -1)
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
     def close_child_ends(self):
-        for fd in (self.in_r, self.out_w, self.err_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        self._close("in_r", "out_w", "err_w")
 
     def _drain(self, fd):
         out = b""
@@ -89,11 +96,7 @@ class Stdio:
         return self.values[-1]
 
     def close(self):
-        for fd in (self.in_r, self.in_w, self.out_r, self.out_w, self.err_r, self.err_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        self._close("in_r", "in_w", "out_r", "out_w", "err_r", "err_w")
 
 
 def run_cli(argv, stdio=None, timeout=60, pass_fds=()):

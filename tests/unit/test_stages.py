@@ -14,45 +14,58 @@ import stages  # noqa: E402
 
 
 class Value:
-    def __init__(self, v):
-        self.v, self.notes = v, []
+    def __init__(self, v, started=0.0, ended=0.0, pid=0):
+        self.v, self.started, self.ended, self.pid, self.notes = v, started, ended, pid, []
 
 
-def test_waves_run_in_order_and_stages_of_a_wave_together():
-    log, lock = [], threading.Lock()
-    both = threading.Barrier(2, timeout=10)  # only passes when both stages of wave 0 run at once
+_BOTH = threading.Barrier(2, timeout=10)  # only passes when both stages of wave 0 run at once
 
-    def stage(name, meet):
-        def fn():
-            if meet:
-                both.wait()
-            with lock:
-                log.append(("start", name))
-            time.sleep(0.05)
-            with lock:
-                log.append(("end", name))
-            return Value(name)
-        return fn
 
-    stages.start([[("t-a", stage("a", True)), ("t-b", stage("b", True))], [("t-c", stage("c", False))]])
-    assert stages.result("t-c", lambda: pytest.fail("ran inline")).v == "c"
-    assert stages.result("t-a", lambda: pytest.fail("ran inline")).v == "a"
-    c = log.index(("start", "c"))
-    assert {("end", "a"), ("end", "b")} <= set(log[:c]), log
-    v = stages.result("t-b", lambda: None)
-    assert any("ran beside the host tests" in n for n in v.notes), v.notes
+def _stage_a():
+    return _timed("a", meet=True)
+
+
+def _stage_b():
+    return _timed("b", meet=True)
+
+
+def _stage_c():
+    return _timed("c", meet=False)
+
+
+def _timed(name, meet):
+    if meet:
+        _BOTH.wait()
+    t0 = time.monotonic()
+    time.sleep(0.05)
+    return Value(name, t0, time.monotonic(), os.getpid())
+
+
+def test_waves_run_in_order_and_stages_of_a_wave_together_in_another_process():
+    stages.start([[("t-a", _stage_a), ("t-b", _stage_b)], [("t-c", _stage_c)]])
+    c = stages.result("t-c", lambda: pytest.fail("ran inline"))
+    a = stages.result("t-a", lambda: pytest.fail("ran inline"))
+    b = stages.result("t-b", lambda: None)
+    assert (a.v, b.v, c.v) == ("a", "b", "c")
+    # CLOCK_MONOTONIC is one clock for every process: wave 1 began after wave 0 had ended
+    assert c.started >= max(a.ended, b.ended), (a.ended, b.ended, c.started)
+    # not in pytest's process: a test's file descriptors and a guest's are not the same table
+    assert a.pid == b.pid == c.pid != os.getpid()
+    assert any("ran beside the host tests" in n for n in b.notes), b.notes
 
 
 def test_a_stage_not_started_runs_inline():
     assert stages.result("t-never-started", lambda: Value(7)).v == 7
 
 
+def _boom():
+    raise RuntimeError("kit exploded")
+
+
 def test_a_crashed_stage_is_reported_with_its_traceback():
-    def boom():
-        raise RuntimeError("kit exploded")
-    stages.start([[("t-crash", boom)]])
+    stages.start([[("t-crash", _boom)]])
     with pytest.raises(stages.StageCrashed, match="kit exploded"):
-        stages.result("t-crash", boom)
+        stages.result("t-crash", _boom)
 
 
 def test_conftest_moves_stage_modules_last_and_collect_only_starts_nothing(tmp_path):
