@@ -127,12 +127,16 @@ def test_exec_output_exit_code_user_cwd_env(podman):
 def test_exec_tty(podman):
     n = start_detached(podman)
     mark = podman.calls_mark()
+    # the exec's terminal gets podman's size by way of conmon; under two busy loops `stty size` once ran
+    # before it was set (0 0: "stty: standard input: No child processes"), so the shell asks until it is
     rc, out = podman.pty_run(["podman", "exec", "-t", n, "sh", "-c",
-                              "tty; stty size; [ -t 0 ] && [ -t 1 ] && echo both-tty; exit 4"])
+                              "tty; i=0; while [ $i -lt 100 ]; do s=$(stty size 2>/dev/null); "
+                              "[ -n \"$s\" ] && [ \"$s\" != '0 0' ] && break; i=$((i+1)); sleep 0.1; done; "
+                              "echo \"size $s\"; [ -t 0 ] && [ -t 1 ] && echo both-tty; exit 4"])
     text = out.decode(errors="replace")
     assert rc == 4, text
     assert "/dev/pts/" in text and "both-tty" in text, text
-    assert "24 80" in text, text
+    assert "size 24 80" in text, text
     execs = runtime_calls(podman, mark, "exec")
     assert execs and "--console-socket" in execs[0] and "--tty" in execs[0], execs
 
