@@ -19,6 +19,7 @@ import pytest
 
 from ociruntime.demo import busybox_rootfs
 from ociruntime.misc import default_spec
+from ociruntime.testing.view import wait_for
 
 RT = os.environ.get("OCI_RUNTIME") or os.path.join(os.path.dirname(sys.executable), "ociruntime")
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
@@ -405,15 +406,6 @@ def _count(bundle):
         return 0
 
 
-def _wait(cond, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.2)
-    return cond()
-
-
 def test_checkpoint_restore_makes_the_scope_again(rt):
     """--systemd-cgroup checkpoint and restore with CRIU (the host's make-criu build, bound in): the
     checkpoint stops the scope; the restore asks systemd for it again (active, Delegate=yes, the limits
@@ -434,7 +426,7 @@ def test_checkpoint_restore_makes_the_scope_again(rt):
     subprocess.run([RT, "--root", rt.root, "--systemd-cgroup", "run", "-d", "--bundle", b.dir, cid],
                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True,
                    timeout=120)
-    assert _wait(lambda: _count(b) >= 3), "the counter did not start"
+    wait_for(lambda: _count(b) >= 3, timeout=60, interval=0.2, what="the counter to start")
     img = tempfile.mkdtemp(prefix="sdimg.", dir="/tmp")
     rt("--criu", criu, "checkpoint", "--image-path", img, cid, timeout=300)
     at_dump = _count(b)
@@ -446,7 +438,7 @@ def test_checkpoint_restore_makes_the_scope_again(rt):
                     "--bundle", b.dir, cid], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                    stderr=subprocess.PIPE, check=True, timeout=300)
     assert rt.state(cid)["status"] == "running"
-    assert _wait(lambda: _count(b) > at_dump + 2), "the restored counter did not go on"
+    wait_for(lambda: _count(b) > at_dump + 2, timeout=60, interval=0.2, what="the restored counter to go on")
     p = show(unit, "ActiveState", "Delegate", "Slice", mem_prop(), "TasksMax")
     assert p["ActiveState"] == "active" and p["Delegate"] == "yes" and p["Slice"] == "system.slice", p
     assert p[mem_prop()] == str(64 * MIB) and p["TasksMax"] == "50", p
